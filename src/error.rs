@@ -1,0 +1,196 @@
+//! The crate's error type.
+//!
+//! Every variant names what a person needs to act: the reference, the registry,
+//! the digest expected and received, the path. Failures that come from outside
+//! (I/O, the network) are returned from `source()` rather than repeated in the
+//! message. No variant ever holds a password or a token.
+
+use std::path::PathBuf;
+
+use crate::digest::{Digest, ParseDigestError, VerifyError};
+use crate::manifest::{ParseManifestError, SelectError};
+use crate::reference::ParseReferenceError;
+
+/// Shorthand for `Result<T, forge_oci::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while pulling or caching an artifact.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The reference string does not follow the distribution grammar.
+    #[error(transparent)]
+    InvalidReference(#[from] ParseReferenceError),
+
+    /// The registry has no such repository, tag or digest (HTTP 404).
+    #[error("{reference} not found on {registry}{}", detail_suffix(.detail))]
+    NotFound {
+        /// The reference as normalised.
+        reference: String,
+        /// The registry host asked.
+        registry: String,
+        /// What the registry said, if anything.
+        detail: Option<String>,
+    },
+
+    /// The registry wants credentials that were not given or not accepted (HTTP 401).
+    #[error("{registry} refused anonymous access to {reference}{}; the repository may be private or the name misspelt", detail_suffix(.detail))]
+    Unauthorized {
+        /// The reference as normalised.
+        reference: String,
+        /// The registry host asked.
+        registry: String,
+        /// What the registry said, if anything.
+        detail: Option<String>,
+    },
+
+    /// The registry refused access even with a token (HTTP 403).
+    #[error("{registry} denied access to {reference}{}", detail_suffix(.detail))]
+    Denied {
+        /// The reference as normalised.
+        reference: String,
+        /// The registry host asked.
+        registry: String,
+        /// What the registry said, if anything.
+        detail: Option<String>,
+    },
+
+    /// Any other unexpected HTTP status.
+    #[error("{registry} answered HTTP {status} for {url}{}", detail_suffix(.detail))]
+    Registry {
+        /// The registry host asked.
+        registry: String,
+        /// The URL requested.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The first error code of a registry error body (`MANIFEST_UNKNOWN`, …).
+        code: Option<String>,
+        /// The registry's error body, summarised.
+        detail: Option<String>,
+    },
+
+    /// The registry could not be reached or the connection failed mid-way.
+    #[error("cannot reach {host} while {action}")]
+    Transport {
+        /// The host (and port) connected to.
+        host: String,
+        /// What was being done, e.g. `fetching the manifest of ghcr.io/a/b:1`.
+        action: String,
+        /// The underlying failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The bearer-token service did not give a usable token.
+    #[error("could not get a token for {registry} from {realm}: {reason}")]
+    Token {
+        /// The registry that asked for the token.
+        registry: String,
+        /// The token endpoint (without query).
+        realm: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A manifest (or token response) exceeded its size limit; reading stopped there.
+    #[error("{what} for {reference} is larger than the {limit}-byte limit")]
+    TooLarge {
+        /// What was being read.
+        what: &'static str,
+        /// The reference as normalised.
+        reference: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// A manifest could not be used.
+    #[error("manifest {digest} of {reference}: {reason}")]
+    InvalidManifest {
+        /// The reference as normalised.
+        reference: String,
+        /// The manifest's digest.
+        digest: Digest,
+        /// What was wrong with it.
+        reason: ParseManifestError,
+    },
+
+    /// Nothing in the manifest or index fits the client's platforms or media types.
+    #[error("{reference}: {reason}")]
+    NoMatch {
+        /// The reference as normalised.
+        reference: String,
+        /// What was looked for and what was found.
+        reason: SelectError,
+    },
+
+    /// A descriptor uses a digest forge-oci cannot verify.
+    #[error("{reference}: {reason}")]
+    UnsupportedDigest {
+        /// The reference as normalised.
+        reference: String,
+        /// The digest and why it is refused.
+        reason: ParseDigestError,
+    },
+
+    /// Content did not match its digest or size. Nothing was stored.
+    #[error("{what} {expected} of {reference}: {reason}")]
+    Verification {
+        /// `"manifest"` or `"blob"`.
+        what: &'static str,
+        /// The reference as normalised.
+        reference: String,
+        /// The digest the content should have had.
+        expected: Digest,
+        /// The mismatch: digests or sizes expected and received.
+        reason: VerifyError,
+    },
+
+    /// The network is off (offline mode) and the reference is not cached.
+    #[error(
+        "{reference} is not in the cache at {cache} and the network is off (offline mode); pull it once online to fill the cache"
+    )]
+    NotCached {
+        /// The reference as normalised.
+        reference: String,
+        /// The cache root.
+        cache: PathBuf,
+    },
+
+    /// A file-system operation on the cache failed.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done (`create directory`, `write`, `lock`, …).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// No cache directory was given and the platform has none.
+    #[error("no cache directory: set FORGE_CACHE_DIR or ClientBuilder::cache_dir")]
+    NoCacheDir,
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    match detail {
+        Some(d) => format!(" ({d})"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Error {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,603 @@
+//! Manifest and index documents, and choosing what to download from them.
+//!
+//! OCI image manifests and indexes and their Docker v2 equivalents share one shape,
+//! so one pair of types reads all four. Unknown fields are ignored, as the spec
+//! asks. Docker schema1 and unknown media types are refused with an error naming them.
+//! Everything here is pure: no network, no disk.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::digest::{Digest, ParseDigestError};
+
+/// Media type of an OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Media type of a Docker v2 schema 2 manifest.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker v2 manifest list.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+const DOCKER_SCHEMA1: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+
+/// The `Accept` header for manifest requests: every type we can read. ghcr.io
+/// refuses to serve an index to a client that does not list it.
+pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The layer media types accepted by default, in order of preference: the
+/// component and core-module types first, then the older wasm-to-oci ones.
+pub const DEFAULT_LAYER_MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    "application/wasm",
+    "application/vnd.wasm.content.layer.v1+wasm",
+    "application/vnd.module.wasm.content.layer.v1+wasm",
+];
+
+/// A content descriptor: what a manifest says about a blob or a child manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Descriptor {
+    /// The media type of the referenced content.
+    #[serde(deserialize_with = "media_type")]
+    pub media_type: String,
+    /// The digest as written, checked against the OCI digest grammar. Use
+    /// [`Descriptor::sha256`] to get a [`Digest`] that can be fetched.
+    #[serde(deserialize_with = "digest_grammar")]
+    pub digest: String,
+    /// The size in bytes.
+    pub size: u64,
+    /// Where the platform of a child manifest in an index is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// The artifact type of a child manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Descriptor {
+    /// The digest as a [`Digest`].
+    ///
+    /// # Errors
+    /// When the descriptor uses an algorithm other than sha256.
+    pub fn sha256(&self) -> Result<Digest, ParseDigestError> {
+        self.digest.parse()
+    }
+
+    /// The media type without parameters, lowercased (`application/wasm; x=y` → `application/wasm`).
+    fn media_type_essence(&self) -> String {
+        essence(&self.media_type)
+    }
+}
+
+/// The platform of a child manifest in an index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Platform {
+    /// CPU architecture, e.g. `wasm`, `amd64`.
+    pub architecture: String,
+    /// Operating system, e.g. `wasip2`, `linux`.
+    pub os: String,
+    /// CPU variant, e.g. `v8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// A platform from an OS and an architecture.
+    pub fn new(os: impl Into<String>, architecture: impl Into<String>) -> Platform {
+        Platform {
+            architecture: architecture.into(),
+            os: os.into(),
+            variant: None,
+        }
+    }
+
+    /// The platforms a wasm artifact index is searched for by default, best first:
+    /// `wasip2`, `wasip1`, then `wasi`, each with architecture `wasm` or `wasm32`.
+    pub fn wasm_defaults() -> Vec<Platform> {
+        ["wasip2", "wasip1", "wasi"]
+            .into_iter()
+            .flat_map(|os| ["wasm", "wasm32"].map(|arch| Platform::new(os, arch)))
+            .collect()
+    }
+
+    fn matches(&self, wanted: &Platform) -> bool {
+        self.os == wanted.os
+            && self.architecture == wanted.architecture
+            && (wanted.variant.is_none() || self.variant == wanted.variant)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An image manifest (OCI or Docker v2): a config and a list of layers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ImageManifest {
+    /// Always 2.
+    pub schema_version: u32,
+    /// The manifest's own media type, when it states one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The artifact type, for artifacts that are not container images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The config blob.
+    pub config: Descriptor,
+    /// The layers, in order.
+    pub layers: Vec<Descriptor>,
+    /// The manifest this one refers to (signatures, SBOMs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// An image index (OCI) or manifest list (Docker): one manifest per platform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ImageIndex {
+    /// Always 2.
+    pub schema_version: u32,
+    /// The index's own media type, when it states one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// The artifact type, for artifacts that are not container images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The child manifests.
+    pub manifests: Vec<Descriptor>,
+    /// The manifest this one refers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// A manifest document of either kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Manifest {
+    /// A manifest that lists layers.
+    Image(ImageManifest),
+    /// An index that lists manifests.
+    Index(ImageIndex),
+}
+
+impl Manifest {
+    /// Parses a manifest document. The kind comes from the document's own
+    /// `mediaType`, else from `content_type` (the response's `Content-Type`), else
+    /// from its shape (`manifests` → index, `layers` → manifest).
+    ///
+    /// # Errors
+    /// Not JSON, a schema1 or unknown media type, a missing or mistyped required
+    /// field, a malformed digest or media type, or a manifest without layers.
+    pub fn from_slice(
+        bytes: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Manifest, ParseManifestError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Probe {
+            schema_version: Option<u32>,
+            media_type: Option<String>,
+            manifests: Option<serde_json::Value>,
+            layers: Option<serde_json::Value>,
+        }
+        let probe: Probe = serde_json::from_slice(bytes).map_err(ParseManifestError::json)?;
+        if probe.schema_version == Some(1) {
+            return Err(ParseManifestError::new(ManifestErrorKind::Schema1));
+        }
+        let declared = probe
+            .media_type
+            .as_deref()
+            .map(essence)
+            .or_else(|| content_type.map(essence).filter(|c| is_manifest_type(c)));
+        let is_index = match declared.as_deref() {
+            Some(OCI_INDEX | DOCKER_MANIFEST_LIST) => true,
+            Some(OCI_MANIFEST | DOCKER_MANIFEST) => false,
+            Some(t) if DOCKER_SCHEMA1.contains(&t) => {
+                return Err(ParseManifestError::new(ManifestErrorKind::Schema1));
+            }
+            Some(t) => {
+                return Err(ParseManifestError::new(
+                    ManifestErrorKind::UnsupportedMediaType(t.to_owned()),
+                ));
+            }
+            None => match (&probe.manifests, &probe.layers) {
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                _ => return Err(ParseManifestError::new(ManifestErrorKind::UnknownKind)),
+            },
+        };
+        if let Some(t) = &probe.media_type {
+            check_media_type(t)
+                .map_err(|e| ParseManifestError::json(serde::de::Error::custom(e)))?;
+        }
+        if is_index {
+            let index: ImageIndex =
+                serde_json::from_slice(bytes).map_err(ParseManifestError::json)?;
+            Ok(Manifest::Index(index))
+        } else {
+            let m: ImageManifest =
+                serde_json::from_slice(bytes).map_err(ParseManifestError::json)?;
+            if m.layers.is_empty() {
+                return Err(ParseManifestError::new(ManifestErrorKind::NoLayers));
+            }
+            Ok(Manifest::Image(m))
+        }
+    }
+}
+
+fn is_manifest_type(t: &str) -> bool {
+    [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ]
+    .contains(&t)
+        || DOCKER_SCHEMA1.contains(&t)
+}
+
+fn essence(media_type: &str) -> String {
+    media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Picks the child manifest for the first platform in `wanted` (best first) that the
+/// index offers. An index with a single entry that states no platform is taken as is.
+///
+/// # Errors
+/// [`SelectError::NoMatchingPlatform`], listing the platforms the index offers.
+pub fn select_platform<'a>(
+    index: &'a ImageIndex,
+    wanted: &[Platform],
+) -> Result<&'a Descriptor, SelectError> {
+    for w in wanted {
+        if let Some(d) = index
+            .manifests
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(|p| p.matches(w)))
+        {
+            return Ok(d);
+        }
+    }
+    if let [only] = index.manifests.as_slice() {
+        if only.platform.is_none() {
+            return Ok(only);
+        }
+    }
+    Err(SelectError::NoMatchingPlatform {
+        wanted: wanted.iter().map(ToString::to_string).collect(),
+        found: index
+            .manifests
+            .iter()
+            .map(|d| {
+                d.platform
+                    .as_ref()
+                    .map_or_else(|| "(none)".to_owned(), ToString::to_string)
+            })
+            .collect(),
+    })
+}
+
+/// Picks the layer to download: the first layer whose media type (parameters
+/// ignored) is the most preferred in `accepted`; failing that, the only layer if
+/// there is exactly one.
+///
+/// # Errors
+/// [`SelectError::NoMatchingLayer`], listing the media types found.
+pub fn select_layer<'a>(
+    manifest: &'a ImageManifest,
+    accepted: &[String],
+) -> Result<&'a Descriptor, SelectError> {
+    for want in accepted {
+        let want = essence(want);
+        if let Some(d) = manifest
+            .layers
+            .iter()
+            .find(|d| d.media_type_essence() == want)
+        {
+            return Ok(d);
+        }
+    }
+    if let [only] = manifest.layers.as_slice() {
+        return Ok(only);
+    }
+    Err(SelectError::NoMatchingLayer {
+        accepted: accepted.to_vec(),
+        found: manifest
+            .layers
+            .iter()
+            .map(|d| d.media_type.clone())
+            .collect(),
+    })
+}
+
+/// Why nothing could be chosen from a manifest or index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SelectError {
+    /// No child manifest of an index is for a wanted platform.
+    NoMatchingPlatform {
+        /// The platforms searched for, best first.
+        wanted: Vec<String>,
+        /// The platforms the index offers.
+        found: Vec<String>,
+    },
+    /// Several layers and none of an accepted media type.
+    NoMatchingLayer {
+        /// The media types accepted, best first.
+        accepted: Vec<String>,
+        /// The media types of the manifest's layers.
+        found: Vec<String>,
+    },
+}
+
+impl fmt::Display for SelectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SelectError::NoMatchingPlatform { wanted, found } => write!(
+                f,
+                "the index has no manifest for platform {}; it offers {}",
+                wanted.join(", "),
+                found.join(", ")
+            ),
+            SelectError::NoMatchingLayer { accepted, found } => write!(
+                f,
+                "none of the {} layers has an accepted media type ({}); found {}",
+                found.len(),
+                accepted.join(", "),
+                found.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SelectError {}
+
+/// A manifest document that cannot be used.
+#[derive(Debug)]
+pub struct ParseManifestError {
+    kind: ManifestErrorKind,
+    source: Option<serde_json::Error>,
+}
+
+impl ParseManifestError {
+    fn new(kind: ManifestErrorKind) -> Self {
+        ParseManifestError { kind, source: None }
+    }
+
+    fn json(e: serde_json::Error) -> Self {
+        ParseManifestError {
+            kind: ManifestErrorKind::Invalid,
+            source: Some(e),
+        }
+    }
+
+    pub(crate) fn nested_index() -> Self {
+        ParseManifestError::new(ManifestErrorKind::NestedIndex)
+    }
+
+    /// What was wrong.
+    pub fn kind(&self) -> &ManifestErrorKind {
+        &self.kind
+    }
+}
+
+impl fmt::Display for ParseManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.kind, &self.source) {
+            // serde_json's message names the field and position; it is the whole story.
+            (ManifestErrorKind::Invalid, Some(e)) => write!(f, "invalid manifest JSON: {e}"),
+            (kind, _) => kind.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ParseManifestError {}
+
+/// The ways a manifest document can be unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestErrorKind {
+    /// Not JSON, or a required field missing or of the wrong type.
+    Invalid,
+    /// A Docker schema 1 manifest, which registries stopped serving in 2020.
+    Schema1,
+    /// A media type that is neither an image manifest nor an index.
+    UnsupportedMediaType(String),
+    /// No media type and a shape that is neither manifest nor index.
+    UnknownKind,
+    /// An image manifest with an empty `layers` list.
+    NoLayers,
+    /// An index whose selected entry is itself an index.
+    NestedIndex,
+}
+
+impl fmt::Display for ManifestErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestErrorKind::Invalid => f.write_str("invalid manifest JSON"),
+            ManifestErrorKind::Schema1 => {
+                f.write_str("docker schema1 manifests are not supported; push the artifact again with a current tool")
+            }
+            ManifestErrorKind::UnsupportedMediaType(t) => {
+                write!(f, "unsupported manifest media type `{t}`")
+            }
+            ManifestErrorKind::UnknownKind => {
+                f.write_str("the document is neither an image manifest nor an index")
+            }
+            ManifestErrorKind::NoLayers => f.write_str("the manifest lists no layers"),
+            ManifestErrorKind::NestedIndex => {
+                f.write_str("the index entry for this platform is another index; nested indexes are not supported")
+            }
+        }
+    }
+}
+
+/// RFC 6838 media type, as the image-spec schema checks it.
+fn check_media_type(t: &str) -> Result<(), String> {
+    let part_ok = |p: &str| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b.len() <= 127
+            && b[0].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(c))
+    };
+    // Parameters (`; charset=utf-8`) are allowed after the type itself.
+    let base = t.split(';').next().unwrap_or_default().trim_end();
+    match base.split_once('/') {
+        Some((ty, sub)) if part_ok(ty) && part_ok(sub) => Ok(()),
+        _ => Err(format!("invalid media type `{t}`")),
+    }
+}
+
+fn media_type<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    check_media_type(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
+}
+
+/// The image-spec digest grammar, plus the length rules of the algorithms it
+/// registers. Unknown algorithms pass: the spec says they SHOULD be accepted, and
+/// only a descriptor we actually fetch must be sha256.
+fn digest_grammar<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    let bad = || serde::de::Error::custom(format!("invalid digest `{s}`"));
+    let (alg, enc) = s.split_once(':').ok_or_else(bad)?;
+    let alg_ok = alg.split(['+', '.', '_', '-']).all(|c| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    let enc_ok = !enc.is_empty()
+        && enc
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
+    let hex_len = |n: usize| {
+        enc.len() == n
+            && enc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let registered_ok = match alg {
+        "sha256" => hex_len(64),
+        "sha512" => hex_len(128),
+        _ => true,
+    };
+    if alg_ok && enc_ok && registered_ok {
+        Ok(s)
+    } else {
+        Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(media_type: &str) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest: Digest::of(media_type.as_bytes()).to_string(),
+            size: 1,
+            platform: None,
+            artifact_type: None,
+            annotations: None,
+        }
+    }
+
+    fn manifest(layers: &[&str]) -> ImageManifest {
+        ImageManifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: layer("application/vnd.oci.empty.v1+json"),
+            layers: layers.iter().map(|m| layer(m)).collect(),
+            subject: None,
+            annotations: None,
+        }
+    }
+
+    fn defaults() -> Vec<String> {
+        DEFAULT_LAYER_MEDIA_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn layer_priority_follows_the_accepted_list_not_layer_order() {
+        let m = manifest(&[
+            "application/wasm",
+            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+        ]);
+        let got = select_layer(&m, &defaults()).unwrap();
+        assert_eq!(
+            got.media_type,
+            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm"
+        );
+    }
+
+    #[test]
+    fn single_layer_of_any_type_is_taken() {
+        let m = manifest(&["application/octet-stream"]);
+        assert_eq!(
+            select_layer(&m, &defaults()).unwrap().media_type,
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn no_match_lists_what_was_found() {
+        let m = manifest(&["text/plain", "application/x-tar"]);
+        let e = select_layer(&m, &defaults()).unwrap_err().to_string();
+        assert!(
+            e.contains("text/plain") && e.contains("application/x-tar"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn media_type_parameters_are_ignored() {
+        let m = manifest(&["text/plain", "Application/Wasm; charset=binary"]);
+        assert_eq!(
+            select_layer(&m, &defaults()).unwrap().media_type,
+            "Application/Wasm; charset=binary"
+        );
+    }
+
+    #[test]
+    fn schema1_refused() {
+        let e = Manifest::from_slice(br#"{"schemaVersion":1,"name":"x"}"#, None).unwrap_err();
+        assert_eq!(e.kind(), &ManifestErrorKind::Schema1);
+    }
+}

@@ -1,0 +1,433 @@
+//! The distribution API over blocking HTTP (ureq): URLs, the Bearer token dance,
+//! manifest and blob GETs, retries and status mapping. The only module that
+//! touches the network; it never touches the file system.
+
+use std::io::Read;
+use std::thread;
+use std::time::Duration;
+
+use ureq::http::Response;
+use ureq::{Agent, Body, BodyReader};
+
+use crate::auth::{Challenge, Token, TokenResponse, TokenStore, parse_challenges};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::MANIFEST_ACCEPT;
+use crate::reference::Reference;
+
+/// Token answers are a few KiB; anything near this is not a token.
+const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
+/// How much of an error body is read to explain a failure.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+/// The longest wait a `Retry-After` header may impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Network settings taken from the client's builder.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryConfig {
+    pub(crate) insecure_hosts: Vec<String>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) max_manifest_size: u64,
+    pub(crate) retries: u32,
+}
+
+/// A manifest as the registry sent it.
+pub(crate) struct FetchedManifest {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) content_type: Option<String>,
+    /// `Docker-Content-Digest`, when present and non-empty.
+    pub(crate) content_digest: Option<String>,
+}
+
+/// A connection pool plus the tokens it has earned.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    agent: Agent,
+    config: RegistryConfig,
+    tokens: TokenStore,
+}
+
+impl Registry {
+    pub(crate) fn new(config: RegistryConfig) -> Registry {
+        let agent_config = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(config.connect_timeout))
+            .timeout_recv_response(Some(config.read_timeout))
+            .timeout_per_read(Some(config.read_timeout))
+            .max_redirects(10)
+            .user_agent(concat!("forge-oci/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Registry {
+            agent: Agent::new_with_config(agent_config),
+            config,
+            tokens: TokenStore::default(),
+        }
+    }
+
+    /// `https`, or `http` for hosts the user marked insecure.
+    fn scheme(&self, r: &Reference) -> &'static str {
+        let host = r.api_host();
+        let bare = host_without_port(host);
+        let insecure = self.config.insecure_hosts.iter().any(|h| {
+            h == host
+                || h == r.registry()
+                || (!h.contains(':') && h == bare)
+                || (h.starts_with('[') && h == bare)
+        });
+        if insecure { "http" } else { "https" }
+    }
+
+    fn url(&self, r: &Reference, kind: &str, selector: &str) -> String {
+        format!(
+            "{}://{}/v2/{}/{kind}/{selector}",
+            self.scheme(r),
+            r.api_host(),
+            r.repository()
+        )
+    }
+
+    /// GETs a manifest by tag or digest, reading at most the configured limit.
+    pub(crate) fn fetch_manifest(&self, r: &Reference, selector: &str) -> Result<FetchedManifest> {
+        let url = self.url(r, "manifests", selector);
+        let action = format!(
+            "fetching manifest {selector} of {}/{}",
+            r.registry(),
+            r.repository()
+        );
+        let resp = self.get(r, &url, Some(MANIFEST_ACCEPT), &action)?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type");
+        let content_digest = header("docker-content-digest");
+        let limit = self.config.max_manifest_size;
+        let too_large = || Error::TooLarge {
+            what: "manifest",
+            reference: r.to_string(),
+            limit,
+        };
+        // Refuse an announced oversize body without reading any of it.
+        if header("content-length")
+            .and_then(|l| l.parse::<u64>().ok())
+            .is_some_and(|l| l > limit)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| transport(r.api_host(), &action, e))?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large());
+        }
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+            content_digest,
+        })
+    }
+
+    /// GETs a blob and returns its body as a stream; the caller verifies it.
+    pub(crate) fn open_blob(&self, r: &Reference, digest: &Digest) -> Result<BodyReader<'static>> {
+        let url = self.url(r, "blobs", &digest.to_string());
+        let action = format!("downloading blob {digest} of {r}");
+        Ok(self.get(r, &url, None, &action)?.into_body().into_reader())
+    }
+
+    /// One GET with the Bearer dance: send with a stored token if any; on a 401
+    /// that offers a Bearer challenge, get one fresh token and retry exactly once.
+    fn get(
+        &self,
+        r: &Reference,
+        url: &str,
+        accept: Option<&str>,
+        action: &str,
+    ) -> Result<Response<Body>> {
+        let host = r.api_host();
+        let scope = format!("repository:{}:pull", r.repository());
+        let mut token = self.tokens.get(host, &scope);
+        let mut renewed = false;
+        loop {
+            let resp = self.send(host, action, || {
+                let mut req = self.agent.get(url);
+                if let Some(a) = accept {
+                    req = req.header("Accept", a);
+                }
+                if let Some(t) = &token {
+                    req = req.header("Authorization", t.header());
+                }
+                req.call()
+            })?;
+            if resp.status().as_u16() == 401 && !renewed {
+                if let Some(challenge) = bearer_challenge(&resp) {
+                    renewed = true;
+                    let fresh = self.fetch_token(r, &challenge, &scope)?;
+                    self.tokens.put(host, &scope, fresh.clone());
+                    token = Some(fresh);
+                    continue;
+                }
+            }
+            return check_status(r, url, resp);
+        }
+    }
+
+    /// Asks the challenge's realm for an anonymous pull token.
+    fn fetch_token(
+        &self,
+        r: &Reference,
+        challenge: &Challenge,
+        default_scope: &str,
+    ) -> Result<Token> {
+        let registry = r.api_host().to_owned();
+        let fail = |realm: &str, reason: String| Error::Token {
+            registry: registry.clone(),
+            realm: realm.split('?').next().unwrap_or_default().to_owned(),
+            reason,
+        };
+        let realm = challenge.param("realm").ok_or_else(|| {
+            fail(
+                "(none)",
+                "the registry's Bearer challenge names no realm".to_owned(),
+            )
+        })?;
+        let realm_scheme_ok = realm.starts_with("https://") || realm.starts_with("http://");
+        if !realm_scheme_ok {
+            return Err(fail(realm, "the realm is not an http(s) URL".to_owned()));
+        }
+        if realm.starts_with("http://") && self.scheme(r) == "https" {
+            return Err(fail(
+                realm,
+                "refusing a plain-HTTP token realm for an HTTPS registry".to_owned(),
+            ));
+        }
+        let scope = challenge.param("scope").unwrap_or(default_scope);
+        let realm_host = realm
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', '?']).next())
+            .unwrap_or(realm);
+        let resp = self.send(realm_host, "requesting a token", || {
+            let mut req = self.agent.get(realm);
+            if let Some(service) = challenge.param("service") {
+                req = req.query("service", service);
+            }
+            req.query("scope", scope).call()
+        })?;
+        if !resp.status().is_success() {
+            return Err(fail(
+                realm,
+                format!(
+                    "the token endpoint answered HTTP {}",
+                    resp.status().as_u16()
+                ),
+            ));
+        }
+        let mut body = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(MAX_TOKEN_RESPONSE + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| transport(realm_host, "reading a token response", e))?;
+        if body.len() as u64 > MAX_TOKEN_RESPONSE {
+            return Err(fail(
+                realm,
+                format!("the token response exceeds {MAX_TOKEN_RESPONSE} bytes"),
+            ));
+        }
+        // serde's message could quote part of the body, which may hold a token: give the position only.
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            fail(
+                realm,
+                format!(
+                    "the token response is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        parsed.into_token().ok_or_else(|| {
+            fail(
+                realm,
+                "the token response has neither `token` nor `access_token`".to_owned(),
+            )
+        })
+    }
+
+    /// Sends with retries on connection failures and on 429/502/503/504.
+    fn send(
+        &self,
+        host: &str,
+        action: &str,
+        mut attempt_once: impl FnMut() -> std::result::Result<Response<Body>, ureq::Error>,
+    ) -> Result<Response<Body>> {
+        let mut attempt = 0;
+        loop {
+            let wait = match attempt_once() {
+                Ok(resp)
+                    if attempt < self.config.retries
+                        && is_retryable_status(resp.status().as_u16()) =>
+                {
+                    retry_after(&resp).unwrap_or_else(|| backoff(attempt))
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) if attempt < self.config.retries && is_transient(&e) => backoff(attempt),
+                Err(e) => return Err(transport(host, action, e)),
+            };
+            thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+}
+
+fn transport(host: &str, action: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Transport {
+        host: host.to_owned(),
+        action: action.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    }
+}
+
+fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
+fn is_transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::Timeout(_)
+    )
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64 << attempt.min(5))
+}
+
+fn retry_after(resp: &Response<Body>) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+fn bearer_challenge(resp: &Response<Body>) -> Option<Challenge> {
+    resp.headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| parse_challenges(v).ok())
+        .flatten()
+        .find(|c| c.scheme == "bearer")
+}
+
+/// Passes 2xx through; turns anything else into the matching typed error.
+fn check_status(r: &Reference, url: &str, resp: Response<Body>) -> Result<Response<Body>> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(resp);
+    }
+    let (code, detail) = read_error_body(resp);
+    let reference = r.to_string();
+    let registry = r.registry().to_owned();
+    Err(match status {
+        401 => Error::Unauthorized {
+            reference,
+            registry,
+            detail,
+        },
+        403 => Error::Denied {
+            reference,
+            registry,
+            detail,
+        },
+        404 => Error::NotFound {
+            reference,
+            registry,
+            detail,
+        },
+        _ => Error::Registry {
+            registry,
+            url: url.to_owned(),
+            status,
+            code,
+            detail,
+        },
+    })
+}
+
+/// Reads a registry error body: `{"errors":[{"code":…,"message":…}]}` or plain
+/// text. Returns the first code and a one-line summary.
+fn read_error_body(resp: Response<Body>) -> (Option<String>, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let mut body = Vec::new();
+    // The body only adds detail to an error we already have; a failed read leaves it out.
+    let _ = resp
+        .into_body()
+        .into_reader()
+        .take(MAX_ERROR_BODY)
+        .read_to_end(&mut body);
+    if let Ok(env) = serde_json::from_slice::<Envelope>(&body) {
+        let code = env.errors.iter().find_map(|e| e.code.clone());
+        let summary = env
+            .errors
+            .iter()
+            .map(|e| match (&e.code, &e.message) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.clone(),
+                (None, Some(m)) => m.clone(),
+                (None, None) => "unspecified error".to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        return (code, (!summary.is_empty()).then_some(summary));
+    }
+    let text = String::from_utf8_lossy(&body);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        (None, None)
+    } else if text.starts_with('<') {
+        (None, Some("the registry sent an HTML page".to_owned()))
+    } else {
+        (None, Some(text.chars().take(200).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_without_port_handles_ipv6() {
+        assert_eq!(host_without_port("[::1]:5000"), "[::1]");
+        assert_eq!(host_without_port("localhost:5000"), "localhost");
+        assert_eq!(host_without_port("ghcr.io"), "ghcr.io");
+    }
+}
