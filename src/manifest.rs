@@ -57,8 +57,26 @@ pub struct Descriptor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     /// The artifact type of a child manifest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_media_type",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact_type: Option<String>,
+    /// Other places the content may be fetched from (absolute URIs).
+    #[serde(
+        default,
+        deserialize_with = "opt_urls",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub urls: Option<Vec<String>>,
+    /// The content itself, base64-encoded, for small blobs.
+    #[serde(
+        default,
+        deserialize_with = "opt_base64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<String>,
     /// Free-form annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
@@ -486,6 +504,53 @@ fn media_type<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(s)
 }
 
+fn opt_media_type<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    if let Some(t) = &s {
+        check_media_type(t).map_err(serde::de::Error::custom)?;
+    }
+    Ok(s)
+}
+
+/// Each URL must at least be absolute: `scheme:` with the RFC 3986 scheme grammar.
+fn opt_urls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let urls = Option::<Vec<String>>::deserialize(d)?;
+    for u in urls.iter().flatten() {
+        let scheme_ok = u.split_once(':').is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        });
+        if !scheme_ok || u.contains(char::is_whitespace) {
+            return Err(serde::de::Error::custom(format!(
+                "`{u}` is not an absolute URL"
+            )));
+        }
+    }
+    Ok(urls)
+}
+
+/// Standard base64 with padding (RFC 4648 §4), as the schema requires.
+fn opt_base64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let data = Option::<String>::deserialize(d)?;
+    if let Some(s) = &data {
+        let body = s.trim_end_matches('=');
+        let padding = s.len() - body.len();
+        let ok = s.len() % 4 == 0
+            && padding <= 2
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+        if !ok {
+            return Err(serde::de::Error::custom(
+                "`data` is not padded standard base64",
+            ));
+        }
+    }
+    Ok(data)
+}
+
 /// The image-spec digest grammar, plus the length rules of the algorithms it
 /// registers. Unknown algorithms pass: the spec says they SHOULD be accepted, and
 /// only a descriptor we actually fetch must be sha256.
@@ -531,6 +596,8 @@ mod tests {
             size: 1,
             platform: None,
             artifact_type: None,
+            urls: None,
+            data: None,
             annotations: None,
         }
     }
