@@ -196,6 +196,8 @@ pub struct ImageIndex {
 
 /// A manifest document of either kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// One or two of these exist per pull; boxing would only make matching clumsier.
+#[allow(clippy::large_enum_variant)]
 pub enum Manifest {
     /// A manifest that lists layers.
     Image(ImageManifest),
