@@ -3,6 +3,9 @@
 //! differs on purpose the case is listed in `DIVERGENCES`-style checks below with
 //! the reason; any other disagreement fails.
 
+// A test that cannot load its fixtures should fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Read;
 
 use forge_oci::digest::DigestErrorKind;
