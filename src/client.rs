@@ -91,7 +91,7 @@ impl Artifact {
     }
 
     /// Whether the pull was answered from the cache with no network traffic.
-    pub fn cached_artifact(&self) -> bool {
+    pub fn from_cache(&self) -> bool {
         self.from_cache
     }
 

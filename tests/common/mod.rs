@@ -1,0 +1,118 @@
+//! Helpers shared by the integration tests: artifacts built in memory, mock
+//! registry endpoints, and cache inspection.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use forge_oci::{Client, Digest};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const WASM: &str = "application/wasm";
+pub const EMPTY_CONFIG: &[u8] = b"{}";
+
+pub fn digest(bytes: &[u8]) -> String {
+    Digest::of(bytes).to_string()
+}
+
+/// Some bytes that start like a wasm module, distinct per `seed`.
+pub fn wasm_payload(seed: &str, len: usize) -> Vec<u8> {
+    let mut v = b"\0asm\x01\0\0\0".to_vec();
+    v.extend(seed.bytes().cycle().take(len.saturating_sub(8)));
+    v
+}
+
+/// An OCI image manifest with an empty config and the given layers.
+pub fn manifest(layers: &[(&str, &[u8])]) -> Vec<u8> {
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|(mt, content)| {
+            serde_json::json!({"mediaType": mt, "digest": digest(content), "size": content.len()})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest(EMPTY_CONFIG), "size": 2},
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+/// An OCI index with one entry per (manifest bytes, os, architecture).
+pub fn index(entries: &[(&[u8], &str, &str)]) -> Vec<u8> {
+    let manifests: Vec<_> = entries
+        .iter()
+        .map(|(m, os, arch)| {
+            serde_json::json!({"mediaType": OCI_MANIFEST, "digest": digest(m), "size": m.len(),
+                               "platform": {"os": os, "architecture": arch}})
+        })
+        .collect();
+    serde_json::to_vec(
+        &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
+    )
+    .unwrap()
+}
+
+/// Serves `body` as manifest `selector` of `repo`.
+pub fn mock_manifest(
+    server: &mut mockito::Server,
+    repo: &str,
+    selector: &str,
+    body: &[u8],
+    media_type: &str,
+) -> mockito::Mock {
+    server
+        .mock("GET", format!("/v2/{repo}/manifests/{selector}").as_str())
+        .with_status(200)
+        .with_header("content-type", media_type)
+        .with_header("docker-content-digest", &digest(body))
+        .with_body(body)
+        .create()
+}
+
+/// Serves `body` as the blob `digest(body)` of `repo`.
+pub fn mock_blob(server: &mut mockito::Server, repo: &str, body: &[u8]) -> mockito::Mock {
+    server
+        .mock("GET", format!("/v2/{repo}/blobs/{}", digest(body)).as_str())
+        .with_status(200)
+        .with_header("content-type", "application/octet-stream")
+        .with_body(body)
+        .create()
+}
+
+/// A client for `host` over plain HTTP with its own cache, no retries.
+pub fn client(host: &str, cache: &Path) -> Client {
+    Client::builder()
+        .cache_dir(cache)
+        .insecure_host(host)
+        .retries(0)
+        .build()
+        .unwrap()
+}
+
+/// Every file under `<cache>/blobs/sha256`, each checked to hash to its name.
+pub fn verified_blobs(cache: &Path) -> Vec<PathBuf> {
+    let dir = cache.join("blobs").join("sha256");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .inspect(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            let actual = Digest::of(&std::fs::read(p).unwrap());
+            assert_eq!(
+                actual.hex(),
+                name,
+                "{} does not hash to its name",
+                p.display()
+            );
+        })
+        .collect()
+}
+
+/// Files left in `<cache>/tmp`.
+pub fn temp_files(cache: &Path) -> usize {
+    std::fs::read_dir(cache.join("tmp")).map_or(0, |d| d.count())
+}
