@@ -1,0 +1,406 @@
+//! End to end: a real `docker-registry` on 127.0.0.1, the `forge-oci` CLI, and
+//! several processes pulling at once.
+//!
+//! This binary has its own small harness (`harness = false` in Cargo.toml) because
+//! the multi-process test re-runs it as a child that calls the one-line API with
+//! configuration from the environment. It prints libtest's closing line.
+//!
+//! Without `/usr/bin/docker-registry` (Debian package `docker-registry`) the
+//! real-registry tests are skipped with a loud message, except under CI, where
+//! they fail.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use forge_oci::{Client, Network};
+
+const CHILD_ENV: &str = "FORGE_OCI_E2E_CHILD";
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+enum Outcome {
+    Passed,
+    Skipped(String),
+}
+
+type TestFn = fn() -> Outcome;
+
+fn main() -> ExitCode {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child_fetch();
+    }
+    let tests: [(&str, TestFn); 3] = [
+        (
+            "real_registry_cold_then_warm_with_registry_stopped",
+            real_registry_cold_then_warm,
+        ),
+        ("cli_session_from_the_readme", cli_session_from_the_readme),
+        (
+            "eight_processes_download_one_blob_once",
+            eight_processes_download_once,
+        ),
+    ];
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for (name, test) in tests {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let started = Instant::now();
+        match std::panic::catch_unwind(test) {
+            Ok(Outcome::Passed) => {
+                passed += 1;
+                println!(
+                    "test {name} ... ok ({:.1}s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(Outcome::Skipped(why)) => {
+                skipped += 1;
+                println!("test {name} ... ignored");
+                eprintln!("\n*** SKIPPED {name}: {why} ***\n");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; {skipped} ignored; 0 measured; 0 filtered out"
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Child mode: the one-line API, configured only by the environment.
+fn child_fetch() -> ExitCode {
+    let reference = std::env::var("CHILD_REF").unwrap();
+    let out = std::env::var("CHILD_OUT").unwrap();
+    match forge_oci::fetch_to_bytes(&reference) {
+        Ok(bytes) => {
+            std::fs::write(out, bytes).unwrap();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("child error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A `docker-registry` process on a free loopback port with temporary storage,
+/// killed on drop.
+struct Registry {
+    child: Child,
+    host: String,
+    _storage: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts one, or says why the test must be skipped.
+    fn start() -> Result<Registry, String> {
+        if !Path::new(REGISTRY_BIN).exists() {
+            let why =
+                format!("{REGISTRY_BIN} is not installed (apt-get install -y docker-registry)");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the real-registry tests: {why}"
+            );
+            return Err(why);
+        }
+        let storage = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let config = storage.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
+                storage.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            host,
+            _storage: storage,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let agent = ureq::Agent::new_with_defaults();
+        while agent
+            .get(format!("http://{}/v2/", registry.host))
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start on {}",
+                registry.host
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(registry)
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.host)
+    }
+
+    /// Monolithic upload: POST to open an upload, PUT the whole blob with its digest.
+    fn push_blob(&self, repo: &str, bytes: &[u8]) {
+        let agent = ureq::Agent::new_with_defaults();
+        let resp = agent
+            .post(format!("{}/v2/{repo}/blobs/uploads/", self.base()))
+            .send_empty()
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let location = resp
+            .headers()
+            .get("location")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let location = if location.starts_with('/') {
+            format!("{}{location}", self.base())
+        } else {
+            location
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let resp = agent
+            .put(format!("{location}{sep}digest={}", digest(bytes)))
+            .header("content-type", "application/octet-stream")
+            .send(bytes)
+            .unwrap();
+        assert_eq!(resp.status(), 201, "blob upload refused");
+    }
+
+    fn push_manifest(&self, repo: &str, tag: &str, manifest: &[u8]) {
+        let resp = ureq::Agent::new_with_defaults()
+            .put(format!("{}/v2/{repo}/manifests/{tag}", self.base()))
+            .header("content-type", OCI_MANIFEST)
+            .send(manifest)
+            .unwrap();
+        assert_eq!(resp.status(), 201, "manifest push refused");
+    }
+
+    /// Pushes a one-layer wasm artifact; returns its manifest.
+    fn push_wasm(&self, repo: &str, tag: &str, payload: &[u8]) -> Vec<u8> {
+        let m = manifest(&[(WASM, payload)]);
+        self.push_blob(repo, EMPTY_CONFIG);
+        self.push_blob(repo, payload);
+        self.push_manifest(repo, tag, &m);
+        m
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn real_registry_cold_then_warm() -> Outcome {
+    let registry = match Registry::start() {
+        Ok(r) => r,
+        Err(why) => return Outcome::Skipped(why),
+    };
+    let payload = wasm_payload("one mebibyte of plugin", 1 << 20);
+    let m = registry.push_wasm("plugins/hello", "1.0", &payload);
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/plugins/hello:1.0", registry.host);
+    let client = Client::builder()
+        .cache_dir(cache.path())
+        .insecure_host(&registry.host)
+        .build()
+        .unwrap();
+
+    let cold = client.pull(&reference).unwrap();
+    assert!(!cold.from_cache());
+    assert_eq!(cold.read().unwrap(), payload);
+    assert_eq!(cold.manifest_digest().to_string(), digest(&m));
+    assert_eq!(verified_blobs(cache.path()).len(), 2);
+
+    // Pinned by the digest the registry computed for our manifest.
+    let pinned = format!("{}/plugins/hello@{}", registry.host, digest(&m));
+    assert_eq!(client.pull(&pinned).unwrap().read().unwrap(), payload);
+
+    drop(registry);
+    for r in [&reference, &pinned] {
+        let warm = client.pull(r).unwrap();
+        assert!(warm.from_cache(), "{r}");
+        assert_eq!(warm.read().unwrap(), payload);
+    }
+    let offline = Client::builder()
+        .cache_dir(cache.path())
+        .network(Network::Offline)
+        .build()
+        .unwrap();
+    assert!(offline.pull(&reference).unwrap().from_cache());
+    Outcome::Passed
+}
+
+fn forge_oci(cache: &Path, host: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge-oci"));
+    cmd.env("FORGE_CACHE_DIR", cache)
+        .env("FORGE_OCI_INSECURE_HOSTS", host)
+        .env_remove("FORGE_OFFLINE")
+        .env_remove("CARGO_NET_OFFLINE");
+    cmd
+}
+
+/// The shell session the README shows, command by command.
+fn cli_session_from_the_readme() -> Outcome {
+    let registry = match Registry::start() {
+        Ok(r) => r,
+        Err(why) => return Outcome::Skipped(why),
+    };
+    let payload = wasm_payload("cli", 64 << 10);
+    registry.push_wasm("plugins/hello", "1.0", &payload);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let reference = format!("{}/plugins/hello:1.0", registry.host);
+
+    let out = work.path().join("hello.wasm");
+    let status = forge_oci(&cache, &registry.host)
+        .args(["pull", &reference, "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), payload);
+
+    // Without -o the cached path is printed.
+    let printed = forge_oci(&cache, &registry.host)
+        .args(["pull", &reference])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    let path = PathBuf::from(String::from_utf8(printed.stdout).unwrap().trim());
+    assert!(
+        path.starts_with(cache.join("openapi-forge/plugins/blobs/sha256")),
+        "{}",
+        path.display()
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), payload);
+
+    // `-o -` writes the bytes to stdout; --offline works from the cache.
+    drop(registry);
+    let stdout = forge_oci(&cache, "")
+        .args(["pull", &reference, "--offline", "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(stdout.status.success());
+    assert_eq!(stdout.stdout, payload);
+
+    // A runtime error exits 1 with `error:` and the cause; a usage error exits 2.
+    let miss = forge_oci(&cache, "")
+        .args(["pull", "--offline", "127.0.0.1:1/plugins/absent:1.0"])
+        .output()
+        .unwrap();
+    assert_eq!(miss.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&miss.stderr);
+    assert!(
+        stderr.starts_with("error: 127.0.0.1:1/plugins/absent:1.0 is not in the cache"),
+        "{stderr}"
+    );
+    let usage = forge_oci(&cache, "").args(["pull"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("usage: forge-oci pull"));
+    Outcome::Passed
+}
+
+/// Eight processes pull one uncached reference at the same moment; the blob is
+/// served slowly so they all contend. Exactly one blob GET reaches the server.
+fn eight_processes_download_once() -> Outcome {
+    let mut server = mockito::Server::new();
+    let payload = Arc::new(wasm_payload("shared by eight", 2 << 20));
+    let m = manifest(&[(WASM, &payload)]);
+    mock_manifest(&mut server, "race/plugin", "1.0", &m, OCI_MANIFEST);
+    let blob_gets = Arc::new(AtomicUsize::new(0));
+    let (gets, body) = (Arc::clone(&blob_gets), Arc::clone(&payload));
+    let blob = server
+        .mock(
+            "GET",
+            format!("/v2/race/plugin/blobs/{}", digest(&payload)).as_str(),
+        )
+        .with_status(200)
+        .with_chunked_body(move |w| {
+            gets.fetch_add(1, Ordering::SeqCst);
+            for chunk in body.chunks(32 << 10) {
+                w.write_all(chunk)?;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        })
+        .create();
+    let host = server.host_with_port();
+    let work = tempfile::tempdir().unwrap();
+    let reference = format!("{host}/race/plugin:1.0");
+
+    let children: Vec<(PathBuf, Child)> = (0..8)
+        .map(|i| {
+            let out = work.path().join(format!("out-{i}.wasm"));
+            let child = Command::new(std::env::current_exe().unwrap())
+                .env(CHILD_ENV, "1")
+                .env("CHILD_REF", &reference)
+                .env("CHILD_OUT", &out)
+                .env("FORGE_CACHE_DIR", work.path())
+                .env("FORGE_OCI_INSECURE_HOSTS", &host)
+                .env_remove("FORGE_OFFLINE")
+                .env_remove("CARGO_NET_OFFLINE")
+                .spawn()
+                .unwrap();
+            (out, child)
+        })
+        .collect();
+    for (out, mut child) in children {
+        assert!(child.wait().unwrap().success(), "a child failed");
+        assert_eq!(std::fs::read(&out).unwrap(), *payload, "{}", out.display());
+    }
+    assert_eq!(
+        blob_gets.load(Ordering::SeqCst),
+        1,
+        "the blob must be downloaded exactly once"
+    );
+    blob.assert();
+    let root = work.path().join("openapi-forge/plugins");
+    assert_eq!(verified_blobs(&root).len(), 2);
+    assert_eq!(temp_files(&root), 0);
+    Outcome::Passed
+}
