@@ -761,3 +761,42 @@ fn client_is_send_sync_and_cheap_to_clone() {
     fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
     assert_error::<Error>();
 }
+
+#[test]
+fn a_pull_that_must_wait_for_a_lock_says_so_then_proceeds() {
+    let mut server = Server::new();
+    let payload = wasm_payload("locked", 1000);
+    serve_artifact(&mut server, "v1", &payload);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+
+    // Another "process" holds the download lock of this blob.
+    let locks = cache.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock_path = locks.join(format!("{}.lock", &digest(&payload)[7..]));
+    let mut held = fd_lock::RwLock::new(std::fs::File::create(&lock_path).unwrap());
+    let guard = held.write().unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let client = Client::builder()
+        .cache_dir(cache.path())
+        .insecure_host(&host)
+        .on_event(move |e| tx.send(e.to_string()).unwrap())
+        .build()
+        .unwrap();
+    let reference = format!("{host}/{REPO}:v1");
+    let puller = std::thread::spawn(move || client.pull(&reference));
+
+    let event = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        event,
+        format!("waiting for file lock on {}", lock_path.display())
+    );
+    assert!(
+        !puller.is_finished(),
+        "the pull must block while the lock is held"
+    );
+    drop(guard);
+    let artifact = puller.join().unwrap().unwrap();
+    assert_eq!(artifact.read().unwrap(), payload);
+}
