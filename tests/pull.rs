@@ -126,53 +126,50 @@ fn pinned_manifest_that_does_not_hash_to_the_pin_is_refused() {
 }
 
 #[test]
-fn docker_content_digest_mismatch_is_refused() {
+fn docker_content_digest_is_checked_when_present_and_tolerated_when_absent() {
     let mut server = Server::new();
     let payload = wasm_payload("dcd", 100);
     let m = manifest(&[(WASM, &payload)]);
-    server
-        .mock("GET", format!("/v2/{REPO}/manifests/v1").as_str())
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_header("docker-content-digest", &digest(b"not this"))
-        .with_body(&m)
-        .create();
-    let cache = tempfile::tempdir().unwrap();
-    let host = server.host_with_port();
-    let err = client(&host, cache.path())
-        .pull(&format!("{host}/{REPO}:v1"))
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Verification {
-                what: "manifest",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(verified_blobs(cache.path()).is_empty());
-}
-
-#[test]
-fn missing_docker_content_digest_is_tolerated() {
-    let mut server = Server::new();
-    let payload = wasm_payload("nodcd", 100);
-    let m = manifest(&[(WASM, &payload)]);
-    server
-        .mock("GET", format!("/v2/{REPO}/manifests/v1").as_str())
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_body(&m)
-        .create();
+    let lie = digest(b"not this");
+    for (tag, header) in [
+        ("lying", Some(lie.as_str())),
+        ("absent", None),
+        ("empty", Some("")),
+    ] {
+        let mut mock = server
+            .mock("GET", format!("/v2/{REPO}/manifests/{tag}").as_str())
+            .with_status(200)
+            .with_header("content-type", OCI_MANIFEST);
+        if let Some(h) = header {
+            mock = mock.with_header("docker-content-digest", h);
+        }
+        mock.with_body(&m).create();
+    }
     mock_blob(&mut server, REPO, &payload);
     let cache = tempfile::tempdir().unwrap();
     let host = server.host_with_port();
-    let a = client(&host, cache.path())
-        .pull(&format!("{host}/{REPO}:v1"))
-        .unwrap();
-    assert_eq!(a.read().unwrap(), payload);
+    let c = client(&host, cache.path());
+
+    let err = c.pull(&format!("{host}/{REPO}:lying")).unwrap_err();
+    match &err {
+        Error::Verification {
+            what: "manifest",
+            expected,
+            ..
+        } => assert_eq!(expected.to_string(), lie),
+        other => panic!("expected a manifest mismatch, got {other:?}"),
+    }
+    assert!(verified_blobs(cache.path()).is_empty());
+    for tag in ["absent", "empty"] {
+        assert_eq!(
+            c.pull(&format!("{host}/{REPO}:{tag}"))
+                .unwrap()
+                .read()
+                .unwrap(),
+            payload,
+            "{tag}"
+        );
+    }
 }
 
 /// Serves a manifest for `payload` and, as its blob, `served` instead.
