@@ -120,6 +120,23 @@ pub struct ClientBuilder {
     on_event: Option<EventCallback>,
 }
 
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("cache_dir", &self.cache_dir)
+            .field("insecure_hosts", &self.insecure_hosts)
+            .field("layer_media_types", &self.layer_media_types)
+            .field("platforms", &self.platforms)
+            .field("network", &self.network)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_manifest_size", &self.max_manifest_size)
+            .field("retries", &self.retries)
+            .field("on_event", &self.on_event.as_ref().map(|_| "Fn(&Event)"))
+            .finish()
+    }
+}
+
 impl Default for ClientBuilder {
     /// The defaults, with `FORGE_CACHE_DIR`, `FORGE_OCI_INSECURE_HOSTS`,
     /// `FORGE_OFFLINE` and `CARGO_NET_OFFLINE` read from the environment.
@@ -539,7 +556,7 @@ impl Client {
 
     fn commit_error(&self, r: &Reference, digest: &Digest, e: CommitError) -> Error {
         match e {
-            CommitError::Cache(e) => e,
+            CommitError::Typed(e) => e,
             CommitError::Read(io) => {
                 match io.get_ref().and_then(|e| e.downcast_ref::<VerifyError>()) {
                     Some(v) => Error::Verification {

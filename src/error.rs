@@ -71,7 +71,7 @@ pub enum Error {
     },
 
     /// The registry could not be reached or the connection failed mid-way.
-    #[error("cannot reach {host} while {action}")]
+    #[error("connection to {host} failed while {action}")]
     Transport {
         /// The host (and port) connected to.
         host: String,

@@ -251,10 +251,6 @@ impl Manifest {
                 _ => return Err(ParseManifestError::new(ManifestErrorKind::UnknownKind)),
             },
         };
-        if let Some(t) = &probe.media_type {
-            check_media_type(t)
-                .map_err(|e| ParseManifestError::json(serde::de::Error::custom(e)))?;
-        }
         if is_index {
             let index: ImageIndex =
                 serde_json::from_slice(bytes).map_err(ParseManifestError::json)?;

@@ -69,6 +69,8 @@ impl Registry {
     fn scheme(&self, r: &Reference) -> &'static str {
         let host = r.api_host();
         let bare = host_without_port(host);
+        // An entry without a port matches every port of its host; `[::1]` has
+        // colons but no port, so it is compared with the bare host too.
         let insecure = self.config.insecure_hosts.iter().any(|h| {
             h == host
                 || h == r.registry()

@@ -10,19 +10,19 @@ use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
 
-/// Why streaming into the cache failed: the source (network, verification) or the
-/// disk. The caller knows which host the source was, so it names the error.
+/// Why streaming into the cache failed. A read error is left raw because only
+/// the caller knows where the source was (and it may carry a `VerifyError`).
 #[derive(Debug)]
 pub(crate) enum CommitError {
-    /// Reading the source failed, possibly with a `VerifyError` inside.
+    /// Reading the source failed.
     Read(io::Error),
-    /// A cache file operation failed.
-    Cache(Error),
+    /// Anything already typed: opening the source, or a cache file operation.
+    Typed(Error),
 }
 
 impl From<Error> for CommitError {
     fn from(e: Error) -> Self {
-        CommitError::Cache(e)
+        CommitError::Typed(e)
     }
 }
 

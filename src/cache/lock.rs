@@ -25,12 +25,12 @@ pub(crate) enum LockMode {
 
 /// Runs `f` while holding the lock file at `path` in `mode`. `on_wait` is called
 /// once, just before blocking, when another process holds the lock.
-pub(crate) fn with_lock<T>(
+pub(crate) fn with_lock<T, E: From<Error>>(
     path: &Path,
     mode: LockMode,
     on_wait: &dyn Fn(&Path),
-    f: impl FnOnce() -> Result<T>,
-) -> Result<T> {
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     let mut lock = RwLock::new(open(path)?);
     match mode {
         LockMode::Shared => {

@@ -70,7 +70,12 @@ impl Cache {
     /// The manifest digest recorded for the tag of `r`. A missing or unreadable
     /// ref is a miss, never an error: the registry can always answer instead.
     pub(crate) fn read_ref(&self, r: &Reference) -> Option<Digest> {
-        let text = fs::read_to_string(self.ref_path(r)?).ok()?;
+        let mut text = String::new();
+        fs::File::open(self.ref_path(r)?)
+            .ok()?
+            .take(128)
+            .read_to_string(&mut text)
+            .ok()?;
         text.trim().parse().ok()
     }
 
@@ -141,24 +146,21 @@ impl Cache {
         create_dir(self.root.join("blobs").join(digest.algorithm()))?;
         let tmp = self.tmp_dir()?;
         let lock_path = locks.join(format!("{}.lock", digest.hex()));
-        let mut outcome = Ok(false);
-        with_lock(&lock_path, LockMode::Exclusive, on_wait, || {
-            // Whoever held the lock before us may have finished the job.
-            if dest.is_file() {
-                return Ok(());
-            }
-            let source = match open() {
-                Ok(s) => s,
-                Err(e) => {
-                    outcome = Err(CommitError::Cache(e));
-                    return Ok(());
+        let downloaded = with_lock(
+            &lock_path,
+            LockMode::Exclusive,
+            on_wait,
+            || -> Result<bool, CommitError> {
+                // Whoever held the lock before us may have finished the job.
+                if dest.is_file() {
+                    return Ok(false);
                 }
-            };
-            let mut verifying = VerifyingReader::new(source, digest.clone(), size);
-            outcome = commit::stream_into(&tmp, &dest, &mut verifying).map(|()| true);
-            Ok(())
-        })?;
-        outcome.map(|downloaded| (dest, downloaded))
+                let mut verifying = VerifyingReader::new(open()?, digest.clone(), size);
+                commit::stream_into(&tmp, &dest, &mut verifying)?;
+                Ok(true)
+            },
+        )?;
+        Ok((dest, downloaded))
     }
 
     fn tmp_dir(&self) -> Result<PathBuf> {
