@@ -55,6 +55,27 @@ impl Digest {
     }
 }
 
+/// A sha256 that bytes can be `io::copy`'d into (files re-hashed from disk).
+#[derive(Default, Clone)]
+pub(crate) struct Hasher(Sha256);
+
+impl Hasher {
+    pub(crate) fn finish(self) -> Digest {
+        Digest::from_hasher(self.0)
+    }
+}
+
+impl io::Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sha256:{}", self.hex)
@@ -279,6 +300,25 @@ impl<R: Read> VerifyingReader<R> {
             expected_digest,
             expected_size,
             count: 0,
+            verified: false,
+        }
+    }
+
+    /// Continues a verification of which `count` bytes, hashed into `hasher`,
+    /// were read earlier (a resumed download).
+    pub(crate) fn resume(
+        inner: R,
+        expected_digest: Digest,
+        expected_size: u64,
+        hasher: Hasher,
+        count: u64,
+    ) -> Self {
+        VerifyingReader {
+            inner,
+            hasher: hasher.0,
+            expected_digest,
+            expected_size,
+            count,
             verified: false,
         }
     }

@@ -148,7 +148,7 @@ pub enum Error {
 
     /// The network is off (offline mode) and the reference is not cached.
     #[error(
-        "{reference} is not in the cache at {cache} and the network is off (offline mode); pull it once online to fill the cache"
+        "{reference} is not in the cache at {cache} and the network is off (offline mode: Network::Offline, FORGE_OFFLINE or CARGO_NET_OFFLINE); pull it once online to fill the cache"
     )]
     NotCached {
         /// The reference as normalised.
@@ -167,6 +167,27 @@ pub enum Error {
         /// The underlying failure.
         #[source]
         source: std::io::Error,
+    },
+
+    /// Another process held a cache lock longer than the configured lock timeout.
+    #[error("gave up after {waited:?} waiting for file lock on {path}")]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        waited: std::time::Duration,
+    },
+
+    /// The reference is not cached and the cache cannot be written (a read-only
+    /// mount or a directory owned by someone else). Hits are still served.
+    #[error(
+        "{reference} is not in the cache and the cache is read-only ({path} cannot be written); pull it once with a writable cache, or point FORGE_CACHE_DIR elsewhere"
+    )]
+    ReadOnlyCache {
+        /// The reference as normalised.
+        reference: String,
+        /// The path that could not be written.
+        path: PathBuf,
     },
 
     /// No cache directory was given and the platform has none.

@@ -58,15 +58,20 @@
 mod auth;
 mod cache;
 mod client;
+mod config;
 pub mod digest;
 mod error;
+mod event;
 pub mod manifest;
 mod reference;
 mod registry;
 
-pub use client::{Artifact, Client, ClientBuilder, Event, Network};
+pub use cache::{Cache, CacheEntry, CorruptBlob, PruneOptions, PruneReport, VerifyReport};
+pub use client::{Artifact, Client};
+pub use config::{ClientBuilder, Network, TagPolicy};
 pub use digest::{Digest, ParseDigestError, VerifyingReader};
 pub use error::{Error, Result};
+pub use event::Event;
 pub use manifest::Platform;
 pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
 

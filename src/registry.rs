@@ -97,7 +97,13 @@ impl Registry {
             r.registry(),
             r.repository()
         );
-        let resp = self.get(r, &url, Some(MANIFEST_ACCEPT), &action)?;
+        let resp = self.request(
+            Method::Get,
+            r,
+            &url,
+            &[("accept", MANIFEST_ACCEPT)],
+            &action,
+        )?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -137,20 +143,80 @@ impl Registry {
         })
     }
 
-    /// GETs a blob and returns its body as a stream; the caller verifies it.
-    pub(crate) fn open_blob(&self, r: &Reference, digest: &Digest) -> Result<BodyReader<'static>> {
-        let url = self.url(r, "blobs", &digest.to_string());
-        let action = format!("downloading blob {digest} of {r}");
-        Ok(self.get(r, &url, None, &action)?.into_body().into_reader())
+    /// The digest the registry gives for the reference's tag now, from a HEAD
+    /// (which Docker Hub does not count against its pull rate limit). `None` when
+    /// the registry sends no sha256 `Docker-Content-Digest`.
+    pub(crate) fn head_manifest(&self, r: &Reference) -> Result<Option<Digest>> {
+        let url = self.url(r, "manifests", &r.manifest_selector());
+        let action = format!("revalidating {r}");
+        let resp = self.request(
+            Method::Head,
+            r,
+            &url,
+            &[("accept", MANIFEST_ACCEPT)],
+            &action,
+        )?;
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok()))
     }
 
-    /// One GET with the Bearer dance: send with a stored token if any; on a 401
-    /// that offers a Bearer challenge, get one fresh token and retry exactly once.
-    fn get(
+    /// GETs a blob from byte `offset` on and returns its body as a stream with the
+    /// offset it really starts at: `offset` when the registry honoured the range
+    /// (206), 0 when it sent the whole blob (200). The caller verifies the content.
+    pub(crate) fn open_blob(
         &self,
         r: &Reference,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<(BodyReader<'static>, u64)> {
+        let url = self.url(r, "blobs", &digest.to_string());
+        let action = format!("downloading blob {digest} of {r}");
+        let range = format!("bytes={offset}-");
+        let headers: &[(&str, &str)] = if offset > 0 {
+            &[("range", &range)]
+        } else {
+            &[]
+        };
+        let resp = self.request(Method::Get, r, &url, headers, &action)?;
+        if resp.status().as_u16() != 206 {
+            return Ok((resp.into_body().into_reader(), 0));
+        }
+        let starts_at = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("bytes ")?
+                    .split('-')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            });
+        if starts_at != Some(offset) {
+            return Err(Error::Registry {
+                registry: r.registry().to_owned(),
+                url,
+                status: 206,
+                code: None,
+                detail: Some(format!(
+                    "a partial answer that does not start at byte {offset}"
+                )),
+            });
+        }
+        Ok((resp.into_body().into_reader(), offset))
+    }
+
+    /// One request with the Bearer dance: send with a stored token if any; on a 401
+    /// that offers a Bearer challenge, get one fresh token and retry exactly once.
+    fn request(
+        &self,
+        method: Method,
+        r: &Reference,
         url: &str,
-        accept: Option<&str>,
+        headers: &[(&str, &str)],
         action: &str,
     ) -> Result<Response<Body>> {
         let host = r.api_host();
@@ -159,9 +225,12 @@ impl Registry {
         let mut renewed = false;
         loop {
             let resp = self.send(host, action, || {
-                let mut req = self.agent.get(url);
-                if let Some(a) = accept {
-                    req = req.header("Accept", a);
+                let mut req = match method {
+                    Method::Get => self.agent.get(url),
+                    Method::Head => self.agent.head(url),
+                };
+                for (name, value) in headers {
+                    req = req.header(*name, *value);
                 }
                 if let Some(t) = &token {
                     req = req.header("Authorization", t.header());
@@ -287,6 +356,12 @@ impl Registry {
             attempt += 1;
         }
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Get,
+    Head,
 }
 
 fn transport(host: &str, action: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {

@@ -79,8 +79,14 @@ fn digest_pinned_reference_is_verified_and_then_needs_no_network() {
     assert_eq!(a.read().unwrap(), payload);
     assert_eq!(a.manifest_digest().to_string(), pin);
     by_digest.assert();
-    // No tag was involved, so no ref was written.
-    assert!(!cache.path().join("refs").exists());
+    // The pin is recorded (so prune keeps it), and no tag was invented for it.
+    let repo_refs = cache
+        .path()
+        .join("refs")
+        .join(host.replace(':', "_"))
+        .join(REPO);
+    assert!(repo_refs.join("_digests").join(&pin[7..]).is_file());
+    assert!(!repo_refs.join("_tags").exists());
 
     drop(server);
     let b = client(&host, cache.path()).pull(&reference).unwrap();

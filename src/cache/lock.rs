@@ -1,18 +1,28 @@
 //! File locks (the only user of fd-lock), in the manner of cargo's `util/flock.rs`:
-//! try first, tell the caller before blocking, then block.
+//! try first, tell the caller before blocking, then block (or poll until a
+//! deadline, when the caller set a timeout).
 //!
-//! Where the file system does not support locking (some network mounts), the lock
-//! degrades to no lock, as cargo does: downloads stay correct because every commit
-//! is an atomic rename of verified content, but two processes may download the
-//! same blob at once.
+//! Two kinds of lock files, always taken in this order: the cache-wide `.lock`
+//! (shared by pulls, exclusive for prune and clear), then a blob's
+//! `locks/<hex>.lock` (exclusive while that blob downloads).
+//!
+//! Where the file system does not support locking (`ENOTSUP`, or `ENOLCK` from NFS
+//! without lockd), locking degrades to none, as cargo does: content stays correct,
+//! because every commit is an atomic rename of verified bytes, but two processes
+//! may download the same blob at once, and prune may race a pull.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use fd_lock::RwLock;
 
-use crate::error::{Error, Result};
+use crate::error::Error;
+
+/// How often a lock with a timeout is retried.
+const POLL: Duration = Duration::from_millis(50);
 
 /// Shared (many holders) or exclusive (one holder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,49 +33,72 @@ pub(crate) enum LockMode {
     Exclusive,
 }
 
-/// Runs `f` while holding the lock file at `path` in `mode`. `on_wait` is called
-/// once, just before blocking, when another process holds the lock.
+/// What to do while another process holds a lock.
+pub(crate) struct Waiting<'a> {
+    /// Called once, just before waiting.
+    pub(crate) on_wait: &'a dyn Fn(&Path),
+    /// Give up after this long; `None` waits for ever.
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Runs `f` while holding the lock file at `path` in `mode`.
 pub(crate) fn with_lock<T, E: From<Error>>(
     path: &Path,
     mode: LockMode,
-    on_wait: &dyn Fn(&Path),
-    f: impl FnOnce() -> std::result::Result<T, E>,
-) -> std::result::Result<T, E> {
+    waiting: &Waiting<'_>,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
     let mut lock = RwLock::new(open(path)?);
+    let mut reported = false;
+    let started = Instant::now();
+    loop {
+        // Each arm either runs `f` under the guard or falls through to wait.
+        let attempt = match mode {
+            LockMode::Shared => match lock.try_read() {
+                Ok(_guard) => return f(),
+                Err(e) => e,
+            },
+            LockMode::Exclusive => match lock.try_write() {
+                Ok(_guard) => return f(),
+                Err(e) => e,
+            },
+        };
+        if unsupported(&attempt) {
+            return f();
+        }
+        if attempt.kind() != io::ErrorKind::WouldBlock {
+            return Err(Error::io("lock", path, attempt).into());
+        }
+        if !reported {
+            (waiting.on_wait)(path);
+            reported = true;
+        }
+        match waiting.timeout {
+            Some(limit) if started.elapsed() >= limit => {
+                return Err(Error::LockTimeout {
+                    path: path.to_path_buf(),
+                    waited: limit,
+                }
+                .into());
+            }
+            Some(_) => thread::sleep(POLL),
+            None => break,
+        }
+    }
+    // No timeout: block in the kernel rather than poll.
     match mode {
         LockMode::Shared => {
-            match lock.try_read() {
-                Ok(_guard) => return f(),
-                Err(e) if unsupported(&e) => return f(),
-                Err(e) => wait_or_fail(path, e, on_wait)?,
-            }
             let _guard = lock.read().map_err(|e| Error::io("lock", path, e))?;
             f()
         }
         LockMode::Exclusive => {
-            match lock.try_write() {
-                Ok(_guard) => return f(),
-                Err(e) if unsupported(&e) => return f(),
-                Err(e) => wait_or_fail(path, e, on_wait)?,
-            }
             let _guard = lock.write().map_err(|e| Error::io("lock", path, e))?;
             f()
         }
     }
 }
 
-/// After a failed try: when another process holds the lock, report the wait so
-/// the caller can go on to block; any other failure is an error.
-fn wait_or_fail(path: &Path, e: io::Error, on_wait: &dyn Fn(&Path)) -> Result<()> {
-    if e.kind() == io::ErrorKind::WouldBlock {
-        on_wait(path);
-        Ok(())
-    } else {
-        Err(Error::io("lock", path, e))
-    }
-}
-
-fn open(path: &Path) -> Result<File> {
+fn open(path: &Path) -> Result<File, Error> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -76,7 +109,44 @@ fn open(path: &Path) -> Result<File> {
 }
 
 fn unsupported(e: &io::Error) -> bool {
-    // ENOLCK is what NFS without lockd answers.
     const ENOLCK: i32 = if cfg!(target_os = "linux") { 37 } else { 77 };
     e.kind() == io::ErrorKind::Unsupported || e.raw_os_error() == Some(ENOLCK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_gives_up_with_the_path_and_reports_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let mut holder = RwLock::new(open(&path).unwrap());
+        let _held = holder.write().unwrap();
+        let calls = std::cell::Cell::new(0);
+        let waiting = Waiting {
+            on_wait: &|_| calls.set(calls.get() + 1),
+            timeout: Some(Duration::from_millis(200)),
+        };
+        let r: Result<(), Error> = with_lock(&path, LockMode::Shared, &waiting, || Ok(()));
+        match r {
+            Err(Error::LockTimeout { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("expected LockTimeout, got {other:?}"),
+        }
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn shared_locks_do_not_exclude_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let holder = RwLock::new(open(&path).unwrap());
+        let _held = holder.read().unwrap();
+        let waiting = Waiting {
+            on_wait: &|_| panic!("a shared lock must not wait for another shared lock"),
+            timeout: Some(Duration::from_millis(10)),
+        };
+        let r: Result<u8, Error> = with_lock(&path, LockMode::Shared, &waiting, || Ok(7));
+        assert_eq!(r.unwrap(), 7);
+    }
 }

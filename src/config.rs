@@ -1,0 +1,245 @@
+//! [`ClientBuilder`] and the policy types it takes: every setting in one place,
+//! with its default, some of them read from the environment.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::{Cache, Policy};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::event::{Callback, Event, Events};
+use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
+use crate::registry::{Registry, RegistryConfig};
+
+const CACHE_SUBDIR: [&str; 2] = ["openapi-forge", "plugins"];
+
+/// Whether the client may use the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// Ask the registry when the cache cannot answer.
+    #[default]
+    Online,
+    /// Never open a connection; a reference that is not cached is an error.
+    Offline,
+}
+
+/// When a tag found in the cache is checked against the registry. Digest-pinned
+/// references never are: their content cannot change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagPolicy {
+    /// Use a cached tag as it is; only a miss asks the registry.
+    #[default]
+    CacheFirst,
+    /// Ask the registry for the tag's digest (a HEAD request) on every pull and
+    /// download again only if it changed. When the registry cannot be reached the
+    /// cached digest is used and [`Event::UsingCachedTag`] is reported.
+    Revalidate,
+    /// Like [`TagPolicy::CacheFirst`] while the tag was resolved less than this long
+    /// ago, like [`TagPolicy::Revalidate`] after.
+    MaxAge(Duration),
+}
+
+/// Configures a [`Client`]. Start from [`Client::builder`]; every setter overrides
+/// a default, and some defaults come from the environment.
+#[must_use]
+pub struct ClientBuilder {
+    cache_dir: Option<PathBuf>,
+    insecure_hosts: Vec<String>,
+    layer_media_types: Vec<String>,
+    platforms: Vec<Platform>,
+    network: Network,
+    tag_policy: TagPolicy,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    max_manifest_size: u64,
+    retries: u32,
+    lock_timeout: Option<Duration>,
+    on_event: Option<Callback>,
+}
+
+impl Default for ClientBuilder {
+    /// The defaults, with `FORGE_CACHE_DIR`, `FORGE_OCI_INSECURE_HOSTS`,
+    /// `FORGE_OFFLINE` and `CARGO_NET_OFFLINE` read from the environment.
+    fn default() -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let is_on = |v: String| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "0" | "false" | "no" | "off"
+            )
+        };
+        let offline =
+            env("FORGE_OFFLINE").is_some_and(is_on) || env("CARGO_NET_OFFLINE").is_some_and(is_on);
+        ClientBuilder {
+            cache_dir: env("FORGE_CACHE_DIR")
+                .map(|d| CACHE_SUBDIR.iter().fold(PathBuf::from(d), |p, s| p.join(s))),
+            insecure_hosts: env("FORGE_OCI_INSECURE_HOSTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|h| !h.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            layer_media_types: DEFAULT_LAYER_MEDIA_TYPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            platforms: Platform::wasm_defaults(),
+            network: if offline {
+                Network::Offline
+            } else {
+                Network::Online
+            },
+            tag_policy: TagPolicy::CacheFirst,
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+            max_manifest_size: 4 << 20,
+            retries: 3,
+            lock_timeout: None,
+            on_event: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("cache_dir", &self.cache_dir)
+            .field("insecure_hosts", &self.insecure_hosts)
+            .field("layer_media_types", &self.layer_media_types)
+            .field("platforms", &self.platforms)
+            .field("network", &self.network)
+            .field("tag_policy", &self.tag_policy)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_manifest_size", &self.max_manifest_size)
+            .field("retries", &self.retries)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("on_event", &self.on_event.as_ref().map(|_| "Fn(&Event)"))
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// The cache root itself (blobs go in `<dir>/blobs`). Defaults to
+    /// `$FORGE_CACHE_DIR/openapi-forge/plugins`, else `<user cache dir>/openapi-forge/plugins`.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds a `host[:port]` reached over plain HTTP. A bare host matches any port.
+    /// Defaults to the comma-separated list in `FORGE_OCI_INSECURE_HOSTS`.
+    pub fn insecure_host(mut self, host: impl Into<String>) -> Self {
+        self.insecure_hosts.push(host.into());
+        self
+    }
+
+    /// The layer media types to accept, most preferred first. Defaults to
+    /// [`DEFAULT_LAYER_MEDIA_TYPES`].
+    pub fn layer_media_types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.layer_media_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The platforms to pick from an index, most preferred first. Defaults to
+    /// [`Platform::wasm_defaults`].
+    pub fn platforms(mut self, platforms: impl IntoIterator<Item = Platform>) -> Self {
+        self.platforms = platforms.into_iter().collect();
+        self
+    }
+
+    /// Online or offline. Defaults to offline when `FORGE_OFFLINE` or
+    /// `CARGO_NET_OFFLINE` is set to anything but `0`/`false`/`no`/`off`, else online.
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// When cached tags are checked against the registry. Defaults to [`TagPolicy::CacheFirst`].
+    pub fn tag_policy(mut self, policy: TagPolicy) -> Self {
+        self.tag_policy = policy;
+        self
+    }
+
+    /// How long to wait for a TCP (and TLS) connection. Defaults to 30 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a response or a body may stall without a byte arriving. Defaults to 60 s.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// The largest manifest or index accepted, in bytes. Defaults to 4 MiB.
+    pub fn max_manifest_size(mut self, bytes: u64) -> Self {
+        self.max_manifest_size = bytes;
+        self
+    }
+
+    /// Retries after a connection failure or a 429/502/503/504. Defaults to 3.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Gives up with [`Error::LockTimeout`] after waiting this long for a cache lock
+    /// another process holds. Defaults to waiting for as long as it takes.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// Called with each [`Event`], e.g. to print "waiting for file lock on …".
+    /// Defaults to nothing.
+    pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(f));
+        self
+    }
+
+    /// Builds the client. Does no I/O: directories are created on first write.
+    ///
+    /// # Errors
+    /// [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
+    pub fn build(self) -> Result<Client> {
+        let root = match self.cache_dir {
+            Some(d) => d,
+            None => {
+                let base = dirs::cache_dir().ok_or(Error::NoCacheDir)?;
+                CACHE_SUBDIR.iter().fold(base, |p, s| p.join(s))
+            }
+        };
+        let events = self.on_event.map(Events::new).unwrap_or_default();
+        let policy = Policy {
+            platforms: self.platforms,
+            layer_media_types: self.layer_media_types,
+            max_manifest_size: self.max_manifest_size,
+            lock_timeout: self.lock_timeout,
+        };
+        let registry = Registry::new(RegistryConfig {
+            insecure_hosts: self.insecure_hosts,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            max_manifest_size: self.max_manifest_size,
+            retries: self.retries,
+        });
+        Ok(Client::from_parts(
+            Cache::new(root, policy, events.clone()),
+            registry,
+            self.network,
+            self.tag_policy,
+            events,
+        ))
+    }
+}

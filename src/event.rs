@@ -1,0 +1,82 @@
+//! Things worth telling a person while the library works, delivered to the
+//! callback given to [`ClientBuilder::on_event`](crate::ClientBuilder::on_event).
+//! The library itself never prints.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::digest::Digest;
+use crate::error::Error;
+use crate::reference::Reference;
+
+/// Something worth telling a person about; silent unless a callback is set.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// Another process holds a lock this operation needs; it waits until the lock
+    /// is released (or the lock timeout passes).
+    WaitingForLock {
+        /// The lock file.
+        path: &'a Path,
+    },
+    /// A tag could not be revalidated because the registry could not be reached,
+    /// so the digest it resolved to before is used.
+    UsingCachedTag {
+        /// The reference being pulled.
+        reference: &'a Reference,
+        /// The manifest digest the cache holds for it.
+        digest: &'a Digest,
+        /// Why the registry could not answer.
+        error: &'a Error,
+    },
+}
+
+impl fmt::Display for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::WaitingForLock { path } => {
+                write!(f, "waiting for file lock on {}", path.display())
+            }
+            Event::UsingCachedTag {
+                reference,
+                digest,
+                error,
+            } => {
+                write!(
+                    f,
+                    "could not revalidate {reference} ({error}); using the cached {digest}"
+                )
+            }
+        }
+    }
+}
+
+/// A user's event callback.
+pub(crate) type Callback = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
+
+/// Where events go: a user callback, or nowhere.
+#[derive(Clone, Default)]
+pub(crate) struct Events(Option<Callback>);
+
+impl Events {
+    pub(crate) fn new(f: Callback) -> Events {
+        Events(Some(f))
+    }
+
+    pub(crate) fn emit(&self, event: &Event<'_>) {
+        if let Some(f) = &self.0 {
+            f(event);
+        }
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Events(callback)"
+        } else {
+            "Events(none)"
+        })
+    }
+}
