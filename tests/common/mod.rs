@@ -2,6 +2,8 @@
 //! registry endpoints, and cache inspection.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 
 use forge_oci::{Client, Digest};

@@ -1,0 +1,447 @@
+//! The cache as users operate it: tag policies, offline, list/prune/verify/clear,
+//! resumed downloads, prune racing pulls. Against the fake registry in
+//! `common/server.rs`, which counts every connection and request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use common::server::{FakeRegistry, Route};
+use common::*;
+use forge_oci::{Client, Error, Network, PruneOptions, TagPolicy};
+
+const REPO: &str = "cache/plugin";
+
+fn client_with(server: &FakeRegistry, cache: &Path, policy: TagPolicy) -> Client {
+    Client::builder()
+        .cache_dir(cache)
+        .insecure_host(server.host())
+        .retries(0)
+        .tag_policy(policy)
+        .build()
+        .unwrap()
+}
+
+fn manifest_path(tag: &str) -> String {
+    format!("/v2/{REPO}/manifests/{tag}")
+}
+
+fn blob_path(payload: &[u8]) -> String {
+    format!("/v2/{REPO}/blobs/{}", digest(payload))
+}
+
+/// Makes the ref of `reference` look resolved `age` ago.
+fn age_ref(cache: &Path, host: &str, tag: &str, age: Duration) {
+    let path = cache
+        .join("refs")
+        .join(host.replace(':', "_"))
+        .join(REPO)
+        .join("_tags")
+        .join(tag);
+    let f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    f.set_modified(SystemTime::now() - age).unwrap();
+}
+
+#[test]
+fn cache_first_serves_a_cached_tag_without_a_request() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("cache-first", 1000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let c = client_with(&server, cache.path(), TagPolicy::CacheFirst);
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    assert!(!c.pull(&reference).unwrap().from_cache());
+    let connections = server.connections();
+    assert!(c.pull(&reference).unwrap().from_cache());
+    assert_eq!(
+        server.connections(),
+        connections,
+        "a cached tag costs no request"
+    );
+}
+
+#[test]
+fn revalidate_refetches_a_moved_tag_and_only_heads_an_unchanged_one() {
+    let server = FakeRegistry::start();
+    let old = wasm_payload("old build", 1000);
+    server.artifact(REPO, "latest", &old, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/{REPO}:latest", server.host());
+    client_with(&server, cache.path(), TagPolicy::CacheFirst)
+        .pull(&reference)
+        .unwrap();
+
+    // The tag is pushed again with a new build.
+    let new = wasm_payload("new build after a re-push", 1000);
+    let m = server.artifact(REPO, "latest", &new, |r| r);
+    let c = client_with(&server, cache.path(), TagPolicy::Revalidate);
+    let a = c.pull(&reference).unwrap();
+    assert_eq!(a.read().unwrap(), new, "the stale build must not be served");
+    assert!(!a.from_cache());
+    assert_eq!(a.manifest_digest().to_string(), digest(&m));
+    assert_eq!(server.hits("HEAD", &manifest_path("latest")), 1);
+
+    // Unchanged now: one HEAD, no GET.
+    let gets = server.hits("GET", &manifest_path("latest"));
+    let b = c.pull(&reference).unwrap();
+    assert!(b.from_cache());
+    assert_eq!(b.read().unwrap(), new);
+    assert_eq!(server.hits("HEAD", &manifest_path("latest")), 2);
+    assert_eq!(server.hits("GET", &manifest_path("latest")), gets);
+    assert_eq!(server.hits("GET", &blob_path(&new)), 1);
+}
+
+#[test]
+fn revalidate_uses_the_cache_when_the_registry_is_down_and_says_so() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("stays", 1000);
+    let m = server.artifact(REPO, "1.0", &payload, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host().to_owned();
+    let reference = format!("{host}/{REPO}:1.0");
+    client_with(&server, cache.path(), TagPolicy::CacheFirst)
+        .pull(&reference)
+        .unwrap();
+    drop(server);
+
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    let c = Client::builder()
+        .cache_dir(cache.path())
+        .insecure_host(&host)
+        .retries(0)
+        .tag_policy(TagPolicy::Revalidate)
+        .on_event(move |e| seen.lock().unwrap().push(e.to_string()))
+        .build()
+        .unwrap();
+    let a = c.pull(&reference).unwrap();
+    assert_eq!(a.read().unwrap(), payload);
+    let events = events.lock().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].starts_with(&format!("could not revalidate {reference}")),
+        "{}",
+        events[0]
+    );
+    assert!(
+        events[0].ends_with(&format!("using the cached {}", digest(&m))),
+        "{}",
+        events[0]
+    );
+}
+
+#[test]
+fn max_age_asks_again_only_once_the_tag_is_older() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("aging", 1000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    let c = client_with(
+        &server,
+        cache.path(),
+        TagPolicy::MaxAge(Duration::from_secs(3600)),
+    );
+    c.pull(&reference).unwrap();
+    c.pull(&reference).unwrap();
+    assert_eq!(
+        server.hits("HEAD", &manifest_path("1.0")),
+        0,
+        "young enough: no request"
+    );
+
+    age_ref(
+        cache.path(),
+        server.host(),
+        "1.0",
+        Duration::from_secs(7200),
+    );
+    assert!(c.pull(&reference).unwrap().from_cache());
+    assert_eq!(
+        server.hits("HEAD", &manifest_path("1.0")),
+        1,
+        "too old: revalidated"
+    );
+    // The revalidation renewed the ref's age.
+    c.pull(&reference).unwrap();
+    assert_eq!(server.hits("HEAD", &manifest_path("1.0")), 1);
+}
+
+#[test]
+fn offline_opens_no_connection() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("offline", 1000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    client_with(&server, cache.path(), TagPolicy::CacheFirst)
+        .pull(&reference)
+        .unwrap();
+    let before = server.connections();
+
+    for policy in [
+        TagPolicy::CacheFirst,
+        TagPolicy::Revalidate,
+        TagPolicy::MaxAge(Duration::ZERO),
+    ] {
+        let offline = Client::builder()
+            .cache_dir(cache.path())
+            .insecure_host(server.host())
+            .network(Network::Offline)
+            .tag_policy(policy)
+            .build()
+            .unwrap();
+        assert_eq!(offline.pull(&reference).unwrap().read().unwrap(), payload);
+        let err = offline
+            .pull(&format!("{}/{REPO}:2.0", server.host()))
+            .unwrap_err();
+        assert!(matches!(err, Error::NotCached { .. }), "{err:?}");
+    }
+    // The environment switches, through the CLI: FORGE_OFFLINE=1 and CARGO_NET_OFFLINE=true.
+    for (var, value) in [("FORGE_OFFLINE", "1"), ("CARGO_NET_OFFLINE", "true")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forge-oci"))
+            .args([
+                "pull",
+                &format!("{}/{REPO}:2.0", server.host()),
+                "--cache-dir",
+            ])
+            .arg(cache.path())
+            .args(["--insecure", server.host()])
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("is not in the cache") && stderr.contains("offline"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        server.connections(),
+        before,
+        "offline mode must not connect"
+    );
+}
+
+#[test]
+fn list_size_prune_and_clear() {
+    let server = FakeRegistry::start();
+    let (one, two) = (wasm_payload("one", 3000), wasm_payload("two", 5000));
+    server.artifact(REPO, "1.0", &one, |r| r);
+    let m2 = server.artifact(REPO, "2.0", &two, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host().to_owned();
+    let c = client_with(&server, cache.path(), TagPolicy::CacheFirst);
+    c.pull(&format!("{host}/{REPO}:1.0")).unwrap();
+    c.pull(&format!("{host}/{REPO}@{}", digest(&m2))).unwrap();
+
+    let entries = c.cache().list().unwrap();
+    let listed: Vec<String> = entries.iter().map(|e| e.reference().to_string()).collect();
+    assert_eq!(
+        listed,
+        [
+            format!("{host}/{REPO}:1.0"),
+            format!("{host}/{REPO}@{}", digest(&m2))
+        ]
+    );
+    assert_eq!(entries[0].layer_digest().unwrap().to_string(), digest(&one));
+    assert_eq!(entries[0].size(), Some(3000));
+    assert_eq!(entries[1].manifest_digest().to_string(), digest(&m2));
+    assert!(entries[0].resolved_at().elapsed().unwrap() < Duration::from_secs(60));
+    let size = c.cache().size().unwrap();
+    assert!(size >= 8000, "{size}");
+
+    // Leftovers: an unreferenced blob and a stale partial download.
+    let stray = b"left by an interrupted run".to_vec();
+    fs::write(
+        cache.path().join("blobs/sha256").join(&digest(&stray)[7..]),
+        &stray,
+    )
+    .unwrap();
+    fs::write(cache.path().join("tmp").join("0123.partial"), b"partial").unwrap();
+    let report = c.cache().prune(&PruneOptions::default()).unwrap();
+    assert_eq!(
+        (
+            report.refs_removed,
+            report.blobs_removed,
+            report.temp_files_removed
+        ),
+        (0, 1, 1)
+    );
+    assert_eq!(report.bytes_freed, stray.len() as u64 + 7);
+    assert_eq!(
+        verified_blobs(cache.path()).len(),
+        4,
+        "two manifests and two layers stay"
+    );
+
+    // Refs older than a day go, and with them what only they referenced.
+    age_ref(cache.path(), &host, "1.0", Duration::from_secs(2 * 86400));
+    let report = c
+        .cache()
+        .prune(&PruneOptions::default().older_than(Duration::from_secs(86400)))
+        .unwrap();
+    assert_eq!((report.refs_removed, report.blobs_removed), (1, 2));
+    let remaining: Vec<String> = c
+        .cache()
+        .list()
+        .unwrap()
+        .iter()
+        .map(|e| e.reference().to_string())
+        .collect();
+    assert_eq!(remaining, [format!("{host}/{REPO}@{}", digest(&m2))]);
+    assert!(
+        !cache
+            .path()
+            .join("refs")
+            .join(host.replace(':', "_"))
+            .join(REPO)
+            .join("_tags")
+            .exists()
+    );
+
+    c.cache().clear().unwrap();
+    assert!(c.cache().list().unwrap().is_empty());
+    assert_eq!(c.cache().size().unwrap(), 0);
+    // And it fills again.
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        one
+    );
+}
+
+#[test]
+fn verify_finds_corruption_and_the_next_pull_fetches_again() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("will rot", 4000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    let c = client_with(&server, cache.path(), TagPolicy::CacheFirst);
+    let a = c.pull(&reference).unwrap();
+
+    let clean = c.cache().verify().unwrap();
+    assert_eq!((clean.blobs_checked, clean.corrupt.len()), (2, 0));
+
+    let mut rotten = payload.clone();
+    rotten[1234] ^= 0x40; // one flipped bit
+    fs::write(a.path(), &rotten).unwrap();
+    let report = c.cache().verify().unwrap();
+    assert_eq!(report.corrupt.len(), 1);
+    assert_eq!(report.corrupt[0].path, a.path());
+    assert_eq!(report.corrupt[0].actual.to_string(), digest(&rotten));
+    assert!(!a.path().exists(), "the corrupt blob is removed");
+
+    let again = c.pull(&reference).unwrap();
+    assert_eq!(again.read().unwrap(), payload);
+    assert_eq!(server.hits("GET", &blob_path(&payload)), 2);
+}
+
+#[test]
+fn a_dropped_download_resumes_with_a_range_request() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("resumable", 300_000);
+    server.artifact(REPO, "1.0", &payload, |r| r.cut_after(100_000));
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    let c = client_with(&server, cache.path(), TagPolicy::CacheFirst);
+
+    let err = c.pull(&reference).unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(verified_blobs(cache.path()).is_empty());
+    let partial = cache
+        .path()
+        .join("tmp")
+        .join(format!("{}.partial", &digest(&payload)[7..]));
+    assert_eq!(
+        fs::metadata(&partial).unwrap().len(),
+        100_000,
+        "the received prefix is kept"
+    );
+
+    server.artifact(REPO, "1.0", &payload, Route::ranges);
+    assert_eq!(c.pull(&reference).unwrap().read().unwrap(), payload);
+    assert_eq!(server.ranges(&blob_path(&payload)), [None, Some(100_000)]);
+    assert!(!partial.exists());
+}
+
+#[test]
+fn a_registry_that_ignores_the_range_makes_the_download_start_over() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("no ranges here", 200_000);
+    server.artifact(REPO, "1.0", &payload, |r| r.cut_after(50_000));
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    let c = client_with(&server, cache.path(), TagPolicy::CacheFirst);
+    c.pull(&reference).unwrap_err();
+    server.artifact(REPO, "1.0", &payload, |r| r); // 200 with everything
+    assert_eq!(c.pull(&reference).unwrap().read().unwrap(), payload);
+    assert_eq!(server.ranges(&blob_path(&payload)), [None, Some(50_000)]);
+}
+
+#[test]
+fn prune_in_a_loop_never_breaks_a_pull() {
+    let server = Arc::new(FakeRegistry::start());
+    let payloads: Vec<Vec<u8>> = (0..12)
+        .map(|i| wasm_payload(&format!("artifact {i}"), 200_000))
+        .collect();
+    for (i, p) in payloads.iter().enumerate() {
+        server.artifact(REPO, &format!("v{i}"), p, |r| {
+            r.slow(20_000, Duration::from_millis(2))
+        });
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruner = {
+        let (c, stop) = (
+            client_with(&server, cache.path(), TagPolicy::CacheFirst),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                c.cache().prune(&PruneOptions::default()).unwrap();
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let pullers: Vec<_> = (0..4)
+        .map(|t| {
+            let (server, cache, payloads) = (
+                Arc::clone(&server),
+                cache.path().to_owned(),
+                payloads.clone(),
+            );
+            std::thread::spawn(move || {
+                for round in 0..2 {
+                    for i in (t..12).step_by(4) {
+                        let c = client_with(&server, &cache, TagPolicy::CacheFirst);
+                        let a = c.pull(&format!("{}/{REPO}:v{i}", server.host())).unwrap();
+                        assert_eq!(
+                            a.read().unwrap(),
+                            payloads[i],
+                            "thread {t} round {round} artifact {i}"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for p in pullers {
+        p.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rounds = pruner.join().unwrap();
+    assert!(rounds > 1, "prune ran {rounds} times");
+    // Everything pulled is still referenced, so prune kept it all.
+    assert_eq!(verified_blobs(cache.path()).len(), 24);
+}

@@ -1,0 +1,249 @@
+//! A scriptable fake registry on 127.0.0.1: fixed answers per path, optionally
+//! slow, honouring `Range` when asked to, and counting every connection and
+//! request. One thread per connection; each answer closes the connection.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use super::{OCI_MANIFEST, WASM, digest, manifest};
+
+/// One scripted answer.
+#[derive(Clone)]
+pub struct Route {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Arc<Vec<u8>>,
+    chunk: usize,
+    delay: Duration,
+    ranges: bool,
+    cut_after: Option<usize>,
+}
+
+impl Route {
+    pub fn ok(body: impl Into<Vec<u8>>) -> Route {
+        Route {
+            status: 200,
+            headers: Vec::new(),
+            body: Arc::new(body.into()),
+            chunk: 64 << 10,
+            delay: Duration::ZERO,
+            ranges: false,
+            cut_after: None,
+        }
+    }
+
+    pub fn status(mut self, status: u16) -> Route {
+        self.status = status;
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Route {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sends the body `chunk` bytes at a time with `delay` between chunks.
+    pub fn slow(mut self, chunk: usize, delay: Duration) -> Route {
+        self.chunk = chunk;
+        self.delay = delay;
+        self
+    }
+
+    /// Drops the connection after `n` body bytes, as a failing network would.
+    pub fn cut_after(mut self, n: usize) -> Route {
+        self.cut_after = Some(n);
+        self
+    }
+
+    /// Answers `Range: bytes=N-` with 206 and the rest of the body.
+    pub fn ranges(mut self) -> Route {
+        self.ranges = true;
+        self
+    }
+}
+
+#[derive(Default)]
+struct State {
+    routes: Mutex<HashMap<String, Route>>,
+    /// (method, path, range start) of every request, in order.
+    requests: Mutex<Vec<(String, String, Option<u64>)>>,
+    connections: AtomicUsize,
+    stop: AtomicBool,
+}
+
+pub struct FakeRegistry {
+    host: String,
+    state: Arc<State>,
+}
+
+impl FakeRegistry {
+    pub fn start() -> FakeRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let state = Arc::new(State::default());
+        let shared = Arc::clone(&state);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let state = Arc::clone(&shared);
+                thread::spawn(move || {
+                    let _ = serve(stream, &state);
+                });
+            }
+        });
+        FakeRegistry { host, state }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn route(&self, path: &str, route: Route) {
+        self.state
+            .routes
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), route);
+    }
+
+    /// Serves `payload` as a one-layer wasm artifact `repo:tag`, with its manifest
+    /// also reachable by digest. Returns the manifest.
+    pub fn artifact(
+        &self,
+        repo: &str,
+        tag: &str,
+        payload: &[u8],
+        blob: impl FnOnce(Route) -> Route,
+    ) -> Vec<u8> {
+        let m = manifest(&[(WASM, payload)]);
+        let manifest_route = Route::ok(m.clone())
+            .header("content-type", OCI_MANIFEST)
+            .header("docker-content-digest", &digest(&m));
+        self.route(
+            &format!("/v2/{repo}/manifests/{tag}"),
+            manifest_route.clone(),
+        );
+        self.route(
+            &format!("/v2/{repo}/manifests/{}", digest(&m)),
+            manifest_route,
+        );
+        self.route(
+            &format!("/v2/{repo}/blobs/{}", digest(payload)),
+            blob(Route::ok(payload.to_vec())),
+        );
+        m
+    }
+
+    /// Requests with `method` to `path` so far.
+    pub fn hits(&self, method: &str, path: &str) -> usize {
+        let requests = self.state.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|(m, p, _)| m == method && p == path)
+            .count()
+    }
+
+    /// The `Range` starts asked for on `path`, in order (`None`: no range).
+    pub fn ranges(&self, path: &str) -> Vec<Option<u64>> {
+        let requests = self.state.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|(_, p, _)| p == path)
+            .map(|(_, _, r)| *r)
+            .collect()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(&self.host); // wake the accept loop
+    }
+}
+
+fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default();
+    let path = target.split('?').next().unwrap_or_default().to_owned();
+    let mut range = None;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("range") {
+                range = value
+                    .trim()
+                    .strip_prefix("bytes=")
+                    .and_then(|v| v.trim_end_matches('-').parse().ok());
+            }
+        }
+    }
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push((method.clone(), path.clone(), range));
+    let route = state.routes.lock().unwrap().get(&path).cloned();
+    let mut out = stream;
+    let Some(route) = route else {
+        let body = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"no such path"}]}"#;
+        write!(
+            out,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )?;
+        return out.write_all(body);
+    };
+    let full = route.body.len() as u64;
+    let (status, start) = match range {
+        Some(start) if route.ranges && start < full => (206, start),
+        _ => (route.status, 0),
+    };
+    let mut body = &route.body[start as usize..];
+    write!(
+        out,
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    )?;
+    if status == 206 {
+        write!(out, "Content-Range: bytes {start}-{}/{full}\r\n", full - 1)?;
+    }
+    for (name, value) in &route.headers {
+        write!(out, "{name}: {value}\r\n")?;
+    }
+    write!(out, "\r\n")?;
+    if method == "HEAD" {
+        return Ok(());
+    }
+    if let Some(n) = route.cut_after {
+        body = &body[..n.min(body.len())];
+    }
+    for chunk in body.chunks(route.chunk.max(1)) {
+        out.write_all(chunk)?;
+        out.flush()?;
+        if !route.delay.is_zero() {
+            thread::sleep(route.delay);
+        }
+    }
+    Ok(())
+}
