@@ -5,6 +5,9 @@
 //! the multi-process test re-runs it as a child that calls the one-line API with
 //! configuration from the environment. It prints libtest's closing line.
 //!
+//! `FORGE_OCI_CRASH_ITERATIONS=200 cargo test --test e2e sigkill` is the long
+//! version of the crash test (20 kills by default).
+//!
 //! Without `/usr/bin/docker-registry` (Debian package `docker-registry`) the
 //! real-registry tests are skipped with a loud message, except under CI, where
 //! they fail.
@@ -23,8 +26,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::server::{FakeRegistry, Route};
 use common::*;
-use forge_oci::{Client, Network};
+use forge_oci::{Client, Network, PruneOptions};
 
 const CHILD_ENV: &str = "FORGE_OCI_E2E_CHILD";
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -40,7 +44,7 @@ fn main() -> ExitCode {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child_fetch();
     }
-    let tests: [(&str, TestFn); 3] = [
+    let tests: [(&str, TestFn); 6] = [
         (
             "real_registry_cold_then_warm_with_registry_stopped",
             real_registry_cold_then_warm,
@@ -49,6 +53,18 @@ fn main() -> ExitCode {
         (
             "eight_processes_download_one_blob_once",
             eight_processes_download_once,
+        ),
+        (
+            "sixteen_processes_four_references_each_blob_once",
+            sixteen_processes_four_references,
+        ),
+        (
+            "sigkill_at_random_moments_leaves_the_cache_consistent",
+            sigkill_at_random_moments,
+        ),
+        (
+            "read_only_cache_serves_hits_and_names_misses",
+            read_only_cache,
         ),
     ];
     let filters: Vec<String> = std::env::args()
@@ -91,20 +107,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// Child mode: the one-line API, configured only by the environment.
+/// Child mode: the one-line API, configured only by the environment, for each
+/// reference in `CHILD_REFS` (comma-separated); the bytes go to `CHILD_OUT/<n>`.
 fn child_fetch() -> ExitCode {
-    let reference = std::env::var("CHILD_REF").unwrap();
-    let out = std::env::var("CHILD_OUT").unwrap();
-    match forge_oci::fetch_to_bytes(&reference) {
-        Ok(bytes) => {
-            std::fs::write(out, bytes).unwrap();
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("child error: {e}");
-            ExitCode::FAILURE
+    let references = std::env::var("CHILD_REFS").unwrap();
+    let out = PathBuf::from(std::env::var("CHILD_OUT").unwrap());
+    for (i, reference) in references.split(',').enumerate() {
+        match forge_oci::fetch_to_bytes(reference) {
+            Ok(bytes) => std::fs::write(out.join(i.to_string()), bytes).unwrap(),
+            Err(e) => {
+                eprintln!("child error: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// Starts this binary as a child pulling `references` into the cache under `cache_base`.
+fn spawn_child(references: &[String], out: &Path, cache_base: &Path, insecure: &str) -> Child {
+    std::fs::create_dir_all(out).unwrap();
+    Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, "1")
+        .env("CHILD_REFS", references.join(","))
+        .env("CHILD_OUT", out)
+        .env("FORGE_CACHE_DIR", cache_base)
+        .env("FORGE_OCI_INSECURE_HOSTS", insecure)
+        .env_remove("FORGE_OFFLINE")
+        .env_remove("CARGO_NET_OFFLINE")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// A `docker-registry` process on a free loopback port with temporary storage,
@@ -375,23 +408,19 @@ fn eight_processes_download_once() -> Outcome {
 
     let children: Vec<(PathBuf, Child)> = (0..8)
         .map(|i| {
-            let out = work.path().join(format!("out-{i}.wasm"));
-            let child = Command::new(std::env::current_exe().unwrap())
-                .env(CHILD_ENV, "1")
-                .env("CHILD_REF", &reference)
-                .env("CHILD_OUT", &out)
-                .env("FORGE_CACHE_DIR", work.path())
-                .env("FORGE_OCI_INSECURE_HOSTS", &host)
-                .env_remove("FORGE_OFFLINE")
-                .env_remove("CARGO_NET_OFFLINE")
-                .spawn()
-                .unwrap();
+            let out = work.path().join(format!("out-{i}"));
+            let child = spawn_child(std::slice::from_ref(&reference), &out, work.path(), &host);
             (out, child)
         })
         .collect();
     for (out, mut child) in children {
         assert!(child.wait().unwrap().success(), "a child failed");
-        assert_eq!(std::fs::read(&out).unwrap(), *payload, "{}", out.display());
+        assert_eq!(
+            std::fs::read(out.join("0")).unwrap(),
+            *payload,
+            "{}",
+            out.display()
+        );
     }
     assert_eq!(
         blob_gets.load(Ordering::SeqCst),
@@ -403,4 +432,248 @@ fn eight_processes_download_once() -> Outcome {
     assert_eq!(verified_blobs(&root).len(), 2);
     assert_eq!(temp_files(&root), 0);
     Outcome::Passed
+}
+
+/// 16 processes start at once, each pulling two references all of them share and
+/// two of its own. Every blob crosses the network exactly once.
+fn sixteen_processes_four_references() -> Outcome {
+    let server = FakeRegistry::start();
+    let slow = |r: Route| r.slow(32 << 10, Duration::from_millis(4));
+    let shared: Vec<Vec<u8>> = (0..2)
+        .map(|i| wasm_payload(&format!("shared {i}"), 512 << 10))
+        .collect();
+    for (i, p) in shared.iter().enumerate() {
+        server.artifact("fleet/shared", &format!("s{i}"), p, slow);
+    }
+    let own = |n: usize, j: usize| wasm_payload(&format!("process {n} own {j}"), 256 << 10);
+    for n in 0..16 {
+        for j in 0..2 {
+            server.artifact("fleet/own", &format!("p{n}-{j}"), &own(n, j), slow);
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let host = server.host().to_owned();
+    let children: Vec<(usize, PathBuf, Child)> = (0..16)
+        .map(|n| {
+            let refs = vec![
+                format!("{host}/fleet/shared:s0"),
+                format!("{host}/fleet/own:p{n}-0"),
+                format!("{host}/fleet/shared:s1"),
+                format!("{host}/fleet/own:p{n}-1"),
+            ];
+            let out = work.path().join(format!("out-{n}"));
+            let child = spawn_child(&refs, &out, work.path(), &host);
+            (n, out, child)
+        })
+        .collect();
+    for (n, out, mut child) in children {
+        assert!(child.wait().unwrap().success(), "process {n} failed");
+        let expected = [&shared[0], &own(n, 0), &shared[1], &own(n, 1)];
+        for (i, want) in expected.iter().enumerate() {
+            assert_eq!(
+                &std::fs::read(out.join(i.to_string())).unwrap(),
+                *want,
+                "process {n} reference {i}"
+            );
+        }
+    }
+    for p in &shared {
+        assert_eq!(
+            server.hits("GET", &format!("/v2/fleet/shared/blobs/{}", digest(p))),
+            1
+        );
+    }
+    for n in 0..16 {
+        for j in 0..2 {
+            assert_eq!(
+                server.hits(
+                    "GET",
+                    &format!("/v2/fleet/own/blobs/{}", digest(&own(n, j)))
+                ),
+                1
+            );
+        }
+    }
+    let root = work.path().join("openapi-forge/plugins");
+    assert_eq!(verified_blobs(&root).len(), 2 * (2 + 32));
+    assert_eq!(temp_files(&root), 0);
+    Outcome::Passed
+}
+
+/// xorshift64: reproducible randomness without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A child pulling a 2 MiB blob from a slow server is killed with SIGKILL at a
+/// random moment, again and again. Each artifact is attacked three times, so
+/// kills land before, during and after resumed downloads. After every kill,
+/// `blobs/` holds only files that hash to their names; at the end every
+/// artifact pulls correctly and prune leaves no temporary file behind.
+fn sigkill_at_random_moments() -> Outcome {
+    let iterations: usize = std::env::var("FORGE_OCI_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed = std::env::var("FORGE_OCI_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("sigkill test: {iterations} kills, FORGE_OCI_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let server = FakeRegistry::start();
+    let host = server.host().to_owned();
+    let artifacts = iterations.div_ceil(3);
+    let payload = |a: usize| wasm_payload(&format!("crash target {a}"), 2 << 20);
+    for a in 0..artifacts {
+        server.artifact("crash/plugin", &format!("a{a}"), &payload(a), |r| {
+            r.slow(32 << 10, Duration::from_millis(8)).ranges()
+        });
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("openapi-forge/plugins");
+    let out = work.path().join("out");
+    let mut killed_mid_pull = 0;
+    for i in 0..iterations {
+        let reference = format!("{host}/crash/plugin:a{}", i / 3);
+        let mut child = spawn_child(&[reference], &out, work.path(), &host);
+        std::thread::sleep(Duration::from_millis(rng.below(450)));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_pull += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        verified_blobs(&root); // panics on any file that does not hash to its name
+    }
+    eprintln!("sigkill test: {killed_mid_pull} of {iterations} kills hit a running pull");
+    assert!(
+        killed_mid_pull > 0,
+        "no kill landed while a pull was running"
+    );
+    let client = Client::builder()
+        .cache_dir(&root)
+        .insecure_host(&host)
+        .build()
+        .unwrap();
+    std::thread::scope(|scope| {
+        for a in 0..artifacts {
+            let (client, host) = (&client, &host);
+            scope.spawn(move || {
+                let artifact = client.pull(&format!("{host}/crash/plugin:a{a}")).unwrap();
+                assert_eq!(artifact.read().unwrap(), payload(a), "artifact {a}");
+            });
+        }
+    });
+    assert!(client.cache().verify().unwrap().corrupt.is_empty());
+    client.cache().prune(&PruneOptions::default()).unwrap();
+    assert_eq!(temp_files(&root), 0, "prune removes what the kills left");
+    Outcome::Passed
+}
+
+/// A cache this user cannot write still serves what it holds, with no lock, and a
+/// miss says the cache is read-only. As root (CI), the reader is `nobody` via
+/// setpriv; otherwise the cache is made read-only with chmod.
+fn read_only_cache() -> Outcome {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("read only", 100_000);
+    server.artifact("ro/plugin", "1.0", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("cache");
+    let host = server.host().to_owned();
+    let hit = format!("{host}/ro/plugin:1.0");
+    let miss = format!("{host}/ro/plugin:2.0");
+    Client::builder()
+        .cache_dir(&root)
+        .insecure_host(&host)
+        .build()
+        .unwrap()
+        .pull(&hit)
+        .unwrap();
+    let before = server.connections();
+
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    if is_root && Command::new("setpriv").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the read-only test: setpriv is missing"
+        );
+        return Outcome::Skipped("running as root without setpriv (util-linux)".into());
+    }
+    // As nobody: the temp dir (0700) must be enterable; the cache itself stays root's.
+    set_mode(work.path(), 0o755);
+    if !is_root {
+        chmod_tree(&root, false);
+    }
+    let run = |reference: &str| {
+        let mut cmd = if is_root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_forge-oci"));
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_forge-oci"))
+        };
+        cmd.args(["pull", reference, "-o", "-", "--cache-dir"])
+            .arg(&root)
+            .args(["--insecure", &host]);
+        cmd.output().unwrap()
+    };
+    let got = run(&hit);
+    assert!(
+        got.status.success(),
+        "hit failed: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(got.stdout, payload);
+    let missed = run(&miss);
+    let stderr = String::from_utf8_lossy(&missed.stderr);
+    assert_eq!(missed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{miss} is not in the cache and the cache is read-only"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        server.connections(),
+        before,
+        "a read-only miss fails before any request"
+    );
+    if !is_root {
+        chmod_tree(&root, true);
+    }
+    Outcome::Passed
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chmod_tree(dir: &Path, writable: bool) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            chmod_tree(&path, writable);
+        } else {
+            set_mode(&path, if writable { 0o644 } else { 0o444 });
+        }
+    }
+    set_mode(dir, if writable { 0o755 } else { 0o555 });
 }
