@@ -40,8 +40,9 @@
 //! # Cache
 //! `$FORGE_CACHE_DIR/openapi-forge/plugins`, else `<user cache dir>/openapi-forge/plugins`,
 //! or [`ClientBuilder::cache_dir`]. Files under `blobs/sha256/` always hash to their
-//! name; a crash leaves at most a stale temporary file; a read-only cache still
-//! serves hits.
+//! name; a crash leaves at most a partial download, which the next pull resumes; a
+//! read-only cache still serves hits. Cached tags follow the client's [`TagPolicy`].
+//! [`Client::cache`] lists, measures, prunes, verifies and clears the cache.
 //!
 //! # Configuration from the environment
 //! | variable | effect |
