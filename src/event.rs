@@ -20,6 +20,16 @@ pub enum Event<'a> {
         /// The lock file.
         path: &'a Path,
     },
+        /// A blob download made progress. Sent when it starts (with what a resumed
+    /// download already had), then every 256 KiB or so, and when it completes.
+    Downloading {
+        /// The blob.
+        digest: &'a Digest,
+        /// Bytes on disk so far.
+        received: u64,
+        /// The blob's size.
+        total: u64,
+    },
     /// A tag could not be revalidated because the registry could not be reached,
     /// so the digest it resolved to before is used.
     UsingCachedTag {
@@ -38,11 +48,10 @@ impl fmt::Display for Event<'_> {
             Event::WaitingForLock { path } => {
                 write!(f, "waiting for file lock on {}", path.display())
             }
-            Event::UsingCachedTag {
-                reference,
-                digest,
-                error,
-            } => {
+                        Event::Downloading { digest, received, total } => {
+                write!(f, "downloading {digest}: {received} of {total} bytes")
+            }
+            Event::UsingCachedTag { reference, digest, error } => {
                 write!(
                     f,
                     "could not revalidate {reference} ({error}); using the cached {digest}"

@@ -36,12 +36,14 @@ impl From<Error> for CommitError {
 pub(crate) type OpenAt<'a, R> = &'a mut dyn FnMut(u64) -> Result<(R, u64)>;
 
 /// Downloads `digest` of `size` bytes into `dest`, resuming `partial` if present.
+/// `progress` hears the byte count on disk as it grows.
 pub(crate) fn download<R: Read>(
     partial: &Path,
     dest: &Path,
     digest: &Digest,
     size: u64,
-    open_at: OpenAt<'_, R>,
+        open_at: OpenAt<'_, R>,
+    progress: &mut dyn FnMut(u64),
 ) -> std::result::Result<(), CommitError> {
     let mut file = OpenOptions::new()
         .read(true)
@@ -60,6 +62,7 @@ pub(crate) fn download<R: Read>(
     }
     file.seek(SeekFrom::Start(have))
         .map_err(|e| Error::io("seek", partial, e))?;
+        progress(have);
     let mut verifying = VerifyingReader::resume(source, digest.clone(), size, hasher, have);
     let mut buf = vec![0u8; 64 << 10];
     loop {
@@ -75,8 +78,8 @@ pub(crate) fn download<R: Read>(
                 return Err(CommitError::Read(e));
             }
         };
-        file.write_all(&buf[..n])
-            .map_err(|e| Error::io("write", partial, e))?;
+                file.write_all(&buf[..n]).map_err(|e| Error::io("write", partial, e))?;
+        progress(verifying.bytes_read());
     }
     file.sync_all()
         .map_err(|e| Error::io("fsync", partial, e))?;

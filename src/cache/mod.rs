@@ -298,7 +298,16 @@ impl Cache {
                 if dest.is_file() {
                     return Ok(false);
                 }
-                commit::download(&partial, &dest, digest, size, &mut open_at)?;
+                                // Every 256 KiB is often enough for a progress bar and rare enough to cost nothing.
+                let mut reported = None;
+                let mut progress = |received: u64| {
+                    let step = received >> 18;
+                    if reported != Some(step) || received == size {
+                        reported = Some(step);
+                        self.events.emit(&Event::Downloading { digest, received, total: size });
+                    }
+                };
+                commit::download(&partial, &dest, digest, size, &mut open_at, &mut progress)?;
                 Ok(true)
             },
         )?;
