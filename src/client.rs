@@ -11,7 +11,7 @@ use crate::config::{ClientBuilder, Network, TagPolicy};
 use crate::digest::{Digest, VerifyError};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
-use crate::manifest::{Manifest, ParseManifestError};
+use crate::manifest::{ImageIndex, ImageManifest, Manifest, ParseManifestError};
 use crate::reference::Reference;
 use crate::registry::Registry;
 
@@ -79,6 +79,38 @@ impl Artifact {
     }
 }
 
+/// What a reference resolves to, from [`Client::resolve`]: no blob is downloaded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Resolution {
+    /// The reference, normalised.
+    pub reference: String,
+    /// The digest the reference resolves to (the index, when there is one).
+    pub manifest_digest: Digest,
+    /// The layer a pull would download.
+    pub layer_digest: Digest,
+    /// That layer's media type.
+    pub media_type: String,
+    /// That layer's size in bytes.
+    pub size: u64,
+}
+
+/// The documents behind a reference, from [`Client::inspect`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Inspection {
+    /// The reference, normalised.
+    pub reference: String,
+    /// The digest the reference resolves to (the index, when there is one).
+    pub digest: Digest,
+    /// The index, when the reference names one.
+    pub index: Option<ImageIndex>,
+    /// The digest of the image manifest selected (equal to `digest` without an index).
+    pub manifest_digest: Digest,
+    /// The image manifest whose layer a pull would download.
+    pub manifest: ImageManifest,
+}
+
 /// Pulls artifacts through the cache. Cheap to clone (an `Arc` inside); clones
 /// share connections and tokens, and the client is `Send + Sync`, so one client
 /// can serve many threads.
@@ -116,11 +148,44 @@ impl fmt::Debug for Client {
     }
 }
 
-/// A manifest fetched from the registry and checked against its digest.
+/// A manifest document checked against its digest, with its bytes.
 struct Fetched {
     digest: Digest,
     bytes: Vec<u8>,
     manifest: Manifest,
+}
+
+/// What a reference leads to: its top document and, under an index, the child
+/// selected for the client's platforms; `image` is the one that lists layers.
+struct Documents {
+    top: Fetched,
+    child: Option<Fetched>,
+    image: ImageManifest,
+}
+
+impl Documents {
+    fn new(r: &Reference, top: Fetched, child: Option<Fetched>) -> Result<Documents> {
+        let image = match (&top.manifest, &child) {
+            (Manifest::Image(m), None) => m.clone(),
+            (
+                Manifest::Index(_),
+                Some(Fetched {
+                    manifest: Manifest::Image(m),
+                    ..
+                }),
+            ) => m.clone(),
+            // What is left is an index under an index: the fetch paths only give an
+            // index a child, and only an index one.
+            _ => {
+                return Err(Error::InvalidManifest {
+                    reference: r.to_string(),
+                    digest: child.as_ref().map_or(&top.digest, |c| &c.digest).clone(),
+                    reason: ParseManifestError::nested_index(),
+                });
+            }
+        };
+        Ok(Documents { top, child, image })
+    }
 }
 
 impl Client {
@@ -239,26 +304,8 @@ impl Client {
         let Inner {
             cache, registry, ..
         } = &*self.inner;
-        let top = self.fetch_manifest(r, r.digest(), None)?;
-        let (image, child) = match &top.manifest {
-            Manifest::Image(m) => (m.clone(), None),
-            Manifest::Index(index) => {
-                let desc = cache.select_platform(r, index)?;
-                let digest = cache.descriptor_digest(r, desc)?;
-                let child = self.fetch_manifest(r, Some(&digest), Some(desc.size))?;
-                match &child.manifest {
-                    Manifest::Image(m) => (m.clone(), Some(child)),
-                    Manifest::Index(_) => {
-                        return Err(Error::InvalidManifest {
-                            reference: r.to_string(),
-                            digest,
-                            reason: ParseManifestError::nested_index(),
-                        });
-                    }
-                }
-            }
-        };
-        let layer = cache.select_layer(r, &image)?;
+        let docs = self.fetch_documents(r)?;
+        let layer = cache.select_layer(r, &docs.image)?;
         let layer_digest = cache.descriptor_digest(r, layer)?;
         let (path, _) = cache
             .fetch_blob(&layer_digest, layer.size, |offset| {
@@ -266,18 +313,127 @@ impl Client {
             })
             .map_err(|e| commit_error(r, &layer_digest, e))?;
         // Manifests after the blob, the ref last: a ref never points at something missing.
-        if let Some(child) = &child {
+        if let Some(child) = &docs.child {
             cache.store_bytes(&child.digest, &child.bytes)?;
         }
-        cache.store_bytes(&top.digest, &top.bytes)?;
-        cache.write_ref(r, &top.digest)?;
+        cache.store_bytes(&docs.top.digest, &docs.top.bytes)?;
+        cache.write_ref(r, &docs.top.digest)?;
         let resolved = Resolved {
-            manifest_digest: top.digest,
+            manifest_digest: docs.top.digest,
             layer_digest,
             media_type: layer.media_type.clone(),
             size: layer.size,
         };
         Ok(Artifact::new(path, resolved, false))
+    }
+
+    /// What `reference` resolves to, without downloading the layer. A tag is asked
+    /// of the registry (this is how to learn what it points to now); a digest pin,
+    /// or anything when offline, is answered from the cache when it can be.
+    ///
+    /// # Errors
+    /// As [`Client::pull`], without the blob's own download errors.
+    pub fn resolve(&self, reference: &str) -> Result<Resolution> {
+        let r: Reference = reference.parse()?;
+        let docs = self.documents(&r)?;
+        let cache = &self.inner.cache;
+        let layer = cache.select_layer(&r, &docs.image)?;
+        Ok(Resolution {
+            reference: r.to_string(),
+            manifest_digest: docs.top.digest.clone(),
+            layer_digest: cache.descriptor_digest(&r, layer)?,
+            media_type: layer.media_type.clone(),
+            size: layer.size,
+        })
+    }
+
+    /// The manifest `reference` leads to, and the index it was selected from if
+    /// there is one; from the registry or the cache as [`Client::resolve`] decides.
+    ///
+    /// # Errors
+    /// As [`Client::resolve`].
+    pub fn inspect(&self, reference: &str) -> Result<Inspection> {
+        let r: Reference = reference.parse()?;
+        let docs = self.documents(&r)?;
+        let index = match &docs.top.manifest {
+            Manifest::Index(i) => Some(i.clone()),
+            Manifest::Image(_) => None,
+        };
+        Ok(Inspection {
+            reference: r.to_string(),
+            digest: docs.top.digest.clone(),
+            index,
+            manifest_digest: docs.child.as_ref().unwrap_or(&docs.top).digest.clone(),
+            manifest: docs.image,
+        })
+    }
+
+    /// The documents for [`Client::resolve`] and [`Client::inspect`].
+    fn documents(&self, r: &Reference) -> Result<Documents> {
+        let inner = &self.inner;
+        let online = inner.network == Network::Online;
+        let cached = match (r.digest(), online) {
+            (Some(pin), _) => Some(pin.clone()),
+            (None, false) => inner.cache.read_ref(r).map(|(d, _)| d),
+            (None, true) => None,
+        };
+        if let Some(top) = cached {
+            if let Some(docs) = self.cached_documents(r, &top)? {
+                return Ok(docs);
+            }
+        }
+        if !online {
+            return Err(Error::NotCached {
+                reference: r.to_string(),
+                cache: inner.cache.root().to_path_buf(),
+            });
+        }
+        self.fetch_documents(r)
+    }
+
+    fn cached_documents(&self, r: &Reference, top: &Digest) -> Result<Option<Documents>> {
+        let cache = &self.inner.cache;
+        let load = |digest: &Digest| -> Result<Option<Fetched>> {
+            let Some(bytes) = cache.read_manifest(digest)? else {
+                return Ok(None);
+            };
+            Ok(Manifest::from_slice(&bytes, None)
+                .ok()
+                .map(|manifest| Fetched {
+                    digest: digest.clone(),
+                    bytes,
+                    manifest,
+                }))
+        };
+        let Some(top) = load(top)? else {
+            return Ok(None);
+        };
+        let child = match &top.manifest {
+            Manifest::Index(index) => {
+                let digest = cache.descriptor_digest(r, cache.select_platform(r, index)?)?;
+                match load(&digest)? {
+                    Some(child) => Some(child),
+                    None => return Ok(None),
+                }
+            }
+            Manifest::Image(_) => None,
+        };
+        Documents::new(r, top, child).map(Some)
+    }
+
+    /// GETs the top manifest and, for an index, the selected child.
+    fn fetch_documents(&self, r: &Reference) -> Result<Documents> {
+        let cache = &self.inner.cache;
+        let top = self.fetch_manifest(r, r.digest(), None)?;
+        let child = match &top.manifest {
+            Manifest::Index(index) => {
+                let desc = cache.select_platform(r, index)?;
+                let digest = cache.descriptor_digest(r, desc)?;
+                Some(self.fetch_manifest(r, Some(&digest), Some(desc.size))?)
+            }
+            Manifest::Image(_) => None,
+        };
+        Documents::new(r, top, child)
     }
 
     /// GETs a manifest by `expected` digest (or the reference's tag) and checks it:

@@ -20,7 +20,7 @@ pub enum Event<'a> {
         /// The lock file.
         path: &'a Path,
     },
-        /// A blob download made progress. Sent when it starts (with what a resumed
+    /// A blob download made progress. Sent when it starts (with what a resumed
     /// download already had), then every 256 KiB or so, and when it completes.
     Downloading {
         /// The blob.
@@ -48,10 +48,18 @@ impl fmt::Display for Event<'_> {
             Event::WaitingForLock { path } => {
                 write!(f, "waiting for file lock on {}", path.display())
             }
-                        Event::Downloading { digest, received, total } => {
+            Event::Downloading {
+                digest,
+                received,
+                total,
+            } => {
                 write!(f, "downloading {digest}: {received} of {total} bytes")
             }
-            Event::UsingCachedTag { reference, digest, error } => {
+            Event::UsingCachedTag {
+                reference,
+                digest,
+                error,
+            } => {
                 write!(
                     f,
                     "could not revalidate {reference} ({error}); using the cached {digest}"

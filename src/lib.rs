@@ -68,7 +68,7 @@ mod reference;
 mod registry;
 
 pub use cache::{Cache, CacheEntry, CorruptBlob, PruneOptions, PruneReport, VerifyReport};
-pub use client::{Artifact, Client};
+pub use client::{Artifact, Client, Inspection, Resolution};
 pub use config::{ClientBuilder, Network, TagPolicy};
 pub use digest::{Digest, ParseDigestError, VerifyingReader};
 pub use error::{Error, Result};

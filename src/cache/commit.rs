@@ -42,7 +42,7 @@ pub(crate) fn download<R: Read>(
     dest: &Path,
     digest: &Digest,
     size: u64,
-        open_at: OpenAt<'_, R>,
+    open_at: OpenAt<'_, R>,
     progress: &mut dyn FnMut(u64),
 ) -> std::result::Result<(), CommitError> {
     let mut file = OpenOptions::new()
@@ -62,7 +62,7 @@ pub(crate) fn download<R: Read>(
     }
     file.seek(SeekFrom::Start(have))
         .map_err(|e| Error::io("seek", partial, e))?;
-        progress(have);
+    progress(have);
     let mut verifying = VerifyingReader::resume(source, digest.clone(), size, hasher, have);
     let mut buf = vec![0u8; 64 << 10];
     loop {
@@ -78,7 +78,8 @@ pub(crate) fn download<R: Read>(
                 return Err(CommitError::Read(e));
             }
         };
-                file.write_all(&buf[..n]).map_err(|e| Error::io("write", partial, e))?;
+        file.write_all(&buf[..n])
+            .map_err(|e| Error::io("write", partial, e))?;
         progress(verifying.bytes_read());
     }
     file.sync_all()

@@ -298,13 +298,17 @@ impl Cache {
                 if dest.is_file() {
                     return Ok(false);
                 }
-                                // Every 256 KiB is often enough for a progress bar and rare enough to cost nothing.
+                // Every 256 KiB is often enough for a progress bar and rare enough to cost nothing.
                 let mut reported = None;
                 let mut progress = |received: u64| {
                     let step = received >> 18;
                     if reported != Some(step) || received == size {
                         reported = Some(step);
-                        self.events.emit(&Event::Downloading { digest, received, total: size });
+                        self.events.emit(&Event::Downloading {
+                            digest,
+                            received,
+                            total: size,
+                        });
                     }
                 };
                 commit::download(&partial, &dest, digest, size, &mut open_at, &mut progress)?;
