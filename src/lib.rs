@@ -57,6 +57,7 @@
 //! Credentials and tokens never appear in errors or `Debug` output.
 
 mod auth;
+pub mod build;
 mod cache;
 mod client;
 mod config;

@@ -1,131 +1,222 @@
-//! `forge-oci`, the command-line front end. Argument parsing is hand-written to
-//! keep the dependency list as it is.
+//! `forge-oci`, the command-line front end. See `forge-oci --help`.
 
 // The library never prints; the CLI's job is to.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::Write;
-use std::path::PathBuf;
+mod cli;
+
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
-use forge_oci::{Client, Network};
+use cli::args::{CacheCommand, Command, RefArgs};
+use cli::progress::{Progress, human};
+use forge_oci::{Client, ClientBuilder, Error, Event, Network, PruneOptions};
 
-const USAGE: &str = "\
-usage: forge-oci pull REF [-o FILE | -o -] [--offline] [--insecure HOST]... [--cache-dir DIR]
-
-Pull an OCI artifact (a wasm plugin) into the cache and print its path,
-or copy it to FILE (`-` for standard output).
-
-options:
-  -o, --output FILE    copy the artifact to FILE (`-`: standard output)
-      --offline        use only the cache (also FORGE_OFFLINE=1, CARGO_NET_OFFLINE=true)
-      --insecure HOST  reach HOST[:PORT] over plain HTTP (also FORGE_OCI_INSECURE_HOSTS)
-      --cache-dir DIR  cache root (default: $FORGE_CACHE_DIR/openapi-forge/plugins)
-  -h, --help           print this help
-  -V, --version        print the version";
-
-struct Pull {
-    reference: String,
-    output: Option<String>,
-    offline: bool,
-    insecure: Vec<String>,
-    cache_dir: Option<PathBuf>,
-}
-
-enum Command {
-    Help,
-    Version,
-    Pull(Pull),
-}
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut args = args.into_iter();
-    match args.next().as_deref() {
-        None => return Err("missing command".into()),
-        Some("-h" | "--help" | "help") => return Ok(Command::Help),
-        Some("-V" | "--version") => return Ok(Command::Version),
-        Some("pull") => {}
-        Some(other) => return Err(format!("unknown command `{other}`")),
-    }
-    let mut pull = Pull {
-        reference: String::new(),
-        output: None,
-        offline: false,
-        insecure: Vec::new(),
-        cache_dir: None,
+fn main() -> ExitCode {
+    let command = match cli::args::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(usage) => {
+            eprintln!("error: {}\n\n{}", usage.message, usage.usage);
+            return ExitCode::from(2);
+        }
     };
-    let value = |flag: &str, v: Option<String>| v.ok_or_else(|| format!("`{flag}` needs a value"));
-    let mut reference = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-o" | "--output" => pull.output = Some(value(&arg, args.next())?),
-            "--offline" => pull.offline = true,
-            "--insecure" => pull.insecure.push(value(&arg, args.next())?),
-            "--cache-dir" => pull.cache_dir = Some(value(&arg, args.next())?.into()),
-            a if a.starts_with('-') && a != "-" => return Err(format!("unknown option `{a}`")),
-            _ if reference.is_some() => return Err(format!("unexpected argument `{arg}`")),
-            _ => reference = Some(arg),
+    match run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                eprintln!("caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::from(1)
         }
     }
-    pull.reference = reference.ok_or("missing REF")?;
-    Ok(Command::Pull(pull))
 }
 
-fn run(p: Pull) -> Result<(), forge_oci::Error> {
-    let mut builder = Client::builder().on_event(|e| eprintln!("{e}"));
-    if let Some(dir) = p.cache_dir {
-        builder = builder.cache_dir(dir);
-    }
-    if p.offline {
-        builder = builder.network(Network::Offline);
-    }
-    for h in p.insecure {
-        builder = builder.insecure_host(h);
-    }
-    let artifact = builder.build()?.pull(&p.reference)?;
-    let copy_err = |path: &str, e| forge_oci::Error::Io {
-        action: "write",
-        path: path.into(),
-        source: e,
-    };
-    match p.output.as_deref() {
-        None => println!("{}", artifact.path().display()),
-        Some("-") => std::io::stdout()
-            .write_all(&artifact.read()?)
-            .map_err(|e| copy_err("<stdout>", e))?,
-        Some(file) => {
-            std::fs::copy(artifact.path(), file).map_err(|e| copy_err(file, e))?;
+fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Help(text) => println!("{text}"),
+        Command::Version => println!("forge-oci {}", env!("CARGO_PKG_VERSION")),
+        Command::Pull { args, output } => pull(&args, output.as_deref())?,
+        Command::Resolve(args) => {
+            let resolution = client(&args)?.resolve(&args.reference)?;
+            if args.json {
+                print_json(&resolution);
+            } else {
+                println!("{}", resolution.manifest_digest);
+            }
+        }
+        Command::Inspect(args) => print_json(&client(&args)?.inspect(&args.reference)?),
+        Command::Cache { command, cache_dir } => {
+            let mut builder = Client::builder().on_event(|e| eprintln!("{e}"));
+            if let Some(dir) = cache_dir {
+                builder = builder.cache_dir(dir);
+            }
+            cache(builder.build()?, command)?;
         }
     }
     Ok(())
 }
 
-fn main() -> ExitCode {
-    match parse_args(std::env::args().skip(1)) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+fn client(args: &RefArgs) -> Result<Client, Error> {
+    let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
+    let quiet = args.quiet;
+    let mut b: ClientBuilder = Client::builder().on_event(move |event| match event {
+        Event::Downloading {
+            digest,
+            received,
+            total,
+        } => progress.update(&digest.to_string(), *received, *total),
+        Event::UsingCachedTag { .. } if !quiet => eprintln!("warning: {event}"),
+        _ if !quiet => eprintln!("{event}"),
+        _ => {}
+    });
+    if let Some(dir) = &args.cache_dir {
+        b = b.cache_dir(dir);
+    }
+    if args.offline {
+        b = b.network(Network::Offline);
+    }
+    for host in &args.insecure {
+        b = b.insecure_host(host);
+    }
+    if !args.platforms.is_empty() {
+        b = b.platforms(args.platforms.clone());
+    }
+    if !args.media_types.is_empty() {
+        b = b.layer_media_types(args.media_types.clone());
+    }
+    if let Some(policy) = args.tag_policy {
+        b = b.tag_policy(policy);
+    }
+    b.build()
+}
+
+fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
+    let artifact = client(args)?.pull(&args.reference)?;
+    let write_err = |path: &str, e| Error::Io {
+        action: "write",
+        path: path.into(),
+        source: e,
+    };
+    match output {
+        Some("-") => std::io::stdout()
+            .lock()
+            .write_all(&artifact.read()?)
+            .map_err(|e| write_err("<stdout>", e))?,
+        Some(file) => {
+            std::fs::copy(artifact.path(), file).map_err(|e| write_err(file, e))?;
         }
-        Ok(Command::Version) => {
-            println!("forge-oci {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Pull(p)) => match run(p) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    eprintln!("caused by: {cause}");
-                    source = cause.source();
+        None if !args.json => println!("{}", artifact.path().display()),
+        None => {}
+    }
+    if args.json {
+        print_json(&serde_json::json!({
+            "reference": args.reference,
+            "path": artifact.path(),
+            "layer_digest": artifact.layer_digest(),
+            "manifest_digest": artifact.manifest_digest(),
+            "media_type": artifact.media_type(),
+            "size": artifact.size(),
+            "from_cache": artifact.from_cache(),
+        }));
+    }
+    Ok(())
+}
+
+fn cache(client: Client, command: CacheCommand) -> Result<(), Error> {
+    let cache = client.cache();
+    match command {
+        CacheCommand::Path => println!("{}", cache.root().display()),
+        CacheCommand::Ls { json } => {
+            let entries = cache.list()?;
+            let unix = |t: SystemTime| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            };
+            if json {
+                let rows: Vec<_> = entries
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "reference": e.reference().to_string(),
+                            "manifest_digest": e.manifest_digest(),
+                            "layer_digest": e.layer_digest(),
+                            "size": e.size(),
+                            "resolved_at": unix(e.resolved_at()),
+                        })
+                    })
+                    .collect();
+                print_json(&rows);
+            } else {
+                for e in &entries {
+                    let age = e.resolved_at().elapsed().map_or(0, |d| d.as_secs());
+                    let size = e
+                        .size()
+                        .map_or_else(|| "layer not cached".to_owned(), human);
+                    println!(
+                        "{}  {}  {}  resolved {} ago",
+                        e.reference(),
+                        e.manifest_digest(),
+                        size,
+                        ago(age)
+                    );
                 }
-                ExitCode::from(1)
             }
-        },
-        Err(msg) => {
-            eprintln!("error: {msg}\n\n{USAGE}");
-            ExitCode::from(2)
         }
+        CacheCommand::Prune { older_than } => {
+            let mut options = PruneOptions::default();
+            if let Some(age) = older_than {
+                options = options.older_than(age);
+            }
+            let r = cache.prune(&options)?;
+            println!(
+                "removed {} references, {} blobs and {} temporary files; freed {}",
+                r.refs_removed,
+                r.blobs_removed,
+                r.temp_files_removed,
+                human(r.bytes_freed)
+            );
+        }
+        CacheCommand::Verify => {
+            let r = cache.verify()?;
+            for c in &r.corrupt {
+                println!(
+                    "corrupt: {} (content hashes to {}); removed",
+                    c.path.display(),
+                    c.actual
+                );
+            }
+            println!(
+                "checked {} blobs ({}); {} corrupt",
+                r.blobs_checked,
+                human(r.bytes_checked),
+                r.corrupt.len()
+            );
+        }
+        CacheCommand::Clear => {
+            cache.clear()?;
+            println!("cleared {}", cache.root().display());
+        }
+    }
+    Ok(())
+}
+
+fn ago(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    // Serialising our own plain data cannot fail; if it somehow did, say so rather than panic.
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot render JSON: {e}"),
     }
 }

@@ -422,7 +422,9 @@ fn prune_in_a_loop_never_breaks_a_pull() {
                 payloads.clone(),
             );
             std::thread::spawn(move || {
-                for round in 0..2 {
+                // Round 0 downloads (under the shared lock, with gaps in which prune
+                // can take it exclusively); later rounds are lock-free hits while prune runs.
+                for round in 0..4 {
                     for i in (t..12).step_by(4) {
                         let c = client_with(&server, &cache, TagPolicy::CacheFirst);
                         let a = c.pull(&format!("{}/{REPO}:v{i}", server.host())).unwrap();
@@ -431,6 +433,7 @@ fn prune_in_a_loop_never_breaks_a_pull() {
                             payloads[i],
                             "thread {t} round {round} artifact {i}"
                         );
+                        std::thread::sleep(Duration::from_millis(5));
                     }
                 }
             })

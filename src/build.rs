@@ -1,0 +1,179 @@
+//! Fetching artifacts from a build script (`build.rs`).
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() -> Result<(), forge_oci::build::BuildError> {
+//!     let wasm = forge_oci::build::fetch_to_out_dir("ghcr.io/owner/plugin:1.0", "plugin.wasm")?;
+//!     println!("cargo:rustc-env=PLUGIN_WASM={}", wasm.display());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! What these functions do for a build script:
+//! - print `cargo:rerun-if-env-changed=` for every variable that can change the
+//!   result ([`ENV_VARS`]), so cargo reruns the script when one changes and not
+//!   otherwise;
+//! - honour cargo's offline mode: cargo does not tell build scripts about
+//!   `--offline`, but `CARGO_NET_OFFLINE=true` (the variable behind cargo's own
+//!   `net.offline` setting) reaches them, and with it nothing is fetched;
+//! - report a wait for another build's download lock as a `cargo:warning`;
+//! - on failure, return a [`BuildError`] whose `Debug` is the readable message, so
+//!   `fn main() -> Result<(), BuildError>` stops the build with what failed, why,
+//!   and what to try.
+//!
+//! This is the one module that writes to standard output: in a build script that
+//! is how one talks to cargo.
+#![allow(clippy::print_stdout)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::client::{Artifact, Client};
+use crate::config::ClientBuilder;
+use crate::error::Error;
+use crate::event::Event;
+
+/// Every environment variable that can change what a fetch returns.
+pub const ENV_VARS: [&str; 9] = [
+    "FORGE_CACHE_DIR",
+    "FORGE_OCI_INSECURE_HOSTS",
+    "FORGE_OFFLINE",
+    "CARGO_NET_OFFLINE",
+    "XDG_CACHE_HOME",
+    "HOME",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+];
+
+/// Fetches `reference` and returns the path of the cached blob (shared: do not
+/// modify it). See the [module docs](self) for what it tells cargo.
+///
+/// # Errors
+/// A [`BuildError`] explaining the failure.
+pub fn fetch(reference: &str) -> Result<PathBuf, BuildError> {
+    Ok(fetch_with(Client::builder(), reference)?
+        .path()
+        .to_path_buf())
+}
+
+/// Fetches `reference` and copies it to `$OUT_DIR/<file_name>`, returning that path.
+///
+/// # Errors
+/// A [`BuildError`] explaining the failure, including a missing `OUT_DIR`
+/// (not running under cargo).
+pub fn fetch_to_out_dir(reference: &str, file_name: &str) -> Result<PathBuf, BuildError> {
+    let artifact = fetch_with(Client::builder(), reference)?;
+    let out_dir =
+        std::env::var_os("OUT_DIR").ok_or_else(|| BuildError::new(reference, Kind::NoOutDir))?;
+    let dest = Path::new(&out_dir).join(file_name);
+    std::fs::copy(artifact.path(), &dest).map_err(|e| {
+        BuildError::new(
+            reference,
+            Kind::Pull(Error::io("copy the artifact to", &dest, e)),
+        )
+    })?;
+    Ok(dest)
+}
+
+/// [`fetch`] with a builder of your own (platforms, media types, cache directory…).
+/// The builder's event callback is replaced by one that talks to cargo.
+///
+/// # Errors
+/// A [`BuildError`] explaining the failure.
+pub fn fetch_with(builder: ClientBuilder, reference: &str) -> Result<Artifact, BuildError> {
+    for var in ENV_VARS {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    let fail = |error| BuildError::new(reference, Kind::Pull(error));
+    let client = builder
+        .on_event(|event| match event {
+            Event::WaitingForLock { .. } | Event::UsingCachedTag { .. } => {
+                println!("cargo:warning={event}")
+            }
+            _ => {}
+        })
+        .build()
+        .map_err(fail)?;
+    client.pull(reference).map_err(fail)
+}
+
+/// A failed fetch, worded for the person reading cargo's output. Its `Debug` is
+/// its `Display`, so returning it from `main` prints the message, not a struct.
+pub struct BuildError {
+    // Boxed: a build script's Result should stay small.
+    inner: Box<(String, Kind)>,
+}
+
+enum Kind {
+    Pull(Error),
+    NoOutDir,
+}
+
+impl BuildError {
+    fn new(reference: &str, kind: Kind) -> BuildError {
+        BuildError {
+            inner: Box::new((reference.to_owned(), kind)),
+        }
+    }
+
+    /// The library error behind the failure, if it came from a pull.
+    pub fn error(&self) -> Option<&Error> {
+        match &self.inner.1 {
+            Kind::Pull(e) => Some(e),
+            Kind::NoOutDir => None,
+        }
+    }
+
+    fn hint(&self) -> &'static str {
+        match &self.inner.1 {
+            Kind::NoOutDir => "call it from a build script: cargo sets OUT_DIR there",
+            Kind::Pull(Error::NotCached { .. }) => {
+                "build once with network access (unset CARGO_NET_OFFLINE / FORGE_OFFLINE) to fill the cache"
+            }
+            Kind::Pull(Error::ReadOnlyCache { .. }) => {
+                "point FORGE_CACHE_DIR at a writable directory"
+            }
+            Kind::Pull(Error::Transport { .. }) => {
+                "check the network and the registry host; for a registry over plain HTTP, add it to FORGE_OCI_INSECURE_HOSTS"
+            }
+            Kind::Pull(Error::NotFound { .. }) => {
+                "check the reference: registry, repository and tag"
+            }
+            Kind::Pull(Error::Unauthorized { .. } | Error::Denied { .. }) => {
+                "check that the repository is public, or log in to the registry"
+            }
+            Kind::Pull(_) => {
+                "rerun with the reference pinned by digest, or report the error to the plugin's publisher"
+            }
+        }
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "forge-oci could not fetch `{}`", self.inner.0)?;
+        match &self.inner.1 {
+            Kind::Pull(e) => {
+                writeln!(f, "  error: {e}")?;
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    writeln!(f, "  caused by: {cause}")?;
+                    source = cause.source();
+                }
+            }
+            Kind::NoOutDir => writeln!(f, "  error: OUT_DIR is not set")?,
+        }
+        write!(f, "  help: {}", self.hint())
+    }
+}
+
+impl fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// No `source()`: the message already carries the whole cause chain, and a
+/// reporter that walks sources would print it twice. Use [`BuildError::error`].
+impl std::error::Error for BuildError {}

@@ -1,0 +1,362 @@
+//! Command-line parsing, by hand: the dependency list is a feature.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use forge_oci::{Platform, TagPolicy};
+
+pub const MAIN_USAGE: &str = "\
+forge-oci: pull WebAssembly plugins and other single-blob OCI artifacts into a shared cache
+
+usage:
+  forge-oci pull REF [-o FILE | -o -] [OPTIONS]   fetch into the cache; print the path or copy it
+  forge-oci resolve REF [--json] [OPTIONS]        print the digest REF resolves to
+  forge-oci inspect REF [OPTIONS]                 print the manifest (and index) as JSON
+  forge-oci cache path|ls|prune|verify|clear      look after the cache
+
+Run `forge-oci COMMAND --help` for a command's options.";
+
+const REF_OPTIONS: &str = "
+options:
+      --offline            use only the cache (also FORGE_OFFLINE=1, CARGO_NET_OFFLINE=true)
+      --insecure HOST      reach HOST[:PORT] over plain HTTP (repeatable; also FORGE_OCI_INSECURE_HOSTS)
+      --cache-dir DIR      the cache root (default: $FORGE_CACHE_DIR/openapi-forge/plugins)
+      --platform OS/ARCH   pick this platform from an index (repeatable, best first; default wasip2/wasm …)
+      --media-type TYPE    accept this layer media type (repeatable, best first)
+      --tag-policy POLICY  cache-first (default), revalidate, or max-age=DURATION (30s, 10m, 12h, 7d)
+      --json               print the result as one JSON object
+  -q, --quiet              no progress bar, no notices on stderr
+  -h, --help               print this help";
+
+pub const PULL_USAGE: &str = "\
+usage: forge-oci pull REF [-o FILE | -o -] [OPTIONS]
+
+Pull REF into the cache and print the cached file's path, or copy it to FILE
+(`-`: standard output). A progress bar is drawn on a terminal for large downloads.
+
+  -o, --output FILE        copy the artifact to FILE (`-`: standard output)";
+
+pub const RESOLVE_USAGE: &str = "\
+usage: forge-oci resolve REF [--json] [OPTIONS]
+
+Print the digest REF resolves to (pin it as NAME@DIGEST). A tag is asked of the
+registry; --json adds the layer's digest, media type and size. Nothing is downloaded
+but manifests.";
+
+pub const INSPECT_USAGE: &str = "\
+usage: forge-oci inspect REF [OPTIONS]
+
+Print, as JSON, the manifest REF leads to and the index it was selected from.";
+
+pub const CACHE_USAGE: &str = "\
+usage: forge-oci cache COMMAND [--cache-dir DIR]
+
+commands:
+  path                     print the cache root
+  ls [--json]              list cached references: digest, layer, size, when resolved
+  prune [--older-than D]   remove unreferenced blobs and leftovers (and references older than D: 30d, 12h)
+  verify                   re-hash every blob; remove corrupt ones
+  clear                    remove everything
+
+options:
+      --cache-dir DIR      the cache root (default: $FORGE_CACHE_DIR/openapi-forge/plugins)
+  -h, --help               print this help";
+
+/// Settings shared by the commands that take a reference.
+#[derive(Debug, Default)]
+pub struct RefArgs {
+    pub reference: String,
+    pub offline: bool,
+    pub insecure: Vec<String>,
+    pub cache_dir: Option<PathBuf>,
+    pub platforms: Vec<Platform>,
+    pub media_types: Vec<String>,
+    pub tag_policy: Option<TagPolicy>,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+#[derive(Debug)]
+pub enum CacheCommand {
+    Path,
+    Ls { json: bool },
+    Prune { older_than: Option<Duration> },
+    Verify,
+    Clear,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Help(String),
+    Version,
+    Pull {
+        args: RefArgs,
+        output: Option<String>,
+    },
+    Resolve(RefArgs),
+    Inspect(RefArgs),
+    Cache {
+        command: CacheCommand,
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+/// A usage error: the message, and the help of the command it concerns.
+#[derive(Debug)]
+pub struct UsageError {
+    pub message: String,
+    pub usage: String,
+}
+
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> {
+    let mut args = args.into_iter();
+    let main = |message: String| UsageError {
+        message,
+        usage: MAIN_USAGE.to_owned(),
+    };
+    match args.next().as_deref() {
+        None => Err(main("no command given".into())),
+        Some("-h" | "--help" | "help") => Ok(Command::Help(MAIN_USAGE.into())),
+        Some("-V" | "--version") => Ok(Command::Version),
+        Some("pull") => {
+            let usage = format!("{PULL_USAGE}\n{REF_OPTIONS}");
+            let mut output = None;
+            let parsed = parse_ref_args(args, &usage, &mut |flag, next| match flag {
+                "-o" | "--output" => {
+                    output = Some(next(flag)?);
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })?;
+            Ok(match parsed {
+                Some(args) => {
+                    if args.json && output.as_deref() == Some("-") {
+                        return Err(UsageError {
+                            message: "`--json` and `-o -` both want standard output".into(),
+                            usage,
+                        });
+                    }
+                    Command::Pull { args, output }
+                }
+                None => Command::Help(usage),
+            })
+        }
+        Some("resolve") => {
+            let usage = format!("{RESOLVE_USAGE}\n{REF_OPTIONS}");
+            Ok(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?
+                .map_or(Command::Help(usage), Command::Resolve))
+        }
+        Some("inspect") => {
+            let usage = format!("{INSPECT_USAGE}\n{REF_OPTIONS}");
+            Ok(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?
+                .map_or(Command::Help(usage), Command::Inspect))
+        }
+        Some("cache") => parse_cache(args),
+        Some(other) => Err(main(format!("unknown command `{other}`"))),
+    }
+}
+
+type Next<'a> = dyn FnMut(&str) -> Result<String, UsageError> + 'a;
+
+/// Parses the options of a command that takes one reference. `extra` handles the
+/// command's own flags. `None` means help was asked for.
+fn parse_ref_args(
+    args: impl Iterator<Item = String>,
+    usage: &str,
+    extra: &mut dyn FnMut(&str, &mut Next<'_>) -> Result<bool, UsageError>,
+) -> Result<Option<RefArgs>, UsageError> {
+    let err = |message: String| UsageError {
+        message,
+        usage: usage.to_owned(),
+    };
+    let mut args = args.peekable();
+    let mut out = RefArgs::default();
+    let mut reference = None;
+    while let Some(arg) = args.next() {
+        let mut next = |flag: &str| {
+            args.next()
+                .ok_or_else(|| err(format!("`{flag}` needs a value")))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--offline" => out.offline = true,
+            "--json" => out.json = true,
+            "-q" | "--quiet" => out.quiet = true,
+            "--insecure" => out.insecure.push(next(&arg)?),
+            "--cache-dir" => out.cache_dir = Some(next(&arg)?.into()),
+            "--media-type" => out.media_types.push(next(&arg)?),
+            "--platform" => {
+                let value = next(&arg)?;
+                let (os, arch) = value
+                    .split_once('/')
+                    .filter(|(os, arch)| !os.is_empty() && !arch.is_empty())
+                    .ok_or_else(|| {
+                        err(format!(
+                            "`--platform {value}`: expected OS/ARCH, e.g. wasip2/wasm"
+                        ))
+                    })?;
+                out.platforms.push(Platform::new(os, arch));
+            }
+            "--tag-policy" => {
+                let value = next(&arg)?;
+                out.tag_policy = Some(match value.as_str() {
+                    "cache-first" => TagPolicy::CacheFirst,
+                    "revalidate" => TagPolicy::Revalidate,
+                    v => match v.strip_prefix("max-age=") {
+                        Some(d) => TagPolicy::MaxAge(parse_duration(d).map_err(err)?),
+                        None => {
+                            return Err(err(format!(
+                                "`--tag-policy {value}`: expected cache-first, revalidate or max-age=DURATION"
+                            )));
+                        }
+                    },
+                });
+            }
+            flag if flag.starts_with('-') && flag != "-" => {
+                if !extra(flag, &mut next)? {
+                    return Err(err(format!("unknown option `{flag}`")));
+                }
+            }
+            _ if reference.is_some() => return Err(err(format!("unexpected argument `{arg}`"))),
+            _ => reference = Some(arg),
+        }
+    }
+    out.reference = reference.ok_or_else(|| err("missing REF".into()))?;
+    Ok(Some(out))
+}
+
+fn parse_cache(args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
+    let err = |message: String| UsageError {
+        message,
+        usage: CACHE_USAGE.to_owned(),
+    };
+    let mut args = args.peekable();
+    let mut sub = None;
+    let (mut cache_dir, mut json, mut older_than) = (None, false, None);
+    while let Some(arg) = args.next() {
+        let mut next = |flag: &str| {
+            args.next()
+                .ok_or_else(|| err(format!("`{flag}` needs a value")))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help(CACHE_USAGE.into())),
+            "--cache-dir" => cache_dir = Some(PathBuf::from(next(&arg)?)),
+            "--json" => json = true,
+            "--older-than" => older_than = Some(parse_duration(&next(&arg)?).map_err(err)?),
+            flag if flag.starts_with('-') => return Err(err(format!("unknown option `{flag}`"))),
+            _ if sub.is_some() => return Err(err(format!("unexpected argument `{arg}`"))),
+            _ => sub = Some(arg),
+        }
+    }
+    let command = match sub.as_deref() {
+        Some("path") => CacheCommand::Path,
+        Some("ls") => CacheCommand::Ls { json },
+        Some("prune") => CacheCommand::Prune { older_than },
+        Some("verify") => CacheCommand::Verify,
+        Some("clear") => CacheCommand::Clear,
+        Some(other) => return Err(err(format!("unknown cache command `{other}`"))),
+        None => return Err(err("missing cache command".into())),
+    };
+    let misplaced = match (&command, json, older_than.is_some()) {
+        (CacheCommand::Ls { .. }, _, true) | (CacheCommand::Prune { .. }, true, _) => true,
+        (CacheCommand::Ls { .. } | CacheCommand::Prune { .. }, _, _) => false,
+        (_, json, older) => json || older,
+    };
+    if misplaced {
+        return Err(err(
+            "`--json` goes with `ls`, `--older-than` with `prune`".into()
+        ));
+    }
+    Ok(Command::Cache { command, cache_dir })
+}
+
+/// `90`, `90s`, `15m`, `12h`, `7d` or `2w`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 10m, 12h, 7d)"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use s, m, h, d or w)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(n.saturating_mul(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert!(parse_duration("7y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn pull_with_everything() {
+        let cmd = parse(args(
+            "pull r:1 -o out.wasm --offline --insecure a:5000 --insecure b --platform wasip1/wasm \
+             --media-type application/wasm --tag-policy max-age=12h --cache-dir /c -q",
+        ))
+        .unwrap();
+        let Command::Pull { args, output } = cmd else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!(output.as_deref(), Some("out.wasm"));
+        assert_eq!(args.reference, "r:1");
+        assert!(args.offline && args.quiet && !args.json);
+        assert_eq!(args.insecure, ["a:5000", "b"]);
+        assert_eq!(args.platforms, [Platform::new("wasip1", "wasm")]);
+        assert_eq!(
+            args.tag_policy,
+            Some(TagPolicy::MaxAge(Duration::from_secs(43_200)))
+        );
+        assert_eq!(args.cache_dir, Some(PathBuf::from("/c")));
+    }
+
+    #[test]
+    fn usage_errors_name_the_problem() {
+        let msg = |s: &str| parse(args(s)).unwrap_err().message;
+        assert_eq!(msg("pull"), "missing REF");
+        assert_eq!(msg("pull r --bogus"), "unknown option `--bogus`");
+        assert_eq!(msg("pull r -o"), "`-o` needs a value");
+        assert!(msg("pull r --platform wasm").contains("OS/ARCH"));
+        assert!(msg("pull r --tag-policy sometimes").contains("cache-first"));
+        assert!(msg("pull r --json -o -").contains("standard output"));
+        assert_eq!(msg("cache"), "missing cache command");
+        assert!(msg("cache verify --json").contains("--json"));
+        assert_eq!(msg("frobnicate"), "unknown command `frobnicate`");
+    }
+
+    #[test]
+    fn help_everywhere() {
+        for s in [
+            "--help",
+            "pull --help",
+            "resolve -h",
+            "inspect --help",
+            "cache --help",
+            "cache ls --help",
+        ] {
+            assert!(matches!(parse(args(s)).unwrap(), Command::Help(_)), "{s}");
+        }
+    }
+}
