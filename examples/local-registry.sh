@@ -45,10 +45,25 @@ JSON
 curl -fsS -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
      --data-binary "@$WORK/manifest.json" "http://$HOST/v2/plugins/hello/manifests/1.0" >/dev/null
 
-# Pull it: cold from the registry, then warm from the cache with the registry gone.
+# The session a new user types (the README shows it), with a check after each step.
 export FORGE_CACHE_DIR=$WORK/cache FORGE_OCI_INSECURE_HOSTS=$HOST
-cargo run --quiet -- pull "$HOST/plugins/hello:1.0" -o "$WORK/pulled.wasm"
+forge() { cargo run --quiet -- "$@"; }
+REF=$HOST/plugins/hello:1.0
+
+forge pull "$REF" -o "$WORK/pulled.wasm"                 # cold: from the registry
 cmp "$WORK/hello.wasm" "$WORK/pulled.wasm"
+DIGEST=$(forge resolve "$REF")                             # what the tag points to now
+[ "$DIGEST" = "sha256:$(sha256sum "$WORK/manifest.json" | cut -d' ' -f1)" ]
+forge resolve "$REF" --json | grep -q "\"layer_digest\": \"$LAYER\""
+forge inspect "$REF" | grep -q '"mediaType": "application/wasm"'
+forge pull "$HOST/plugins/hello@$DIGEST" --json | grep -q '"from_cache": true'   # pinned: no network
+forge cache ls | grep -q "^$REF  $DIGEST  8 B"
+forge cache verify | grep -q "checked 2 blobs"
+
 kill "$REGISTRY_PID"; wait "$REGISTRY_PID" 2>/dev/null || true
-cargo run --quiet -- pull --offline "$HOST/plugins/hello:1.0"
-echo "local-registry.sh: pulled $HOST/plugins/hello:1.0 ($LAYER), then again offline from the cache"
+forge pull --offline "$REF" -o - | cmp - "$WORK/hello.wasm"  # warm, registry gone
+forge cache prune --older-than 30d | grep -q "removed 0 references, 0 blobs"
+forge cache clear
+if forge pull --offline "$REF" 2>"$WORK/err"; then exit 1; fi
+grep -q "is not in the cache" "$WORK/err"
+echo "local-registry.sh: pulled, resolved, inspected, listed, verified and pruned $REF ($LAYER)"

@@ -5,6 +5,14 @@
 
 mod cli;
 
+/// `println!` that does not panic when the reader goes away: `forge-oci … | head`
+/// or `| grep -q` close the pipe early, and that is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*))
+    };
+}
+
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -37,15 +45,15 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Error> {
     match command {
-        Command::Help(text) => println!("{text}"),
-        Command::Version => println!("forge-oci {}", env!("CARGO_PKG_VERSION")),
+        Command::Help(text) => out!("{text}"),
+        Command::Version => out!("forge-oci {}", env!("CARGO_PKG_VERSION")),
         Command::Pull { args, output } => pull(&args, output.as_deref())?,
         Command::Resolve(args) => {
             let resolution = client(&args)?.resolve(&args.reference)?;
             if args.json {
                 print_json(&resolution);
             } else {
-                println!("{}", resolution.manifest_digest);
+                out!("{}", resolution.manifest_digest);
             }
         }
         Command::Inspect(args) => print_json(&client(&args)?.inspect(&args.reference)?),
@@ -102,14 +110,14 @@ fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
         source: e,
     };
     match output {
-        Some("-") => std::io::stdout()
-            .lock()
-            .write_all(&artifact.read()?)
-            .map_err(|e| write_err("<stdout>", e))?,
+        Some("-") => match std::io::stdout().lock().write_all(&artifact.read()?) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.map_err(|e| write_err("<stdout>", e))?,
+        },
         Some(file) => {
             std::fs::copy(artifact.path(), file).map_err(|e| write_err(file, e))?;
         }
-        None if !args.json => println!("{}", artifact.path().display()),
+        None if !args.json => out!("{}", artifact.path().display()),
         None => {}
     }
     if args.json {
@@ -129,7 +137,7 @@ fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
 fn cache(client: Client, command: CacheCommand) -> Result<(), Error> {
     let cache = client.cache();
     match command {
-        CacheCommand::Path => println!("{}", cache.root().display()),
+        CacheCommand::Path => out!("{}", cache.root().display()),
         CacheCommand::Ls { json } => {
             let entries = cache.list()?;
             let unix = |t: SystemTime| {
@@ -156,7 +164,7 @@ fn cache(client: Client, command: CacheCommand) -> Result<(), Error> {
                     let size = e
                         .size()
                         .map_or_else(|| "layer not cached".to_owned(), human);
-                    println!(
+                    out!(
                         "{}  {}  {}  resolved {} ago",
                         e.reference(),
                         e.manifest_digest(),
@@ -172,7 +180,7 @@ fn cache(client: Client, command: CacheCommand) -> Result<(), Error> {
                 options = options.older_than(age);
             }
             let r = cache.prune(&options)?;
-            println!(
+            out!(
                 "removed {} references, {} blobs and {} temporary files; freed {}",
                 r.refs_removed,
                 r.blobs_removed,
@@ -183,13 +191,13 @@ fn cache(client: Client, command: CacheCommand) -> Result<(), Error> {
         CacheCommand::Verify => {
             let r = cache.verify()?;
             for c in &r.corrupt {
-                println!(
+                out!(
                     "corrupt: {} (content hashes to {}); removed",
                     c.path.display(),
                     c.actual
                 );
             }
-            println!(
+            out!(
                 "checked {} blobs ({}); {} corrupt",
                 r.blobs_checked,
                 human(r.bytes_checked),
@@ -198,7 +206,7 @@ fn cache(client: Client, command: CacheCommand) -> Result<(), Error> {
         }
         CacheCommand::Clear => {
             cache.clear()?;
-            println!("cleared {}", cache.root().display());
+            out!("cleared {}", cache.root().display());
         }
     }
     Ok(())
@@ -213,10 +221,24 @@ fn ago(secs: u64) -> String {
     }
 }
 
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn print_json(value: &impl serde::Serialize) {
     // Serialising our own plain data cannot fail; if it somehow did, say so rather than panic.
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => out!("{text}"),
         Err(e) => eprintln!("error: cannot render JSON: {e}"),
     }
 }
