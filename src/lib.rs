@@ -19,42 +19,8 @@
 //! # Ok::<(), Error>(())
 //! ```
 //!
-//! The one-liner, for a build script or a small tool:
-//!
-//! ```no_run
-//! let wasm: Vec<u8> = forge_oci::fetch_to_bytes("ghcr.io/owner/plugin:1.0")?;
-//! # Ok::<(), forge_oci::Error>(())
-//! ```
-//!
-//! # What a pull does
-//! 1. Parses the reference (`ubuntu` → `docker.io/library/ubuntu:latest`).
-//! 2. Answers from the cache when it can: a digest-pinned reference, or a tag
-//!    pulled before, whose manifest and layer are on disk, needs no network.
-//! 3. Otherwise GETs the manifest (anonymous Bearer tokens are fetched and reused),
-//!    resolves an index to a wasm platform (`wasip2`, `wasip1`, `wasi` on
-//!    `wasm`/`wasm32`), and picks the layer by media type.
-//! 4. Downloads the layer once across all processes (a per-blob file lock),
-//!    hashing and counting while streaming, and renames it into place only when
-//!    digest and size match. Memory stays bounded whatever the size.
-//!
-//! # Cache
-//! `$FORGE_CACHE_DIR/openapi-forge/plugins`, else `<user cache dir>/openapi-forge/plugins`,
-//! or [`ClientBuilder::cache_dir`]. Files under `blobs/sha256/` always hash to their
-//! name; a crash leaves at most a partial download, which the next pull resumes; a
-//! read-only cache still serves hits. Cached tags follow the client's [`TagPolicy`].
-//! [`Client::cache`] lists, measures, prunes, verifies and clears the cache.
-//!
-//! # Configuration from the environment
-//! | variable | effect |
-//! |---|---|
-//! | `FORGE_CACHE_DIR` | cache root is `$FORGE_CACHE_DIR/openapi-forge/plugins` |
-//! | `FORGE_OCI_INSECURE_HOSTS` | comma-separated `host[:port]` reached over plain HTTP |
-//! | `FORGE_OFFLINE`, `CARGO_NET_OFFLINE` | any value but `0`/`false`: no network |
-//!
-//! # Errors
-//! Every failure is an [`Error`] whose message names the reference, registry,
-//! digest or path involved; network and file-system causes are in `source()`.
-//! Credentials and tokens never appear in errors or `Debug` output.
+//! The rest of this page is the project's README.
+#![doc = include_str!("../README.md")]
 
 mod auth;
 pub mod build;
