@@ -619,8 +619,12 @@ fn read_only_cache() -> Outcome {
         );
         return Outcome::Skipped("running as root without setpriv (util-linux)".into());
     }
-    // As nobody: the temp dir (0700) must be enterable; the cache itself stays root's.
+    // As nobody: the temp dir (0700) must be enterable, and the binary reachable
+    // wherever CI cloned the repository (maybe under a 0700 home): run a copy.
     set_mode(work.path(), 0o755);
+    let exe = work.path().join("forge-oci");
+    std::fs::copy(env!("CARGO_BIN_EXE_forge-oci"), &exe).unwrap();
+    set_mode(&exe, 0o755);
     if !is_root {
         chmod_tree(&root, false);
     }
@@ -628,10 +632,10 @@ fn read_only_cache() -> Outcome {
         let mut cmd = if is_root {
             let mut c = Command::new("setpriv");
             c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-                .arg(env!("CARGO_BIN_EXE_forge-oci"));
+                .arg(&exe);
             c
         } else {
-            Command::new(env!("CARGO_BIN_EXE_forge-oci"))
+            Command::new(&exe)
         };
         cmd.args(["pull", reference, "-o", "-", "--cache-dir"])
             .arg(&root)
