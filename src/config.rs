@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::{CredentialSources, Credentials};
 use crate::cache::{Cache, Policy};
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -57,6 +58,7 @@ pub struct ClientBuilder {
     retries: u32,
     lock_timeout: Option<Duration>,
     on_event: Option<Callback>,
+    credentials: CredentialSources,
 }
 
 impl Default for ClientBuilder {
@@ -101,6 +103,7 @@ impl Default for ClientBuilder {
             retries: 3,
             lock_timeout: None,
             on_event: None,
+            credentials: CredentialSources::from_env(),
         }
     }
 }
@@ -120,6 +123,7 @@ impl fmt::Debug for ClientBuilder {
             .field("retries", &self.retries)
             .field("lock_timeout", &self.lock_timeout)
             .field("on_event", &self.on_event.as_ref().map(|_| "Fn(&Event)"))
+            .field("credentials", &self.credentials)
             .finish()
     }
 }
@@ -201,6 +205,28 @@ impl ClientBuilder {
         self
     }
 
+    /// Credentials for `registry` (`host[:port]` as in references, `docker.io` for
+    /// Docker Hub), tried before any credential file. Defaults to none.
+    pub fn credentials(mut self, registry: impl Into<String>, credentials: Credentials) -> Self {
+        self.credentials.given.insert(registry.into(), credentials);
+        self
+    }
+
+    /// The directory holding docker's `config.json` (`auths`, `credHelpers`,
+    /// `credsStore`). Defaults to `$DOCKER_CONFIG`, else `~/.docker`.
+    pub fn docker_config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.credentials.docker_config = Some(dir.into());
+        self
+    }
+
+    /// Podman-style `auth.json` files, tried in order after docker's config.
+    /// Defaults to `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+    /// `~/.config/containers/auth.json`.
+    pub fn auth_files(mut self, files: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.credentials.auth_files = files.into_iter().collect();
+        self
+    }
+
     /// Called with each [`Event`], e.g. to print "waiting for file lock on …".
     /// Defaults to nothing.
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
@@ -233,6 +259,7 @@ impl ClientBuilder {
             read_timeout: self.read_timeout,
             max_manifest_size: self.max_manifest_size,
             retries: self.retries,
+            credentials: self.credentials,
         });
         Ok(Client::from_parts(
             Cache::new(root, policy, events.clone()),

@@ -34,7 +34,7 @@ pub enum Error {
     },
 
     /// The registry wants credentials that were not given or not accepted (HTTP 401).
-    #[error("{registry} refused anonymous access to {reference}{}; the repository may be private or the name misspelt", detail_suffix(.detail))]
+    #[error("{registry} refused access to {reference}{}; {advice}", detail_suffix(.detail))]
     Unauthorized {
         /// The reference as normalised.
         reference: String,
@@ -42,10 +42,12 @@ pub enum Error {
         registry: String,
         /// What the registry said, if anything.
         detail: Option<String>,
+        /// What to do: which credentials were tried (by source, never by value) and how to log in.
+        advice: String,
     },
 
-    /// The registry refused access even with a token (HTTP 403).
-    #[error("{registry} denied access to {reference}{}", detail_suffix(.detail))]
+    /// The registry refused access to the repository (HTTP 403).
+    #[error("{registry} denied access to {reference}{}; {advice}", detail_suffix(.detail))]
     Denied {
         /// The reference as normalised.
         reference: String,
@@ -53,6 +55,8 @@ pub enum Error {
         registry: String,
         /// What the registry said, if anything.
         detail: Option<String>,
+        /// What to do: which credentials were tried (by source, never by value) and how to log in.
+        advice: String,
     },
 
     /// Any other unexpected HTTP status.
@@ -89,6 +93,8 @@ pub enum Error {
         registry: String,
         /// The token endpoint (without query).
         realm: String,
+        /// The token endpoint's HTTP status, when it answered with an error.
+        status: Option<u16>,
         /// What went wrong.
         reason: String,
     },

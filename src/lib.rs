@@ -34,6 +34,7 @@ pub mod manifest;
 mod reference;
 mod registry;
 
+pub use auth::Credentials;
 pub use cache::{Cache, CacheEntry, CorruptBlob, PruneOptions, PruneReport, VerifyReport};
 pub use client::{Artifact, Client, Inspection, Resolution};
 pub use config::{ClientBuilder, Network, TagPolicy};

@@ -9,7 +9,13 @@ use std::time::Duration;
 use ureq::http::Response;
 use ureq::{Agent, Body, BodyReader};
 
-use crate::auth::{Challenge, Token, TokenResponse, TokenStore, parse_challenges};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::auth::{
+    Challenge, CredentialSources, Credentials, Lookup, Source, Token, TokenResponse, TokenStore,
+    parse_challenges,
+};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::MANIFEST_ACCEPT;
@@ -30,6 +36,7 @@ pub(crate) struct RegistryConfig {
     pub(crate) read_timeout: Duration,
     pub(crate) max_manifest_size: u64,
     pub(crate) retries: u32,
+    pub(crate) credentials: CredentialSources,
 }
 
 /// A manifest as the registry sent it.
@@ -46,6 +53,8 @@ pub(crate) struct Registry {
     agent: Agent,
     config: RegistryConfig,
     tokens: TokenStore,
+    /// Credential lookups by registry: helpers run once per client, not per request.
+    lookups: Mutex<HashMap<String, Lookup>>,
 }
 
 impl Registry {
@@ -62,22 +71,17 @@ impl Registry {
             agent: Agent::new_with_config(agent_config),
             config,
             tokens: TokenStore::default(),
+            lookups: Mutex::default(),
         }
     }
 
     /// `https`, or `http` for hosts the user marked insecure.
     fn scheme(&self, r: &Reference) -> &'static str {
-        let host = r.api_host();
-        let bare = host_without_port(host);
-        // An entry without a port matches every port of its host; `[::1]` has
-        // colons but no port, so it is compared with the bare host too.
-        let insecure = self.config.insecure_hosts.iter().any(|h| {
-            h == host
-                || h == r.registry()
-                || (!h.contains(':') && h == bare)
-                || (h.starts_with('[') && h == bare)
-        });
-        if insecure { "http" } else { "https" }
+        if self.is_insecure(r.api_host()) || self.is_insecure(r.registry()) {
+            "http"
+        } else {
+            "https"
+        }
     }
 
     fn url(&self, r: &Reference, kind: &str, selector: &str) -> String {
@@ -209,8 +213,10 @@ impl Registry {
         Ok((resp.into_body().into_reader(), offset))
     }
 
-    /// One request with the Bearer dance: send with a stored token if any; on a 401
-    /// that offers a Bearer challenge, get one fresh token and retry exactly once.
+    /// One request with the auth dance: send with a stored token if any; on a 401,
+    /// answer the challenge once (never in a loop): a Bearer token from the realm,
+    /// asked with the registry's credentials if there are any (and anonymously if
+    /// they are rejected), or the credentials themselves for a Basic challenge.
     fn request(
         &self,
         method: Method,
@@ -221,8 +227,8 @@ impl Registry {
     ) -> Result<Response<Body>> {
         let host = r.api_host();
         let scope = format!("repository:{}:pull", r.repository());
-        let mut token = self.tokens.get(host, &scope);
-        let mut renewed = false;
+        let mut authorization = self.tokens.get(host, &scope).map(|t| t.header());
+        let mut auth = AuthOutcome::default();
         loop {
             let resp = self.send(host, action, || {
                 let mut req = match method {
@@ -232,74 +238,156 @@ impl Registry {
                 for (name, value) in headers {
                     req = req.header(*name, *value);
                 }
-                if let Some(t) = &token {
-                    req = req.header("Authorization", t.header());
+                if let Some(value) = &authorization {
+                    req = req.header("Authorization", value);
                 }
                 req.call()
             })?;
-            if resp.status().as_u16() == 401 && !renewed {
-                if let Some(challenge) = bearer_challenge(&resp) {
-                    renewed = true;
-                    let fresh = self.fetch_token(r, &challenge, &scope)?;
-                    self.tokens.put(host, &scope, fresh.clone());
-                    token = Some(fresh);
-                    continue;
-                }
+            if resp.status().as_u16() != 401 || auth.answered {
+                return check_status(r, url, resp, &auth);
             }
-            return check_status(r, url, resp);
+            auth.answered = true;
+            let challenges = challenges(&resp);
+            let lookup = self.lookup(r.registry());
+            auth.problems.clone_from(&lookup.problems);
+            if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
+                let token = match &lookup.found {
+                    Some((credentials, source)) => {
+                        match self.fetch_token(r, challenge, &scope, Some(credentials)) {
+                            Err(Error::Token {
+                                status: Some(401 | 403),
+                                ..
+                            }) => {
+                                auth.rejected = Some(source.clone());
+                                self.fetch_token(r, challenge, &scope, None)?
+                            }
+                            other => {
+                                auth.used = Some(source.clone());
+                                other?
+                            }
+                        }
+                    }
+                    None => self.fetch_token(r, challenge, &scope, None)?,
+                };
+                self.tokens.put(host, &scope, token.clone());
+                authorization = Some(token.header());
+                continue;
+            }
+            let basic = challenges.iter().any(|c| c.scheme == "basic");
+            match (&lookup.found, basic) {
+                (Some((credentials, source)), true) if credentials.basic_header().is_some() => {
+                    auth.used = Some(source.clone());
+                    authorization = credentials.basic_header();
+                }
+                _ => return check_status(r, url, resp, &auth),
+            }
         }
     }
 
-    /// Asks the challenge's realm for an anonymous pull token.
+    /// The credentials for `registry`, looked up once per client.
+    fn lookup(&self, registry: &str) -> Lookup {
+        let mut lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+        lookups
+            .entry(registry.to_owned())
+            .or_insert_with(|| self.config.credentials.lookup(registry))
+            .clone()
+    }
+
+    /// Asks the challenge's realm for a pull token: anonymously, with Basic
+    /// credentials, or by the OAuth2 refresh-token POST for an identity token
+    /// (falling back to a GET where the POST is refused, as docker does).
     fn fetch_token(
         &self,
         r: &Reference,
         challenge: &Challenge,
         default_scope: &str,
+        credentials: Option<&Credentials>,
     ) -> Result<Token> {
         let registry = r.api_host().to_owned();
-        let fail = |realm: &str, reason: String| Error::Token {
+        let fail = |realm: &str, status: Option<u16>, reason: String| Error::Token {
             registry: registry.clone(),
             realm: realm.split('?').next().unwrap_or_default().to_owned(),
+            status,
             reason,
         };
         let realm = challenge.param("realm").ok_or_else(|| {
             fail(
                 "(none)",
+                None,
                 "the registry's Bearer challenge names no realm".to_owned(),
             )
         })?;
-        let realm_scheme_ok = realm.starts_with("https://") || realm.starts_with("http://");
-        if !realm_scheme_ok {
-            return Err(fail(realm, "the realm is not an http(s) URL".to_owned()));
+        if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+            return Err(fail(
+                realm,
+                None,
+                "the realm is not an http(s) URL".to_owned(),
+            ));
         }
         if realm.starts_with("http://") && self.scheme(r) == "https" {
             return Err(fail(
                 realm,
+                None,
                 "refusing a plain-HTTP token realm for an HTTPS registry".to_owned(),
             ));
         }
-        let scope = challenge.param("scope").unwrap_or(default_scope);
         let realm_host = realm
             .split("://")
             .nth(1)
             .and_then(|rest| rest.split(['/', '?']).next())
             .unwrap_or(realm);
-        let resp = self.send(realm_host, "requesting a token", || {
-            let mut req = self.agent.get(realm);
-            if let Some(service) = challenge.param("service") {
-                req = req.query("service", service);
-            }
-            req.query("scope", scope).call()
-        })?;
+        // Credentials cross plain HTTP only to a host the user marked insecure.
+        let credentials =
+            credentials.filter(|_| realm.starts_with("https://") || self.is_insecure(realm_host));
+        let scope = challenge.param("scope").unwrap_or(default_scope);
+        let service = challenge.param("service");
+        let get = |authorization: Option<String>| {
+            self.send(realm_host, "requesting a token", || {
+                let mut req = self.agent.get(realm);
+                if let Some(service) = service {
+                    req = req.query("service", service);
+                }
+                if let Some(value) = &authorization {
+                    req = req.header("Authorization", value);
+                }
+                req.query("scope", scope).call()
+            })
+        };
+        let resp = match credentials {
+            Some(c) => match c.refresh_token() {
+                Some(refresh) => {
+                    let form = [
+                        ("grant_type", "refresh_token"),
+                        ("service", service.unwrap_or_default()),
+                        ("scope", scope),
+                        ("client_id", "forge-oci"),
+                        ("refresh_token", refresh),
+                    ];
+                    let posted = self.send(realm_host, "requesting a token", || {
+                        self.agent.post(realm).send_form(form)
+                    })?;
+                    if matches!(posted.status().as_u16(), 404 | 405) {
+                        get(Some(format!(
+                            "Basic {}",
+                            crate::auth::base64(format!("<token>:{refresh}").as_bytes())
+                        )))?
+                    } else {
+                        posted
+                    }
+                }
+                None => get(c.basic_header())?,
+            },
+            None => get(None)?,
+        };
+        let status = resp.status().as_u16();
         if !resp.status().is_success() {
-            return Err(fail(
-                realm,
-                format!(
-                    "the token endpoint answered HTTP {}",
-                    resp.status().as_u16()
-                ),
-            ));
+            let reason = match (status, credentials.is_some()) {
+                (401 | 403, true) => {
+                    format!("the token endpoint refused the credentials (HTTP {status})")
+                }
+                _ => format!("the token endpoint answered HTTP {status}"),
+            };
+            return Err(fail(realm, Some(status), reason));
         }
         let mut body = Vec::new();
         resp.into_body()
@@ -310,6 +398,7 @@ impl Registry {
         if body.len() as u64 > MAX_TOKEN_RESPONSE {
             return Err(fail(
                 realm,
+                None,
                 format!("the token response exceeds {MAX_TOKEN_RESPONSE} bytes"),
             ));
         }
@@ -317,6 +406,7 @@ impl Registry {
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             fail(
                 realm,
+                None,
                 format!(
                     "the token response is not valid JSON (line {}, column {})",
                     e.line(),
@@ -327,9 +417,18 @@ impl Registry {
         parsed.into_token().ok_or_else(|| {
             fail(
                 realm,
+                None,
                 "the token response has neither `token` nor `access_token`".to_owned(),
             )
         })
+    }
+
+    fn is_insecure(&self, host: &str) -> bool {
+        let bare = host_without_port(host);
+        self.config
+            .insecure_hosts
+            .iter()
+            .any(|h| h == host || ((!h.contains(':') || h.starts_with('[')) && h == bare))
     }
 
     /// Sends with retries on connection failures and on 429/502/503/504.
@@ -407,18 +506,60 @@ fn retry_after(resp: &Response<Body>) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-fn bearer_challenge(resp: &Response<Body>) -> Option<Challenge> {
+fn challenges(resp: &Response<Body>) -> Vec<Challenge> {
     resp.headers()
         .get_all("www-authenticate")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| parse_challenges(v).ok())
         .flatten()
-        .find(|c| c.scheme == "bearer")
+        .collect()
+}
+
+/// What happened with credentials during one request, for the error if it fails.
+#[derive(Debug, Default)]
+struct AuthOutcome {
+    /// A challenge was answered already; a second 401 is final.
+    answered: bool,
+    /// Credentials that were sent and accepted by the token service (or sent as Basic).
+    used: Option<Source>,
+    /// Credentials the token service refused, after which we tried anonymously.
+    rejected: Option<Source>,
+    /// Sources that could not be read.
+    problems: Vec<String>,
+}
+
+impl AuthOutcome {
+    /// What to tell a person whose request was refused.
+    fn advice(&self, registry: &str) -> String {
+        let login = format!(
+            "log in with `docker login {registry}` (podman, oras and crane logins work too) or pass credentials to ClientBuilder::credentials"
+        );
+        match (&self.rejected, &self.used) {
+            (Some(source), _) => {
+                format!("the {source} were rejected, and anonymous access was refused too; {login}")
+            }
+            (None, Some(source)) => {
+                format!("the {source} were sent but do not grant access to this repository")
+            }
+            (None, None) if !self.problems.is_empty() => {
+                format!(
+                    "no usable credentials ({}); {login}",
+                    self.problems.join("; ")
+                )
+            }
+            (None, None) => format!("the repository may be private or the name misspelt; {login}"),
+        }
+    }
 }
 
 /// Passes 2xx through; turns anything else into the matching typed error.
-fn check_status(r: &Reference, url: &str, resp: Response<Body>) -> Result<Response<Body>> {
+fn check_status(
+    r: &Reference,
+    url: &str,
+    resp: Response<Body>,
+    auth: &AuthOutcome,
+) -> Result<Response<Body>> {
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(resp);
@@ -428,11 +569,13 @@ fn check_status(r: &Reference, url: &str, resp: Response<Body>) -> Result<Respon
     let registry = r.registry().to_owned();
     Err(match status {
         401 => Error::Unauthorized {
+            advice: auth.advice(&registry),
             reference,
             registry,
             detail,
         },
         403 => Error::Denied {
+            advice: auth.advice(&registry),
             reference,
             registry,
             detail,

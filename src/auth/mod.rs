@@ -1,10 +1,14 @@
 //! Registry authentication: reading challenges and keeping tokens.
 //!
-//! This module decides which `Authorization` header a request carries; it does no
-//! network I/O of its own (the token request itself goes through `registry`).
+//! This module decides which `Authorization` header a request carries. Its only
+//! I/O is reading credential files and running credential helpers; the token
+//! request itself goes through `registry`.
 
 mod challenge;
+mod credentials;
 mod token;
 
 pub(crate) use challenge::{Challenge, parse_challenges};
+pub use credentials::Credentials;
+pub(crate) use credentials::{CredentialSources, Lookup, Source, base64};
 pub(crate) use token::{Token, TokenResponse, TokenStore};
