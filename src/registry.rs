@@ -251,6 +251,21 @@ impl Registry {
             let lookup = self.lookup(r.registry());
             auth.problems.clone_from(&lookup.problems);
             if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
+                // A token service that refuses us anonymously is the registry refusing
+                // access: say so with the advice, not as a token-service failure.
+                let anonymously =
+                    |auth: &AuthOutcome| match self.fetch_token(r, challenge, &scope, None) {
+                        Err(Error::Token {
+                            status: Some(401 | 403),
+                            ..
+                        }) => Err(Error::Unauthorized {
+                            reference: r.to_string(),
+                            registry: r.registry().to_owned(),
+                            detail: Some("the token service refused anonymous access".to_owned()),
+                            advice: auth.advice(r.registry()),
+                        }),
+                        other => other,
+                    };
                 let token = match &lookup.found {
                     Some((credentials, source)) => {
                         match self.fetch_token(r, challenge, &scope, Some(credentials)) {
@@ -259,7 +274,7 @@ impl Registry {
                                 ..
                             }) => {
                                 auth.rejected = Some(source.clone());
-                                self.fetch_token(r, challenge, &scope, None)?
+                                anonymously(&auth)?
                             }
                             other => {
                                 auth.used = Some(source.clone());
@@ -267,7 +282,7 @@ impl Registry {
                             }
                         }
                     }
-                    None => self.fetch_token(r, challenge, &scope, None)?,
+                    None => anonymously(&auth)?,
                 };
                 self.tokens.put(host, &scope, token.clone());
                 authorization = Some(token.header());

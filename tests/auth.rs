@@ -1,0 +1,669 @@
+//! Authentication against scripted registries: every token flow, every
+//! credential source, the fallbacks, the safety rules, and that no secret ever
+//! shows in an error or a Debug.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use forge_oci::{Client, ClientBuilder, Credentials, Error};
+use mockito::{Matcher, Server};
+
+const REPO: &str = "private/plugin";
+const PASSWORD: &str = "hunter2-very-secret";
+const TOKEN: &str = "tok-secret-0123456789";
+
+fn basic(user: &str, pass: &str) -> String {
+    use std::io::Write;
+    // The test's own encoder, so the library's is checked against something else.
+    let mut out = Vec::new();
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{user}:{pass}").into_bytes();
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.write_all(&[if i <= chunk.len() {
+                table[(n >> (18 - 6 * i)) as usize & 63]
+            } else {
+                b'='
+            }])
+            .unwrap();
+        }
+    }
+    format!("Basic {}", String::from_utf8(out).unwrap())
+}
+
+/// A builder that reads no credential file of the machine's.
+fn isolated(host: &str, cache: &Path) -> ClientBuilder {
+    Client::builder()
+        .cache_dir(cache)
+        .insecure_host(host)
+        .retries(0)
+        .docker_config_dir(cache.join("no-docker-config"))
+        .auth_files([])
+}
+
+/// A registry that demands a Bearer token `TOKEN` for REPO and serves one artifact.
+/// Returns the payload.
+fn private_registry(server: &mut Server) -> Vec<u8> {
+    let payload = private_manifest(server);
+    server
+        .mock(
+            "GET",
+            format!("/v2/{REPO}/blobs/{}", digest(&payload)).as_str(),
+        )
+        .match_header("authorization", format!("Bearer {TOKEN}").as_str())
+        .with_status(200)
+        .with_body(&payload)
+        .create();
+    payload
+}
+
+/// [`private_registry`] without the blob route.
+fn private_manifest(server: &mut Server) -> Vec<u8> {
+    let host = server.host_with_port();
+    let payload = wasm_payload("private plugin", 2000);
+    let m = manifest(&[(WASM, &payload)]);
+    server
+        .mock("GET", Matcher::Regex(format!("^/v2/{REPO}/")))
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header("www-authenticate", &format!(r#"Bearer realm="http://{host}/token",service="test",scope="repository:{REPO}:pull""#))
+        .create();
+    server
+        .mock("GET", format!("/v2/{REPO}/manifests/1.0").as_str())
+        .match_header("authorization", format!("Bearer {TOKEN}").as_str())
+        .with_status(200)
+        .with_header("content-type", OCI_MANIFEST)
+        .with_body(&m)
+        .create();
+    payload
+}
+
+fn token_body() -> String {
+    format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#)
+}
+
+#[test]
+fn basic_credentials_are_sent_to_the_token_realm() {
+    let mut server = Server::new();
+    let payload = private_registry(&mut server);
+    let token = server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", basic("alice", PASSWORD).as_str())
+        .with_body(token_body())
+        .expect(1)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+    let c = isolated(&host, cache.path())
+        .credentials(&host, Credentials::basic("alice", PASSWORD))
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        payload
+    );
+    token.assert();
+}
+
+#[test]
+fn an_identity_token_is_exchanged_by_the_oauth2_post() {
+    let mut server = Server::new();
+    let payload = private_registry(&mut server);
+    let post = server
+        .mock("POST", "/token")
+        .match_header("content-type", "application/x-www-form-urlencoded")
+        .match_body(Matcher::AllOf(vec![
+            Matcher::UrlEncoded("grant_type".into(), "refresh_token".into()),
+            Matcher::UrlEncoded("refresh_token".into(), "refresh-secret".into()),
+            Matcher::UrlEncoded("service".into(), "test".into()),
+            Matcher::UrlEncoded("scope".into(), format!("repository:{REPO}:pull")),
+            Matcher::UrlEncoded("client_id".into(), "forge-oci".into()),
+        ]))
+        .with_body(format!(r#"{{"access_token":"{TOKEN}","expires_in":300}}"#))
+        .expect(1)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+    let c = isolated(&host, cache.path())
+        .credentials(&host, Credentials::identity_token("refresh-secret"))
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        payload
+    );
+    post.assert();
+}
+
+#[test]
+fn a_refused_oauth2_post_falls_back_to_get() {
+    let mut server = Server::new();
+    let payload = private_registry(&mut server);
+    server.mock("POST", "/token").with_status(404).create();
+    let get = server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", basic("<token>", "refresh-secret").as_str())
+        .with_body(token_body())
+        .expect(1)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+    let c = isolated(&host, cache.path())
+        .credentials(&host, Credentials::identity_token("refresh-secret"))
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        payload
+    );
+    get.assert();
+}
+
+#[test]
+fn a_basic_challenge_gets_basic_credentials() {
+    let mut server = Server::new();
+    let host = server.host_with_port();
+    let payload = wasm_payload("basic", 500);
+    let m = manifest(&[(WASM, &payload)]);
+    let auth = basic("bob", PASSWORD);
+    server
+        .mock("GET", Matcher::Regex(format!("^/v2/{REPO}/")))
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header("www-authenticate", r#"Basic realm="Registry Realm""#)
+        .create();
+    server
+        .mock("GET", format!("/v2/{REPO}/manifests/1.0").as_str())
+        .match_header("authorization", auth.as_str())
+        .with_header("content-type", OCI_MANIFEST)
+        .with_body(&m)
+        .create();
+    server
+        .mock(
+            "GET",
+            format!("/v2/{REPO}/blobs/{}", digest(&payload)).as_str(),
+        )
+        .match_header("authorization", auth.as_str())
+        .with_body(&payload)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let c = isolated(&host, cache.path())
+        .credentials(&host, Credentials::basic("bob", PASSWORD))
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        payload
+    );
+}
+
+/// Writes a docker config.json with `auths` for `host`.
+fn docker_config(dir: &Path, host: &str, user: &str, pass: &str) -> PathBuf {
+    let auth = basic(user, pass);
+    let encoded = auth.trim_start_matches("Basic ");
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("config.json");
+    std::fs::write(
+        &path,
+        format!(r#"{{"auths":{{"https://{host}/v1/":{{"auth":"{encoded}"}}}}}}"#),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn docker_config_and_podman_auth_files_are_read() {
+    let mut server = Server::new();
+    let payload = private_registry(&mut server);
+    let host = server.host_with_port();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header(
+            "authorization",
+            Matcher::AnyOf(vec![
+                Matcher::Exact(basic("carol", PASSWORD)),
+                Matcher::Exact(basic("dave", PASSWORD)),
+            ]),
+        )
+        .with_body(token_body())
+        .expect(2)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let docker = cache.path().join("docker");
+    docker_config(&docker, &host, "carol", PASSWORD);
+    let c = isolated(&host, cache.path())
+        .docker_config_dir(&docker)
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        payload
+    );
+
+    let podman = cache.path().join("podman-auth.json");
+    std::fs::write(
+        &podman,
+        format!(r#"{{"auths":{{"{host}":{{"username":"dave","password":"{PASSWORD}"}}}}}}"#),
+    )
+    .unwrap();
+    let cache2 = tempfile::tempdir().unwrap();
+    let c = isolated(&host, cache2.path())
+        .auth_files([podman])
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        payload
+    );
+}
+
+/// A public repository: the registry challenges, and the token service hands
+/// anonymous tokens but refuses the (stale) credentials.
+fn public_registry_refusing_credentials(server: &mut Server) -> Vec<u8> {
+    let payload = private_registry(server);
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", Matcher::Missing)
+        .with_body(token_body())
+        .create();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .with_status(401)
+        .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#)
+        .create();
+    payload
+}
+
+#[test]
+fn credential_trouble_never_breaks_a_public_pull() {
+    let mut server = Server::new();
+    let payload = public_registry_refusing_credentials(&mut server);
+    let host = server.host_with_port();
+    let reference = format!("{host}/{REPO}:1.0");
+
+    // Stale credentials the token service rejects.
+    let cache = tempfile::tempdir().unwrap();
+    let c = isolated(&host, cache.path())
+        .credentials(&host, Credentials::basic("old", PASSWORD))
+        .build()
+        .unwrap();
+    assert_eq!(c.pull(&reference).unwrap().read().unwrap(), payload);
+
+    // A malformed config file.
+    let cache = tempfile::tempdir().unwrap();
+    let docker = cache.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"auth": "{PASSWORD}""#),
+    )
+    .unwrap();
+    let c = isolated(&host, cache.path())
+        .docker_config_dir(&docker)
+        .build()
+        .unwrap();
+    assert_eq!(c.pull(&reference).unwrap().read().unwrap(), payload);
+
+    // A credential helper that does not exist.
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"credHelpers": {{"{host}": "absent-helper"}}}}"#),
+    )
+    .unwrap();
+    let c = isolated(&host, cache.path())
+        .docker_config_dir(&docker)
+        .build()
+        .unwrap();
+    assert_eq!(c.pull(&reference).unwrap().read().unwrap(), payload);
+}
+
+#[test]
+fn refusals_say_what_to_do_and_name_the_source() {
+    let mut server = Server::new();
+    let host = server.host_with_port();
+    let realm = format!("http://{host}/token");
+    server
+        .mock("GET", Matcher::Regex(format!("^/v2/{REPO}/")))
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            &format!(r#"Bearer realm="{realm}",service="test""#),
+        )
+        .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#)
+        .create();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", Matcher::Missing)
+        .with_body(token_body())
+        .create();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .with_status(401)
+        .create();
+    server
+        .mock("GET", "/v2/forbidden/plugin/manifests/1.0")
+        .with_status(403)
+        .with_body(r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+        .create();
+    let reference = format!("{host}/{REPO}:1.0");
+
+    // Anonymous: how to log in.
+    let cache = tempfile::tempdir().unwrap();
+    let err = isolated(&host, cache.path())
+        .build()
+        .unwrap()
+        .pull(&reference)
+        .unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("docker login {host}")) && msg.contains(&reference),
+        "{msg}"
+    );
+
+    // Rejected credentials name where they came from.
+    let docker = cache.path().join("docker");
+    let config = docker_config(&docker, &host, "erin", PASSWORD);
+    let err = isolated(&host, cache.path())
+        .docker_config_dir(&docker)
+        .build()
+        .unwrap()
+        .pull(&reference)
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("credentials from {}", config.display())) && msg.contains("rejected"),
+        "{msg}"
+    );
+    let err = isolated(&host, cache.path())
+        .credentials(&host, Credentials::basic("erin", PASSWORD))
+        .build()
+        .unwrap()
+        .pull(&reference)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("ClientBuilder::credentials"),
+        "{err}"
+    );
+
+    // 403 names the repository.
+    let err = isolated(&host, cache.path())
+        .build()
+        .unwrap()
+        .pull(&format!("{host}/forbidden/plugin:1.0"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Denied { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&format!("{host}/forbidden/plugin:1.0"))
+            && err.to_string().contains("DENIED"),
+        "{err}"
+    );
+}
+
+#[test]
+fn credentials_never_cross_plain_http_to_a_host_not_marked_insecure() {
+    let mut registry = Server::new();
+    let mut auth = Server::new(); // a plain-HTTP token service on another port, not marked insecure
+    let host = registry.host_with_port();
+    registry
+        .mock("GET", Matcher::Regex(format!("^/v2/{REPO}/")))
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            &format!(
+                r#"Bearer realm="http://{}/token",service="s""#,
+                auth.host_with_port()
+            ),
+        )
+        .create();
+    let with_credentials = auth
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", Matcher::Any)
+        .expect(0)
+        .create();
+    let anonymous = auth
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", Matcher::Missing)
+        .with_body(token_body())
+        .expect(1)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let c = isolated(&host, cache.path())
+        .credentials(&host, Credentials::basic("frank", PASSWORD))
+        .build()
+        .unwrap();
+    let _ = c.pull(&format!("{host}/{REPO}:1.0"));
+    anonymous.assert();
+    with_credentials.assert();
+}
+
+#[test]
+fn authorization_is_not_forwarded_on_a_redirect_to_another_host() {
+    let mut server = Server::new();
+    let mut storage = Server::new(); // a CDN or S3 bucket that records what it is sent
+    let payload = private_manifest(&mut server);
+    let host = server.host_with_port();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .with_body(token_body())
+        .create();
+    // The blob is redirected off-host.
+    server
+        .mock(
+            "GET",
+            format!("/v2/{REPO}/blobs/{}", digest(&payload)).as_str(),
+        )
+        .match_header("authorization", format!("Bearer {TOKEN}").as_str())
+        .with_status(307)
+        .with_header("location", &format!("{}/bucket/blob", storage.url()))
+        .create();
+    let leaked = storage
+        .mock("GET", "/bucket/blob")
+        .match_header("authorization", Matcher::Any)
+        .expect(0)
+        .create();
+    let clean = storage
+        .mock("GET", "/bucket/blob")
+        .match_header("authorization", Matcher::Missing)
+        .with_body(&payload)
+        .expect(1)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let c = isolated(&host, cache.path())
+        .credentials(&host, Credentials::basic("grace", PASSWORD))
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        payload
+    );
+    clean.assert();
+    leaked.assert();
+}
+
+#[test]
+fn credential_helpers_run_from_path_and_their_trouble_is_reported() {
+    let mut server = Server::new();
+    let payload = private_registry(&mut server);
+    let host = server.host_with_port();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", basic("helper-user", PASSWORD).as_str())
+        .with_body(token_body())
+        .expect(1)
+        .create();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .create();
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = work.path().join("helper.log");
+    let helper = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = bin.join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    helper(
+        "good",
+        &format!(
+            r#"[ "$1" = get ] || exit 3; read server; echo "$server" >> {}; printf '{{"ServerURL":"%s","Username":"helper-user","Secret":"{PASSWORD}"}}' "$server""#,
+            log.display()
+        ),
+    );
+    helper("locked", "echo 'keychain is locked' >&2; exit 1");
+    let docker = work.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let path_var = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pull = |config: &str, reference: &str| {
+        std::fs::write(docker.join("config.json"), config).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_forge-oci"))
+            .args([
+                "pull",
+                reference,
+                "-o",
+                "-",
+                "--insecure",
+                &host,
+                "--cache-dir",
+            ])
+            .arg(work.path().join("cache"))
+            .env("PATH", &path_var)
+            .env("DOCKER_CONFIG", &docker)
+            .env("REGISTRY_AUTH_FILE", work.path().join("none.json"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap()
+    };
+    let reference = format!("{host}/{REPO}:1.0");
+    let out = pull(
+        &format!(r#"{{"credHelpers":{{"{host}":"good"}}}}"#),
+        &reference,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, payload);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().trim(),
+        host,
+        "the helper is asked for the server"
+    );
+
+    // credsStore as the default; a failing helper: the pull of a private repo fails,
+    // and the error carries what the helper said.
+    let out = pull(r#"{"credsStore":"locked"}"#, &format!("{host}/{REPO}:2.0"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("docker-credential-locked") && stderr.contains("keychain is locked"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+}
+
+#[test]
+fn no_secret_appears_in_any_error_or_debug_output() {
+    let mut server = Server::new();
+    let host = server.host_with_port();
+    public_registry_refusing_credentials(&mut server);
+    server
+        .mock("GET", "/v2/forbidden/plugin/manifests/1.0")
+        .with_status(403)
+        .with_body(r#"{"errors":[{"code":"DENIED","message":"denied"}]}"#)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let docker = cache.path().join("docker");
+    docker_config(&docker, &host, "heidi", PASSWORD);
+    let mut rendered = Vec::new();
+    let builders = [
+        isolated(&host, cache.path()).credentials(&host, Credentials::basic("heidi", PASSWORD)),
+        isolated(&host, cache.path()).credentials(&host, Credentials::identity_token(TOKEN)),
+        isolated(&host, cache.path()).docker_config_dir(&docker),
+    ];
+    for builder in builders {
+        rendered.push(format!("{builder:?}"));
+        let client = builder.build().unwrap();
+        rendered.push(format!("{client:?}"));
+        for reference in [
+            format!("{host}/{REPO}:9.9"),
+            format!("{host}/forbidden/plugin:1.0"),
+            format!("{host}/{REPO}:1.0"),
+        ] {
+            match client.pull(&reference) {
+                Ok(a) => rendered.push(format!("{a:?}")),
+                Err(e) => {
+                    rendered.push(format!("{e}"));
+                    rendered.push(format!("{e:?}"));
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        rendered.push(format!("{s} {s:?}"));
+                        source = s.source();
+                    }
+                }
+            }
+        }
+        rendered.push(format!("{client:?}"));
+    }
+    rendered.push(format!("{:?}", Credentials::basic("heidi", PASSWORD)));
+    let all = rendered.join("\n");
+    assert!(
+        all.contains("heidi") || all.contains("denied"),
+        "the test rendered nothing useful"
+    );
+    for secret in [PASSWORD, TOKEN, &basic("heidi", PASSWORD)[6..]] {
+        assert!(!all.contains(secret), "a secret leaked:\n{all}");
+    }
+}
