@@ -34,11 +34,14 @@ use crate::error::Error;
 use crate::event::Event;
 
 /// Every environment variable that can change what a fetch returns.
-pub const ENV_VARS: [&str; 9] = [
+pub const ENV_VARS: [&str; 12] = [
     "FORGE_CACHE_DIR",
     "FORGE_OCI_INSECURE_HOSTS",
     "FORGE_OFFLINE",
     "CARGO_NET_OFFLINE",
+    "DOCKER_CONFIG",
+    "REGISTRY_AUTH_FILE",
+    "XDG_RUNTIME_DIR",
     "XDG_CACHE_HOME",
     "HOME",
     "HTTPS_PROXY",
