@@ -266,7 +266,15 @@ impl Registry {
                         }),
                         other => other,
                     };
-                let token = match &lookup.found {
+                let realm = challenge.param("realm").unwrap_or_default();
+                let found = match &lookup.found {
+                    Some((_, source)) if !self.may_send_credentials(realm) => {
+                        auth.withheld = Some((source.clone(), realm.to_owned()));
+                        None
+                    }
+                    found => found.as_ref(),
+                };
+                let token = match found {
                     Some((credentials, source)) => {
                         match self.fetch_token(r, challenge, &scope, Some(credentials)) {
                             Err(Error::Token {
@@ -351,9 +359,8 @@ impl Registry {
             .nth(1)
             .and_then(|rest| rest.split(['/', '?']).next())
             .unwrap_or(realm);
-        // Credentials cross plain HTTP only to a host the user marked insecure.
-        let credentials =
-            credentials.filter(|_| realm.starts_with("https://") || self.is_insecure(realm_host));
+        // Checked by the caller too (to say so); here so no path can forget it.
+        let credentials = credentials.filter(|_| self.may_send_credentials(realm));
         let scope = challenge.param("scope").unwrap_or(default_scope);
         let service = challenge.param("service");
         let get = |authorization: Option<String>| {
@@ -436,6 +443,14 @@ impl Registry {
                 "the token response has neither `token` nor `access_token`".to_owned(),
             )
         })
+    }
+
+    /// Credentials cross plain HTTP only to a host the user marked insecure.
+    fn may_send_credentials(&self, url: &str) -> bool {
+        match url.strip_prefix("http://") {
+            Some(rest) => self.is_insecure(rest.split(['/', '?']).next().unwrap_or(rest)),
+            None => url.starts_with("https://"),
+        }
     }
 
     fn is_insecure(&self, host: &str) -> bool {
@@ -540,6 +555,8 @@ struct AuthOutcome {
     used: Option<Source>,
     /// Credentials the token service refused, after which we tried anonymously.
     rejected: Option<Source>,
+    /// Credentials not sent because the realm is plain HTTP on a host not marked insecure.
+    withheld: Option<(Source, String)>,
     /// Sources that could not be read.
     problems: Vec<String>,
 }
@@ -550,6 +567,16 @@ impl AuthOutcome {
         let login = format!(
             "log in with `docker login {registry}` (podman, oras and crane logins work too) or pass credentials to ClientBuilder::credentials"
         );
+        if let Some((source, realm)) = &self.withheld {
+            let host = realm
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .unwrap_or(realm);
+            return format!(
+                "the {source} were not sent: the token service {realm} uses plain HTTP and {host} is not marked insecure (FORGE_OCI_INSECURE_HOSTS)"
+            );
+        }
         match (&self.rejected, &self.used) {
             (Some(source), _) => {
                 format!("the {source} were rejected, and anonymous access was refused too; {login}")

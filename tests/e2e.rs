@@ -26,12 +26,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::registry::Registry;
 use common::server::{FakeRegistry, Route};
+use common::token_service::{ALICE_PASSWORD, TokenService};
 use common::*;
-use forge_oci::{Client, Network, PruneOptions};
+use forge_oci::{Client, Credentials, Error, Network, PruneOptions};
 
 const CHILD_ENV: &str = "FORGE_OCI_E2E_CHILD";
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 enum Outcome {
     Passed,
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child_fetch();
     }
-    let tests: [(&str, TestFn); 7] = [
+    let tests: [(&str, TestFn); 8] = [
         (
             "real_registry_cold_then_warm_with_registry_stopped",
             real_registry_cold_then_warm,
@@ -69,6 +70,10 @@ fn main() -> ExitCode {
         (
             "build_script_pulls_then_builds_offline",
             build_script_pulls_then_builds_offline,
+        ),
+        (
+            "token_auth_registry_public_private_config_helper_and_refusal",
+            token_auth_registry,
         ),
     ];
     let filters: Vec<String> = std::env::args()
@@ -142,134 +147,6 @@ fn spawn_child(references: &[String], out: &Path, cache_base: &Path, insecure: &
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// A `docker-registry` process on a free loopback port with temporary storage,
-/// killed on drop.
-struct Registry {
-    child: Child,
-    host: String,
-    _storage: tempfile::TempDir,
-}
-
-impl Registry {
-    /// Starts one, or says why the test must be skipped.
-    fn start() -> Result<Registry, String> {
-        if !Path::new(REGISTRY_BIN).exists() {
-            let why =
-                format!("{REGISTRY_BIN} is not installed (apt-get install -y docker-registry)");
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the real-registry tests: {why}"
-            );
-            return Err(why);
-        }
-        let storage = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let host = format!("127.0.0.1:{port}");
-        let config = storage.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
-                storage.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let registry = Registry {
-            child,
-            host,
-            _storage: storage,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let agent = ureq::Agent::new_with_defaults();
-        while agent
-            .get(format!("http://{}/v2/", registry.host))
-            .call()
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not start on {}",
-                registry.host
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(registry)
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.host)
-    }
-
-    /// Monolithic upload: POST to open an upload, PUT the whole blob with its digest.
-    fn push_blob(&self, repo: &str, bytes: &[u8]) {
-        let agent = ureq::Agent::new_with_defaults();
-        let resp = agent
-            .post(format!("{}/v2/{repo}/blobs/uploads/", self.base()))
-            .send_empty()
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-        let location = resp
-            .headers()
-            .get("location")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let location = if location.starts_with('/') {
-            format!("{}{location}", self.base())
-        } else {
-            location
-        };
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let resp = agent
-            .put(format!("{location}{sep}digest={}", digest(bytes)))
-            .header("content-type", "application/octet-stream")
-            .send(bytes)
-            .unwrap();
-        assert_eq!(resp.status(), 201, "blob upload refused");
-    }
-
-    fn push_manifest(&self, repo: &str, tag: &str, manifest: &[u8]) {
-        let resp = ureq::Agent::new_with_defaults()
-            .put(format!("{}/v2/{repo}/manifests/{tag}", self.base()))
-            .header("content-type", OCI_MANIFEST)
-            .send(manifest)
-            .unwrap();
-        assert_eq!(resp.status(), 201, "manifest push refused");
-    }
-
-    /// Pushes a one-layer wasm artifact; returns its manifest.
-    fn push_wasm(&self, repo: &str, tag: &str, payload: &[u8]) -> Vec<u8> {
-        let m = manifest(&[(WASM, payload)]);
-        self.push_blob(repo, EMPTY_CONFIG);
-        self.push_blob(repo, payload);
-        self.push_manifest(repo, tag, &m);
-        m
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn real_registry_cold_then_warm() -> Outcome {
@@ -767,5 +644,183 @@ fn build_script_pulls_then_builds_offline() -> Outcome {
     ] {
         assert!(stderr.contains(&line), "missing {line:?} in:\n{stderr}");
     }
+    Outcome::Passed
+}
+
+/// docker-registry in `auth: token` mode with a token service that signs JWTs with
+/// a key made now: a public repository pulls anonymously; a private one with
+/// credentials from a docker config file and from a credential helper; wrong
+/// credentials are refused on the private one and fall back to anonymous on the
+/// public one.
+fn token_auth_registry() -> Outcome {
+    let work = tempfile::tempdir().unwrap();
+    let tokens = match TokenService::start(work.path()) {
+        Ok(t) => t,
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the token-auth test: {why}"
+            );
+            return Outcome::Skipped(why);
+        }
+    };
+    let registry = match Registry::start_with(&tokens.registry_config()) {
+        Ok(r) => r,
+        Err(why) => return Outcome::Skipped(why),
+    };
+    let host = registry.host.clone();
+    let public = wasm_payload("public plugin", 100_000);
+    let private = wasm_payload("private plugin", 100_000);
+    registry.push_wasm_as(
+        "public/plugin",
+        "1.0",
+        &public,
+        Some(&tokens.push_token("public/plugin")),
+    );
+    registry.push_wasm_as(
+        "private/plugin",
+        "1.0",
+        &private,
+        Some(&tokens.push_token("private/plugin")),
+    );
+    let (public_ref, private_ref) = (
+        format!("{host}/public/plugin:1.0"),
+        format!("{host}/private/plugin:1.0"),
+    );
+    // The token service is plain HTTP on its own port: credentials go there only
+    // once it too is marked insecure (checked first, then marked).
+    let strict = Client::builder()
+        .cache_dir(work.path().join("strict"))
+        .insecure_host(&host)
+        .credentials(&host, Credentials::basic("alice", ALICE_PASSWORD))
+        .build()
+        .unwrap();
+    let err = strict
+        .pull(&format!("{host}/private/plugin:1.0"))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("were not sent") && err.to_string().contains(&tokens.host),
+        "{err}"
+    );
+    let client = |cache: &str| {
+        Client::builder()
+            .cache_dir(work.path().join(cache))
+            .insecure_host(&host)
+            .insecure_host(&tokens.host)
+            .docker_config_dir(work.path().join("no-docker-config"))
+            .auth_files([])
+    };
+
+    assert_eq!(
+        client("anon")
+            .build()
+            .unwrap()
+            .pull(&public_ref)
+            .unwrap()
+            .read()
+            .unwrap(),
+        public
+    );
+    let err = client("anon")
+        .build()
+        .unwrap()
+        .pull(&private_ref)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unauthorized { .. } | Error::Denied { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!("docker login {host}")),
+        "{err}"
+    );
+
+    // Credentials from a docker config file.
+    let docker = work.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = basic_auth("alice", ALICE_PASSWORD);
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{host}":{{"auth":"{}"}}}}}}"#,
+            auth.trim_start_matches("Basic ")
+        ),
+    )
+    .unwrap();
+    let c = client("config").docker_config_dir(&docker).build().unwrap();
+    assert_eq!(c.pull(&private_ref).unwrap().read().unwrap(), private);
+
+    // Credentials from a helper on PATH, through the CLI as a user would run it.
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-testhelper");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nread server\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"{ALICE_PASSWORD}\"}}' \"$server\"\n"),
+    )
+    .unwrap();
+    set_mode(&helper, 0o755);
+    let helper_config = work.path().join("helper-config");
+    std::fs::create_dir_all(&helper_config).unwrap();
+    std::fs::write(
+        helper_config.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{host}":"testhelper"}}}}"#),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_forge-oci"))
+        .args([
+            "pull",
+            &private_ref,
+            "-o",
+            "-",
+            "--insecure",
+            &host,
+            "--insecure",
+            &tokens.host,
+            "--cache-dir",
+        ])
+        .arg(work.path().join("helper-cache"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("DOCKER_CONFIG", &helper_config)
+        .env("REGISTRY_AUTH_FILE", work.path().join("none.json"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, private);
+
+    // Wrong credentials: refused on the private repository, naming their source;
+    // the public one still pulls (anonymously).
+    let wrong =
+        || client("wrong").credentials(&host, Credentials::basic("alice", "not-the-password"));
+    let err = wrong().build().unwrap().pull(&private_ref).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ClientBuilder::credentials") && msg.contains("rejected"),
+        "{msg}"
+    );
+    assert!(!msg.contains("not-the-password"), "{msg}");
+    assert_eq!(
+        wrong()
+            .build()
+            .unwrap()
+            .pull(&public_ref)
+            .unwrap()
+            .read()
+            .unwrap(),
+        public
+    );
+    assert!(tokens.requests() > 0);
     Outcome::Passed
 }

@@ -2,7 +2,9 @@
 //! registry endpoints, and cache inspection.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod registry;
 pub mod server;
+pub mod token_service;
 
 use std::path::{Path, PathBuf};
 
@@ -117,4 +119,44 @@ pub fn verified_blobs(cache: &Path) -> Vec<PathBuf> {
 /// Files left in `<cache>/tmp`.
 pub fn temp_files(cache: &Path) -> usize {
     std::fs::read_dir(cache.join("tmp")).map_or(0, |d| d.count())
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding: the tests' own, so the library's is checked
+/// against something it did not write.
+pub fn base64(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                char::from(BASE64[(n >> (18 - 6 * i)) as usize & 63])
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.trim().trim_end_matches('=').bytes() {
+        acc = (acc << 6) | BASE64.iter().position(|&a| a == c)? as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// `Basic base64(user:pass)`.
+pub fn basic_auth(user: &str, pass: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
 }
