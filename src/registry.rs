@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 use crate::manifest::MANIFEST_ACCEPT;
 use crate::reference::Reference;
 
+/// Redirects followed for one request (ureq's default, and what docker allows).
+const MAX_REDIRECTS: usize = 10;
 /// Token answers are a few KiB; anything near this is not a token.
 const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 /// How much of an error body is read to explain a failure.
@@ -64,7 +66,9 @@ impl Registry {
             .timeout_connect(Some(config.connect_timeout))
             .timeout_recv_response(Some(config.read_timeout))
             .timeout_per_read(Some(config.read_timeout))
-            .max_redirects(10)
+            // Redirects are followed hop by hop in `follow_redirects`, which decides
+            // per hop whether Authorization goes along.
+            .max_redirects(0)
             .user_agent(concat!("forge-oci/", env!("CARGO_PKG_VERSION")))
             .build();
         Registry {
@@ -243,6 +247,18 @@ impl Registry {
                 }
                 req.call()
             })?;
+            if is_redirect(&resp) {
+                return self.follow_redirects(
+                    method,
+                    r,
+                    url,
+                    resp,
+                    headers,
+                    authorization.as_deref(),
+                    action,
+                    &auth,
+                );
+            }
             if resp.status().as_u16() != 401 || auth.answered {
                 return check_status(r, url, resp, &auth);
             }
@@ -307,6 +323,95 @@ impl Registry {
         }
     }
 
+    /// Follows redirects one hop at a time, up to [`MAX_REDIRECTS`]. `Authorization`
+    /// goes only to the registry's own origin (scheme, host and port); a hop to another
+    /// origin that challenges on its own gets its own anonymous token, never the
+    /// registry's credentials. A hop from HTTPS down to plain HTTP is refused.
+    #[allow(clippy::too_many_arguments)] // one private call site; a struct would only rename them
+    fn follow_redirects(
+        &self,
+        method: Method,
+        r: &Reference,
+        from: &str,
+        mut resp: Response<Body>,
+        headers: &[(&str, &str)],
+        authorization: Option<&str>,
+        action: &str,
+        auth: &AuthOutcome,
+    ) -> Result<Response<Body>> {
+        let home = origin(from).to_owned();
+        let mut current = from.to_owned();
+        for _ in 0..MAX_REDIRECTS {
+            let Some(location) = resp.headers().get("location").and_then(|v| v.to_str().ok())
+            else {
+                break;
+            };
+            let next = resolve(&current, location);
+            let refuse = |detail: String| Error::Registry {
+                registry: r.registry().to_owned(),
+                url: current.clone(),
+                status: resp.status().as_u16(),
+                code: None,
+                detail: Some(detail),
+            };
+            if !(next.starts_with("https://") || next.starts_with("http://")) {
+                return Err(refuse(format!(
+                    "a redirect to `{next}`, which is not an http(s) URL"
+                )));
+            }
+            if current.starts_with("https://") && next.starts_with("http://") {
+                return Err(refuse(format!(
+                    "a redirect from HTTPS down to plain HTTP ({next}); refused"
+                )));
+            }
+            let same_origin = origin(&next) == home;
+            let host = origin(&next)
+                .split("://")
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let hop = |authorization: Option<&str>| {
+                self.send(&host, action, || {
+                    let mut req = match method {
+                        Method::Get => self.agent.get(&next),
+                        Method::Head => self.agent.head(&next),
+                    };
+                    for (name, value) in headers {
+                        req = req.header(*name, *value);
+                    }
+                    if let Some(value) = authorization {
+                        req = req.header("Authorization", value);
+                    }
+                    req.call()
+                })
+            };
+            resp = hop(if same_origin { authorization } else { None })?;
+            if !same_origin && resp.status().as_u16() == 401 {
+                if let Some(challenge) =
+                    challenges(&resp).into_iter().find(|c| c.scheme == "bearer")
+                {
+                    let token =
+                        self.token_from(&host, next.starts_with("https://"), &challenge, "", None)?;
+                    resp = hop(Some(&token.header()))?;
+                }
+            }
+            current = next;
+            if !is_redirect(&resp) {
+                break;
+            }
+        }
+        if is_redirect(&resp) {
+            return Err(Error::Registry {
+                registry: r.registry().to_owned(),
+                url: current,
+                status: resp.status().as_u16(),
+                code: None,
+                detail: Some(format!("more than {MAX_REDIRECTS} redirects")),
+            });
+        }
+        check_status(r, &current, resp, auth)
+    }
+
     /// The credentials for `registry`, looked up once per client.
     fn lookup(&self, registry: &str) -> Lookup {
         let mut lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
@@ -326,9 +431,27 @@ impl Registry {
         default_scope: &str,
         credentials: Option<&Credentials>,
     ) -> Result<Token> {
-        let registry = r.api_host().to_owned();
+        self.token_from(
+            r.api_host(),
+            self.scheme(r) == "https",
+            challenge,
+            default_scope,
+            credentials,
+        )
+    }
+
+    /// [`Registry::fetch_token`] for any origin: `registry` names it in errors,
+    /// `https` says whether it was reached over TLS (then a plain-HTTP realm is refused).
+    fn token_from(
+        &self,
+        registry: &str,
+        https: bool,
+        challenge: &Challenge,
+        default_scope: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Token> {
         let fail = |realm: &str, status: Option<u16>, reason: String| Error::Token {
-            registry: registry.clone(),
+            registry: registry.to_owned(),
             realm: realm.split('?').next().unwrap_or_default().to_owned(),
             status,
             reason,
@@ -347,7 +470,7 @@ impl Registry {
                 "the realm is not an http(s) URL".to_owned(),
             ));
         }
-        if realm.starts_with("http://") && self.scheme(r) == "https" {
+        if realm.starts_with("http://") && https {
             return Err(fail(
                 realm,
                 None,
@@ -536,6 +659,34 @@ fn retry_after(resp: &Response<Body>) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
+fn is_redirect(resp: &Response<Body>) -> bool {
+    matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308)
+        && resp.headers().contains_key("location")
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url, |end| &url[..after_scheme + end])
+}
+
+/// `location` read against `base`: absolute URLs as they are, `/path` on the same
+/// origin, anything else beside the base's last path segment.
+fn resolve(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        location.to_owned()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{}://{rest}", base.split("://").next().unwrap_or("https"))
+    } else if location.starts_with('/') {
+        format!("{}{location}", origin(base))
+    } else {
+        let dir = base.split('?').next().unwrap_or(base);
+        format!("{}/{location}", &dir[..dir.rfind('/').unwrap_or(dir.len())])
+    }
+}
+
 fn challenges(resp: &Response<Body>) -> Vec<Challenge> {
     resp.headers()
         .get_all("www-authenticate")
@@ -685,6 +836,19 @@ fn read_error_body(resp: Response<Body>) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_targets_resolve_against_their_base() {
+        let base = "https://reg.io:5000/v2/a/blobs/sha256:1?x=y";
+        assert_eq!(origin(base), "https://reg.io:5000");
+        assert_eq!(resolve(base, "https://cdn.io/b"), "https://cdn.io/b");
+        assert_eq!(resolve(base, "/elsewhere"), "https://reg.io:5000/elsewhere");
+        assert_eq!(resolve(base, "//cdn.io/c"), "https://cdn.io/c");
+        assert_eq!(
+            resolve(base, "sibling"),
+            "https://reg.io:5000/v2/a/blobs/sibling"
+        );
+    }
 
     #[test]
     fn host_without_port_handles_ipv6() {

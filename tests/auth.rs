@@ -649,3 +649,131 @@ fn no_secret_appears_in_any_error_or_debug_output() {
         assert!(!all.contains(secret), "a secret leaked:\n{all}");
     }
 }
+
+#[test]
+fn a_redirect_target_that_challenges_gets_its_own_anonymous_token() {
+    let mut server = Server::new();
+    let mut storage = Server::new();
+    let payload = private_manifest(&mut server);
+    let host = server.host_with_port();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .with_body(token_body())
+        .create();
+    server
+        .mock(
+            "GET",
+            format!("/v2/{REPO}/blobs/{}", digest(&payload)).as_str(),
+        )
+        .with_status(307)
+        .with_header("location", &format!("{}/bucket/blob", storage.url()))
+        .create();
+    // The storage host wants a token of its own, from its own realm.
+    storage
+        .mock("GET", "/bucket/blob")
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            &format!(
+                r#"Bearer realm="{}/token",service="storage""#,
+                storage.url()
+            ),
+        )
+        .create();
+    let storage_token = storage
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", Matcher::Missing)
+        .with_body(r#"{"token":"storage-only-token"}"#)
+        .expect(1)
+        .create();
+    let credentials_leaked = storage
+        .mock("GET", "/token")
+        .match_header("authorization", Matcher::Any)
+        .expect(0)
+        .create();
+    storage
+        .mock("GET", "/bucket/blob")
+        .match_header("authorization", "Bearer storage-only-token")
+        .with_body(&payload)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let c = isolated(&host, cache.path())
+        .insecure_host(storage.host_with_port())
+        .credentials(&host, Credentials::basic("ivan", PASSWORD))
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        payload
+    );
+    storage_token.assert();
+    credentials_leaked.assert();
+}
+
+#[test]
+fn a_same_origin_redirect_keeps_authorization_and_loops_end() {
+    let mut server = Server::new();
+    let payload = private_manifest(&mut server);
+    let host = server.host_with_port();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .with_body(token_body())
+        .create();
+    server
+        .mock(
+            "GET",
+            format!("/v2/{REPO}/blobs/{}", digest(&payload)).as_str(),
+        )
+        .match_header("authorization", format!("Bearer {TOKEN}").as_str())
+        .with_status(302)
+        .with_header("location", "/internal/storage/blob")
+        .create();
+    let kept = server
+        .mock("GET", "/internal/storage/blob")
+        .match_header("authorization", format!("Bearer {TOKEN}").as_str())
+        .with_body(&payload)
+        .expect(1)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let c = isolated(&host, cache.path()).build().unwrap();
+    assert_eq!(
+        c.pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        payload
+    );
+    kept.assert();
+
+    // A redirect loop ends with an error naming it, and nothing is cached.
+    let mut looping = Server::new();
+    let lhost = looping.host_with_port();
+    let m = manifest(&[(WASM, b"never")]);
+    mock_manifest(&mut looping, REPO, "1.0", &m, OCI_MANIFEST);
+    looping
+        .mock(
+            "GET",
+            format!("/v2/{REPO}/blobs/{}", digest(b"never")).as_str(),
+        )
+        .with_status(301)
+        .with_header(
+            "location",
+            &format!("/v2/{REPO}/blobs/{}", digest(b"never")),
+        )
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let err = isolated(&lhost, cache.path())
+        .build()
+        .unwrap()
+        .pull(&format!("{lhost}/{REPO}:1.0"))
+        .unwrap_err();
+    assert!(err.to_string().contains("more than 10 redirects"), "{err}");
+    assert!(verified_blobs(cache.path()).is_empty());
+}
