@@ -316,6 +316,7 @@ impl Registry {
             match (&lookup.found, basic) {
                 (Some((credentials, source)), true) if credentials.basic_header().is_some() => {
                     auth.used = Some(source.clone());
+                    auth.sent_directly = true;
                     authorization = credentials.basic_header();
                 }
                 _ => return check_status(r, url, resp, &auth),
@@ -706,6 +707,8 @@ struct AuthOutcome {
     used: Option<Source>,
     /// Credentials the token service refused, after which we tried anonymously.
     rejected: Option<Source>,
+    /// `used` went to the registry itself (a Basic challenge), so a refusal rejects them.
+    sent_directly: bool,
     /// Credentials not sent because the realm is plain HTTP on a host not marked insecure.
     withheld: Option<(Source, String)>,
     /// Sources that could not be read.
@@ -726,6 +729,11 @@ impl AuthOutcome {
                 .unwrap_or(realm);
             return format!(
                 "the {source} were not sent: the token service {realm} uses plain HTTP and {host} is not marked insecure (FORGE_OCI_INSECURE_HOSTS)"
+            );
+        }
+        if let (Some(source), true) = (&self.used, self.sent_directly) {
+            return format!(
+                "the {source} were rejected; log in again with `docker login {registry}` or fix them"
             );
         }
         match (&self.rejected, &self.used) {
@@ -836,6 +844,37 @@ fn read_error_body(resp: Response<Body>) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_http_realm_is_refused_for_an_https_registry_before_any_request() {
+        let registry = Registry::new(RegistryConfig {
+            insecure_hosts: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            max_manifest_size: 1024,
+            retries: 0,
+            credentials: CredentialSources::default(),
+        });
+        // Port 9 (discard): were a request attempted, this would be a transport error instead.
+        let challenge = parse_challenges(r#"Bearer realm="http://127.0.0.1:9/token",service="s""#)
+            .unwrap()
+            .remove(0);
+        let creds = Credentials::basic("u", "p");
+        match registry.token_from(
+            "ghcr.io",
+            true,
+            &challenge,
+            "repository:a:pull",
+            Some(&creds),
+        ) {
+            Err(Error::Token { reason, .. }) => {
+                assert!(reason.contains("plain-HTTP token realm"), "{reason}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(!registry.may_send_credentials("http://127.0.0.1:9/token"));
+        assert!(registry.may_send_credentials("https://auth.example/token"));
+    }
 
     #[test]
     fn redirect_targets_resolve_against_their_base() {

@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child_fetch();
     }
-    let tests: [(&str, TestFn); 8] = [
+    let tests: &[(&str, TestFn)] = &[
         (
             "real_registry_cold_then_warm_with_registry_stopped",
             real_registry_cold_then_warm,
@@ -75,13 +75,14 @@ fn main() -> ExitCode {
             "token_auth_registry_public_private_config_helper_and_refusal",
             token_auth_registry,
         ),
+        ("htpasswd_registry_basic_challenge", htpasswd_registry),
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for (name, test) in tests {
+    for &(name, test) in tests {
         if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
@@ -822,5 +823,93 @@ fn token_auth_registry() -> Outcome {
         public
     );
     assert!(tokens.requests() > 0);
+    Outcome::Passed
+}
+
+/// A bcrypt htpasswd line: `htpasswd` (apache2-utils, which CI installs) when
+/// present, else Python's crypt module.
+fn htpasswd_line(user: &str, password: &str) -> Result<String, String> {
+    if let Ok(out) = Command::new("htpasswd")
+        .args(["-nbB", user, password])
+        .output()
+    {
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        }
+    }
+    let script = format!(
+        "import crypt; print(crypt.crypt({password:?}, crypt.mksalt(crypt.METHOD_BLOWFISH)))"
+    );
+    let out = Command::new("python3")
+        .args(["-W", "ignore", "-c", &script])
+        .output()
+        .map_err(|e| format!("no htpasswd and no python3: {e}"))?;
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || !hash.starts_with("$2") {
+        return Err("cannot make a bcrypt hash: install apache2-utils".into());
+    }
+    Ok(format!("{user}:{hash}"))
+}
+
+/// docker-registry with `auth: htpasswd`: a Basic challenge. No credentials is a
+/// refusal with login advice; the right ones pull; wrong ones are rejected, named.
+fn htpasswd_registry() -> Outcome {
+    let work = tempfile::tempdir().unwrap();
+    let line = match htpasswd_line("bob", "bob-s3cret-password") {
+        Ok(l) => l,
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the htpasswd test: {why}"
+            );
+            return Outcome::Skipped(why);
+        }
+    };
+    let file = work.path().join("htpasswd");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let config = format!(
+        "auth:\n  htpasswd:\n    realm: forge-test\n    path: {}\n",
+        file.display()
+    );
+    let registry = match Registry::start_with(&config) {
+        Ok(r) => r,
+        Err(why) => return Outcome::Skipped(why),
+    };
+    let host = registry.host.clone();
+    let payload = wasm_payload("behind htpasswd", 50_000);
+    registry.push_wasm_as(
+        "team/plugin",
+        "1.0",
+        &payload,
+        Some(&basic_auth("bob", "bob-s3cret-password")),
+    );
+    let reference = format!("{host}/team/plugin:1.0");
+    let client = |credentials: Option<Credentials>| {
+        let mut b = Client::builder()
+            .cache_dir(work.path().join("cache"))
+            .insecure_host(&host)
+            .docker_config_dir(work.path().join("no-docker-config"))
+            .auth_files([]);
+        if let Some(c) = credentials {
+            b = b.credentials(&host, c);
+        }
+        b.build().unwrap()
+    };
+    let err = client(None).pull(&reference).unwrap_err();
+    assert!(
+        matches!(err, Error::Unauthorized { .. }) && err.to_string().contains("docker login"),
+        "{err}"
+    );
+    let wrong = client(Some(Credentials::basic("bob", "wrong")))
+        .pull(&reference)
+        .unwrap_err();
+    assert!(
+        wrong
+            .to_string()
+            .contains("ClientBuilder::credentials were rejected"),
+        "{wrong}"
+    );
+    let right = client(Some(Credentials::basic("bob", "bob-s3cret-password")));
+    assert_eq!(right.pull(&reference).unwrap().read().unwrap(), payload);
     Outcome::Passed
 }
