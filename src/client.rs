@@ -307,11 +307,23 @@ impl Client {
         let docs = self.fetch_documents(r)?;
         let layer = cache.select_layer(r, &docs.image)?;
         let layer_digest = cache.descriptor_digest(r, layer)?;
-        let (path, _) = cache
-            .fetch_blob(&layer_digest, layer.size, |offset| {
+        // A connection dropped mid-download is retried, resuming from the partial
+        // file; content that fails verification is not (the next try would be the same).
+        let mut attempt = 0;
+        let path = loop {
+            let fetched = cache.fetch_blob(&layer_digest, layer.size, |offset| {
                 registry.open_blob(r, &layer_digest, offset)
-            })
-            .map_err(|e| commit_error(r, &layer_digest, e))?;
+            });
+            match fetched {
+                Err(CommitError::Read(e))
+                    if attempt < registry.retries() && !is_verification(&e) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(crate::registry::backoff(attempt - 1));
+                }
+                other => break other.map_err(|e| commit_error(r, &layer_digest, e))?.0,
+            }
+        };
         // Manifests after the blob, the ref last: a ref never points at something missing.
         if let Some(child) = &docs.child {
             cache.store_bytes(&child.digest, &child.bytes)?;
@@ -504,6 +516,10 @@ fn registry_unavailable(e: &Error) -> bool {
         Error::Registry { status, .. } => *status == 429 || *status >= 500,
         _ => false,
     }
+}
+
+fn is_verification(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<VerifyError>())
 }
 
 fn commit_error(r: &Reference, digest: &Digest, e: CommitError) -> Error {
