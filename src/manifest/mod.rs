@@ -258,6 +258,7 @@ impl Manifest {
         if is_index {
             let index: ImageIndex =
                 serde_json::from_slice(bytes).map_err(ParseManifestError::json)?;
+            check_count("manifests in the index", index.manifests.len())?;
             Ok(Manifest::Index(index))
         } else {
             let m: ImageManifest =
@@ -265,6 +266,7 @@ impl Manifest {
             if m.layers.is_empty() {
                 return Err(ParseManifestError::new(ManifestErrorKind::NoLayers));
             }
+            check_count("layers in the manifest", m.layers.len())?;
             Ok(Manifest::Image(m))
         }
     }
@@ -279,6 +281,21 @@ fn is_manifest_type(t: &str) -> bool {
     ]
     .contains(&t)
         || DOCKER_SCHEMA1.contains(&t)
+}
+
+/// More entries than any artifact needs: a manifest within the size limit can
+/// still list tens of thousands, and selection should not have to walk them.
+pub const MAX_ENTRIES: usize = 1000;
+
+fn check_count(what: &'static str, count: usize) -> Result<(), ParseManifestError> {
+    if count > MAX_ENTRIES {
+        return Err(ParseManifestError::new(ManifestErrorKind::TooManyEntries {
+            what,
+            count,
+            limit: MAX_ENTRIES,
+        }));
+    }
+    Ok(())
 }
 
 pub(crate) fn essence(media_type: &str) -> String {
@@ -347,6 +364,15 @@ pub enum ManifestErrorKind {
     NoLayers,
     /// An index whose selected entry is itself an index.
     NestedIndex,
+    /// More manifests or layers than [`MAX_ENTRIES`].
+    TooManyEntries {
+        /// What was counted.
+        what: &'static str,
+        /// How many there were.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for ManifestErrorKind {
@@ -363,6 +389,9 @@ impl fmt::Display for ManifestErrorKind {
                 f.write_str("the document is neither an image manifest nor an index")
             }
             ManifestErrorKind::NoLayers => f.write_str("the manifest lists no layers"),
+            ManifestErrorKind::TooManyEntries { what, count, limit } => {
+                write!(f, "{count} {what}, more than the {limit} allowed")
+            }
             ManifestErrorKind::NestedIndex => {
                 f.write_str("the index entry for this platform is another index; nested indexes are not supported")
             }

@@ -23,6 +23,12 @@ pub struct Route {
     delay: Duration,
     ranges: bool,
     cut_after: Option<usize>,
+    content_length: Option<u64>,
+    trickle_headers: Option<Duration>,
+    stall_after: Option<usize>,
+    endless: bool,
+    /// Answers for later hits, in order; the last one repeats.
+    then: Vec<Route>,
 }
 
 impl Route {
@@ -35,6 +41,11 @@ impl Route {
             delay: Duration::ZERO,
             ranges: false,
             cut_after: None,
+            content_length: None,
+            trickle_headers: None,
+            stall_after: None,
+            endless: false,
+            then: Vec::new(),
         }
     }
 
@@ -52,6 +63,36 @@ impl Route {
     pub fn slow(mut self, chunk: usize, delay: Duration) -> Route {
         self.chunk = chunk;
         self.delay = delay;
+        self
+    }
+
+    /// Announces this `Content-Length` whatever the body is.
+    pub fn content_length(mut self, n: u64) -> Route {
+        self.content_length = Some(n);
+        self
+    }
+
+    /// Sends the status line and headers one byte at a time, `delay` apart.
+    pub fn trickle_headers(mut self, delay: Duration) -> Route {
+        self.trickle_headers = Some(delay);
+        self
+    }
+
+    /// Sends `n` body bytes, then nothing for a long time (the connection stays open).
+    pub fn stall_after(mut self, n: usize) -> Route {
+        self.stall_after = Some(n);
+        self
+    }
+
+    /// Repeats the body for ever (no Content-Length), until the client hangs up.
+    pub fn endless(mut self) -> Route {
+        self.endless = true;
+        self
+    }
+
+    /// Answers the following hits with `next` (and so on); the last answer repeats.
+    pub fn then(mut self, next: Route) -> Route {
+        self.then.push(next);
         self
     }
 
@@ -203,7 +244,24 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         .lock()
         .unwrap()
         .push((method.clone(), path.clone(), range));
-    let route = state.routes.lock().unwrap().get(&path).cloned();
+    let hit = state
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, p, _)| *p == path)
+        .count()
+        - 1;
+    let route = state
+        .routes
+        .lock()
+        .unwrap()
+        .get(&path)
+        .cloned()
+        .map(|r| match hit {
+            0 => r,
+            n => r.then.get(n - 1).or(r.then.last()).cloned().unwrap_or(r),
+        });
     let mut out = stream;
     let Some(route) = route else {
         let body = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"no such path"}]}"#;
@@ -220,18 +278,41 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         _ => (route.status, 0),
     };
     let mut body = &route.body[start as usize..];
-    write!(
-        out,
-        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    )?;
+    let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+    if !route.endless {
+        head += &format!(
+            "Content-Length: {}\r\n",
+            route.content_length.unwrap_or(body.len() as u64)
+        );
+    }
     if status == 206 {
-        write!(out, "Content-Range: bytes {start}-{}/{full}\r\n", full - 1)?;
+        head += &format!("Content-Range: bytes {start}-{}/{full}\r\n", full - 1);
     }
     for (name, value) in &route.headers {
-        write!(out, "{name}: {value}\r\n")?;
+        head += &format!("{name}: {value}\r\n");
     }
-    write!(out, "\r\n")?;
+    head += "\r\n";
+    match route.trickle_headers {
+        Some(delay) => {
+            for b in head.bytes() {
+                out.write_all(&[b])?;
+                out.flush()?;
+                thread::sleep(delay);
+            }
+        }
+        None => out.write_all(head.as_bytes())?,
+    }
+    if route.endless {
+        loop {
+            out.write_all(&route.body)?;
+        }
+    }
+    if let Some(n) = route.stall_after {
+        out.write_all(&body[..n.min(body.len())])?;
+        out.flush()?;
+        thread::sleep(Duration::from_secs(30));
+        return Ok(());
+    }
     if method == "HEAD" {
         return Ok(());
     }

@@ -1,0 +1,749 @@
+//! Hostile and flaky registries: each test scripts one bad behaviour and checks
+//! that the pull ends in a typed error (or the right bytes), in bounded time, with
+//! nothing under `blobs/` that does not hash to its name and no panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::server::{FakeRegistry, Route};
+use common::*;
+use forge_oci::digest::VerifyError;
+use forge_oci::manifest::ManifestErrorKind;
+use forge_oci::{Artifact, Client, Error};
+
+const REPO: &str = "hostile/plugin";
+
+/// Pulls `REPO:tag` with short timeouts and one retry; returns the result, the cache,
+/// and checks the invariants every case shares.
+fn pull(server: &FakeRegistry, reference: &str) -> (Result<Artifact, Error>, tempfile::TempDir) {
+    pull_with(server, reference, |b| b)
+}
+
+fn pull_with(
+    server: &FakeRegistry,
+    reference: &str,
+    configure: impl FnOnce(forge_oci::ClientBuilder) -> forge_oci::ClientBuilder,
+) -> (Result<Artifact, Error>, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    let builder = Client::builder()
+        .cache_dir(cache.path())
+        .insecure_host(server.host())
+        .docker_config_dir(cache.path().join("none"))
+        .auth_files([])
+        .retries(1)
+        .connect_timeout(Duration::from_secs(2))
+        .read_timeout(Duration::from_secs(1));
+    let client = configure(builder).build().unwrap();
+    let started = Instant::now();
+    let result = client.pull(reference);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    verified_blobs(cache.path()); // panics on any file that does not hash to its name
+    if result.is_err() {
+        assert!(
+            !cache.path().join("refs").exists(),
+            "a failed pull recorded a ref"
+        );
+    }
+    (result, cache)
+}
+
+fn reference(server: &FakeRegistry, tag: &str) -> String {
+    format!("{}/{REPO}:{tag}", server.host())
+}
+
+/// Serves a manifest for `payload` under `tag`, and `blob` as its blob.
+fn serve(server: &FakeRegistry, tag: &str, payload: &[u8], blob: Route) -> Vec<u8> {
+    let m = manifest(&[(WASM, payload)]);
+    server.route(
+        &format!("/v2/{REPO}/manifests/{tag}"),
+        Route::ok(m.clone()).header("content-type", OCI_MANIFEST),
+    );
+    server.route(&format!("/v2/{REPO}/blobs/{}", digest(payload)), blob);
+    m
+}
+
+fn serve_manifest(server: &FakeRegistry, tag: &str, body: impl Into<Vec<u8>>) {
+    server.route(
+        &format!("/v2/{REPO}/manifests/{tag}"),
+        Route::ok(body).header("content-type", OCI_MANIFEST),
+    );
+}
+
+fn blob_error(result: &Result<Artifact, Error>) -> Option<&VerifyError> {
+    match result {
+        Err(Error::Verification {
+            what: "blob",
+            reason,
+            ..
+        }) => Some(reason),
+        _ => None,
+    }
+}
+
+fn manifest_error(result: &Result<Artifact, Error>) -> Option<&ManifestErrorKind> {
+    match result {
+        Err(Error::InvalidManifest { reason, .. }) => Some(reason.kind()),
+        _ => None,
+    }
+}
+
+// 1
+#[test]
+fn wrong_digest() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("right", 5000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok(wasm_payload("wrong", 5000)),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(blob_error(&r), Some(VerifyError::DigestMismatch { .. })),
+        "{r:?}"
+    );
+}
+
+// 2
+#[test]
+fn short_body_then_connection_closed() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("short", 50_000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok(payload.clone()).cut_after(10_000),
+    );
+    let (r, cache) = pull(&server, &reference(&server, "t"));
+    assert!(matches!(r, Err(Error::Transport { .. })), "{r:?}");
+    assert_eq!(
+        server.hits("GET", &format!("/v2/{REPO}/blobs/{}", digest(&payload))),
+        2,
+        "retried once"
+    );
+    assert!(verified_blobs(cache.path()).is_empty());
+}
+
+// 3
+#[test]
+fn body_longer_than_the_descriptor() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("long", 5000);
+    let mut longer = payload.clone();
+    longer.extend_from_slice(&[0; 100]);
+    serve(&server, "t", &payload, Route::ok(longer));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(
+            blob_error(&r),
+            Some(VerifyError::TooLong { expected: 5000 })
+        ),
+        "{r:?}"
+    );
+}
+
+// 4
+#[test]
+fn content_length_smaller_than_the_body() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("cl-small", 5000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok(payload.clone()).content_length(1000),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(
+            blob_error(&r),
+            Some(VerifyError::TooShort {
+                expected: 5000,
+                actual: 1000
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+// 5
+#[test]
+fn content_length_larger_than_the_body() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("cl-large", 5000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok(payload.clone()).content_length(9000),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    // The body ends before its announced length: a failed transfer (retried), not content.
+    assert!(matches!(r, Err(Error::Transport { .. })), "{r:?}");
+}
+
+// 6
+#[test]
+fn descriptor_size_lies() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("size-lie", 5000);
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"a/b","digest":"{}","size":2}},"layers":[{{"mediaType":"{WASM}","digest":"{}","size":10}}]}}"#,
+        digest(EMPTY_CONFIG),
+        digest(&payload)
+    );
+    serve_manifest(&server, "t", m);
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(&payload)),
+        Route::ok(payload),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(blob_error(&r), Some(VerifyError::TooLong { expected: 10 })),
+        "{r:?}"
+    );
+}
+
+// 7
+#[test]
+fn negative_size() {
+    let server = FakeRegistry::start();
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"a/b","digest":"{}","size":2}},"layers":[{{"mediaType":"{WASM}","digest":"{}","size":-1}}]}}"#,
+        digest(EMPTY_CONFIG),
+        digest(b"x")
+    );
+    serve_manifest(&server, "t", m);
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(manifest_error(&r), Some(ManifestErrorKind::Invalid)),
+        "{r:?}"
+    );
+}
+
+// 8
+#[test]
+fn absurd_size_is_read_only_as_far_as_the_body_goes() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("absurd", 3000);
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"a/b","digest":"{}","size":2}},"layers":[{{"mediaType":"{WASM}","digest":"{}","size":18000000000000000000}}]}}"#,
+        digest(EMPTY_CONFIG),
+        digest(&payload)
+    );
+    serve_manifest(&server, "t", m);
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(&payload)),
+        Route::ok(payload),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(
+            blob_error(&r),
+            Some(VerifyError::TooShort { actual: 3000, .. })
+        ),
+        "{r:?}"
+    );
+}
+
+// 9
+#[test]
+fn manifest_that_is_not_json() {
+    let server = FakeRegistry::start();
+    serve_manifest(&server, "t", "this is not json {");
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(manifest_error(&r), Some(ManifestErrorKind::Invalid)),
+        "{r:?}"
+    );
+}
+
+// 10
+#[test]
+fn html_error_page_with_status_200() {
+    let server = FakeRegistry::start();
+    let html = "<!DOCTYPE html><html><body>Service temporarily unavailable</body></html>";
+    serve_manifest(&server, "t", html);
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(manifest_error(&r), Some(ManifestErrorKind::Invalid)),
+        "{r:?}"
+    );
+    // The same page served as a blob never becomes content.
+    let payload = wasm_payload("html", 1000);
+    serve(
+        &server,
+        "b",
+        &payload,
+        Route::ok(html).header("content-type", "text/html"),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "b"));
+    assert!(blob_error(&r).is_some(), "{r:?}");
+}
+
+// 11
+#[test]
+fn docker_content_digest_mismatch() {
+    let server = FakeRegistry::start();
+    let m = manifest(&[(WASM, b"x")]);
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok(m)
+            .header("content-type", OCI_MANIFEST)
+            .header("docker-content-digest", &digest(b"other")),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(
+            r,
+            Err(Error::Verification {
+                what: "manifest",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+// 12
+#[test]
+fn index_without_a_wasm_platform() {
+    let server = FakeRegistry::start();
+    let child = manifest(&[("application/vnd.oci.image.layer.v1.tar", b"x")]);
+    serve_manifest(&server, "t", index(&[(&child, "linux", "amd64")]));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(matches!(r, Err(Error::NoMatch { .. })), "{r:?}");
+}
+
+// 13
+#[test]
+fn index_that_points_to_an_index() {
+    let server = FakeRegistry::start();
+    // The child the index names is served as an index itself (which could name the first).
+    let inner = index(&[(b"nothing", "wasip2", "wasm")]);
+    let outer = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": digest(&inner), "size": inner.len(), "platform": {"os": "wasip2", "architecture": "wasm"}}
+    ]}))
+    .unwrap();
+    serve_manifest(&server, "t", outer);
+    server.route(
+        &format!("/v2/{REPO}/manifests/{}", digest(&inner)),
+        Route::ok(inner).header("content-type", OCI_INDEX),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(manifest_error(&r), Some(ManifestErrorKind::NestedIndex)),
+        "{r:?}"
+    );
+}
+
+/// A registry behind a token service at `/token` answering with `token_route`.
+fn behind_tokens(server: &FakeRegistry, token_route: Route) -> Vec<u8> {
+    let payload = wasm_payload("tokens", 1000);
+    let challenge = format!(
+        r#"Bearer realm="http://{}/token",service="s""#,
+        server.host()
+    );
+    let m = manifest(&[(WASM, &payload)]);
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok("")
+            .status(401)
+            .header("www-authenticate", &challenge)
+            .then(Route::ok(m).header("content-type", OCI_MANIFEST)),
+    );
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(&payload)),
+        Route::ok(payload.clone()),
+    );
+    server.route("/token", token_route);
+    payload
+}
+
+// 14
+#[test]
+fn huge_token_response() {
+    let server = FakeRegistry::start();
+    behind_tokens(
+        &server,
+        Route::ok(format!(r#"{{"token":"{}"}}"#, "a".repeat(200 << 10))),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(&r, Err(Error::Token { reason, .. }) if reason.contains("exceeds")),
+        "{r:?}"
+    );
+}
+
+// 15
+#[test]
+fn token_without_expiry_works() {
+    let server = FakeRegistry::start();
+    let payload = behind_tokens(&server, Route::ok(r#"{"token":"no-expiry"}"#));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+}
+
+// 16
+#[test]
+fn a_401_after_a_fresh_token_is_final() {
+    let server = FakeRegistry::start();
+    let challenge = format!(
+        r#"Bearer realm="http://{}/token",service="s""#,
+        server.host()
+    );
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok("")
+            .status(401)
+            .header("www-authenticate", &challenge),
+    );
+    server.route("/token", Route::ok(r#"{"token":"useless"}"#));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(matches!(r, Err(Error::Unauthorized { .. })), "{r:?}");
+    assert_eq!(server.hits("GET", "/token"), 1);
+    assert_eq!(server.hits("GET", &format!("/v2/{REPO}/manifests/t")), 2);
+}
+
+// 17
+#[test]
+fn error_500_forever_gives_up_after_the_retries() {
+    let server = FakeRegistry::start();
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok("oops").status(500),
+    );
+    let (r, _cache) = pull_with(&server, &reference(&server, "t"), |b| b.retries(2));
+    assert!(
+        matches!(r, Err(Error::Registry { status: 500, .. })),
+        "{r:?}"
+    );
+    assert_eq!(server.hits("GET", &format!("/v2/{REPO}/manifests/t")), 3);
+}
+
+// 18
+#[test]
+fn error_429_with_retry_after_is_waited_out() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("rate limited", 1000);
+    let m = serve(&server, "t", &payload, Route::ok(payload.clone()));
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok("You have reached your pull rate limit.")
+            .status(429)
+            .header("retry-after", "1")
+            .then(Route::ok(m).header("content-type", OCI_MANIFEST)),
+    );
+    let started = Instant::now();
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After was not honoured"
+    );
+}
+
+// 19
+#[test]
+fn headers_trickled_slower_than_the_timeout() {
+    let server = FakeRegistry::start();
+    let m = manifest(&[(WASM, b"x")]);
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok(m)
+            .header("content-type", OCI_MANIFEST)
+            .trickle_headers(Duration::from_millis(40)),
+    );
+    let (r, _cache) = pull_with(&server, &reference(&server, "t"), |b| b.retries(0));
+    assert!(matches!(r, Err(Error::Transport { .. })), "{r:?}");
+}
+
+// 20
+#[test]
+fn body_that_stalls() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("stall", 50_000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok(payload.clone()).stall_after(1000),
+    );
+    let (r, cache) = pull_with(&server, &reference(&server, "t"), |b| b.retries(0));
+    assert!(matches!(r, Err(Error::Transport { .. })), "{r:?}");
+    assert!(verified_blobs(cache.path()).is_empty());
+}
+
+// 21
+#[test]
+fn redirect_loop() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("loop", 1000);
+    let blob = format!("/v2/{REPO}/blobs/{}", digest(&payload));
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok("").status(302).header("location", &blob),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(&r, Err(Error::Registry { detail: Some(d), .. }) if d.contains("redirects")),
+        "{r:?}"
+    );
+}
+
+// 22
+#[test]
+fn redirect_to_a_non_http_url() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("file", 1000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok("")
+            .status(307)
+            .header("location", "file:///etc/passwd"),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(&r, Err(Error::Registry { detail: Some(d), .. }) if d.contains("not an http(s) URL")),
+        "{r:?}"
+    );
+}
+
+// 23
+#[test]
+fn a_redirect_without_location_is_not_content() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("no location", 1000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok("<html>Redirecting…</html>").status(302),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(r, Err(Error::Registry { status: 302, .. })),
+        "{r:?}"
+    );
+}
+
+// 24
+#[test]
+fn quay_style_html_redirect_body_is_followed_not_stored() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("quay", 1000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok("<html><body>Redirecting…</body></html>")
+            .status(302)
+            .header("location", "/storage/blob"),
+    );
+    server.route("/storage/blob", Route::ok(payload.clone()));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+}
+
+// 25
+#[test]
+fn digests_and_tags_that_look_like_path_traversal() {
+    let server = FakeRegistry::start();
+    for bad in [
+        format!("{}/../../etc/passwd:1", server.host()),
+        format!("{}/{REPO}:..", server.host()),
+        format!("{}/{REPO}@sha256:../../../../etc/passwd", server.host()),
+    ] {
+        let (r, cache) = pull(&server, &bad);
+        assert!(matches!(r, Err(Error::InvalidReference(_))), "{bad}: {r:?}");
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+    }
+    // A descriptor whose digest tries the same is refused when the manifest is read.
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"a/b","digest":"{}","size":2}},"layers":[{{"mediaType":"{WASM}","digest":"sha256:../../../../tmp/owned","size":1}}]}}"#,
+        digest(EMPTY_CONFIG)
+    );
+    serve_manifest(&server, "t", m);
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(manifest_error(&r), Some(ManifestErrorKind::Invalid)),
+        "{r:?}"
+    );
+}
+
+// 26
+#[test]
+fn duplicate_layers() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("dup", 1000);
+    let m = manifest(&[(WASM, &payload), (WASM, &payload)]);
+    serve_manifest(&server, "t", m);
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(&payload)),
+        Route::ok(payload.clone()),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+}
+
+// 27
+#[test]
+fn zero_size_blob() {
+    let server = FakeRegistry::start();
+    serve(&server, "t", b"", Route::ok(Vec::new()));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    let a = r.unwrap();
+    assert_eq!(a.size(), 0);
+    assert_eq!(a.read().unwrap(), b"");
+}
+
+// 28
+#[test]
+fn a_layer_media_type_with_parameters() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("params", 1000);
+    serve_manifest(
+        &server,
+        "t",
+        manifest(&[
+            ("text/plain", b"no"),
+            ("application/wasm; charset=binary", &payload),
+        ]),
+    );
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(&payload)),
+        Route::ok(payload.clone()),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+}
+
+// 29
+#[test]
+fn unknown_registry_error_codes_are_kept() {
+    let server = FakeRegistry::start();
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok(
+            r#"{"errors":[{"code":"QUANTUM_FLUX","message":"the registry is in two states"}]}"#,
+        )
+        .status(409),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    match r {
+        Err(Error::Registry {
+            status: 409,
+            code,
+            detail,
+            ..
+        }) => {
+            assert_eq!(code.as_deref(), Some("QUANTUM_FLUX"));
+            assert_eq!(
+                detail.as_deref(),
+                Some("QUANTUM_FLUX: the registry is in two states")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// 30
+#[test]
+fn a_blob_that_never_ends_is_cut_at_the_descriptor_size() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("endless", 4096);
+    serve(&server, "t", &payload, Route::ok(payload.clone()).endless());
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(
+            blob_error(&r),
+            Some(VerifyError::TooLong { expected: 4096 })
+        ),
+        "{r:?}"
+    );
+}
+
+// 31
+#[test]
+fn a_manifest_that_never_ends_is_cut_at_the_limit() {
+    let server = FakeRegistry::start();
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok(vec![b' '; 64 << 10]).endless(),
+    );
+    let (r, _cache) = pull_with(&server, &reference(&server, "t"), |b| {
+        b.max_manifest_size(1 << 20)
+    });
+    assert!(
+        matches!(
+            r,
+            Err(Error::TooLarge {
+                what: "manifest",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+// 32
+#[test]
+fn a_dropped_download_is_retried_and_resumed_within_one_pull() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("flaky network", 300_000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok(payload.clone())
+            .cut_after(120_000)
+            .ranges()
+            .then(Route::ok(payload.clone()).ranges()),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+    assert_eq!(
+        server.ranges(&format!("/v2/{REPO}/blobs/{}", digest(&payload))),
+        [None, Some(120_000)]
+    );
+}
+
+// 33
+#[test]
+fn too_many_layers() {
+    let server = FakeRegistry::start();
+    let layers: Vec<(&str, &[u8])> = (0..1001).map(|_| ("text/plain", &b"x"[..])).collect();
+    serve_manifest(&server, "t", manifest(&layers));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(
+            manifest_error(&r),
+            Some(ManifestErrorKind::TooManyEntries { count: 1001, .. })
+        ),
+        "{r:?}"
+    );
+}
+
+// 34
+#[test]
+fn token_endpoint_answering_not_json() {
+    let server = FakeRegistry::start();
+    behind_tokens(&server, Route::ok("<html>login</html>"));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(&r, Err(Error::Token { reason, .. }) if reason.contains("not valid JSON")),
+        "{r:?}"
+    );
+}
