@@ -46,6 +46,60 @@ pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
 
 use std::path::PathBuf;
 
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod __fuzz {
+    //! What the fuzz targets in `fuzz/` call. Each function panics only on a bug:
+    //! a property of the parser that must hold for any input.
+
+    /// Parsing never panics, and what parses prints as something that parses to itself.
+    pub fn reference(s: &str) {
+        if let Ok(r) = s.parse::<crate::Reference>() {
+            let again: crate::Reference = r
+                .to_string()
+                .parse()
+                .unwrap_or_else(|e| panic!("{r} does not reparse: {e}"));
+            assert_eq!(again, r);
+        }
+    }
+
+    /// Parsing never panics, and every challenge has a lowercase scheme.
+    pub fn www_authenticate(s: &str) {
+        for c in crate::auth::parse_challenges(s).unwrap_or_default() {
+            assert_eq!(c.scheme, c.scheme.to_ascii_lowercase());
+        }
+    }
+
+    /// Parsing and selection never panic, whatever the document.
+    pub fn manifest(data: &[u8]) {
+        use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Manifest, select_layer, select_platform};
+        let accepted: Vec<String> = DEFAULT_LAYER_MEDIA_TYPES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        match Manifest::from_slice(data, None) {
+            Ok(Manifest::Image(m)) => {
+                if let Ok(layer) = select_layer(&m, &accepted) {
+                    let _ = layer.sha256();
+                }
+            }
+            Ok(Manifest::Index(i)) => {
+                let _ = select_platform(&i, &crate::Platform::wasm_defaults());
+            }
+            Err(e) => {
+                let _ = e.to_string();
+            }
+        }
+    }
+
+    /// Reading a credential file (docker config or podman auth.json) never panics.
+    /// Helpers are never run from here.
+    pub fn credentials(data: &[u8]) {
+        crate::auth::parse_credential_file(data, "registry.example:5000");
+        crate::auth::parse_credential_file(data, "docker.io");
+    }
+}
+
 /// Pulls `reference` with a default [`Client`] and returns the blob's bytes.
 ///
 /// # Errors

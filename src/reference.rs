@@ -16,7 +16,8 @@
 //!
 //! The first component is a registry host only when it contains `.` or `:`, is
 //! `localhost`, or has an uppercase letter; otherwise the name lives on Docker Hub.
-//! The path after the registry is at most 255 characters.
+//! The path after the registry, as normalised (`library/` included), is at most 255
+//! characters.
 //!
 //! One deliberate difference from distribution/reference: digests other than
 //! sha256 are rejected (see [`crate::Digest`]); distribution's own test suite
@@ -172,9 +173,6 @@ fn parse(s: &str) -> Result<Reference, ReferenceErrorKind> {
     if let Some(bad) = path.split('/').find(|c| !is_path_component(c)) {
         return Err(K::InvalidPathComponent(bad.to_owned()));
     }
-    if path.len() > MAX_PATH_LEN {
-        return Err(K::NameTooLong(path.len()));
-    }
     if let Some(t) = tag {
         if !is_tag(t) {
             return Err(K::InvalidTag(t.to_owned()));
@@ -191,6 +189,12 @@ fn parse(s: &str) -> Result<Reference, ReferenceErrorKind> {
     } else {
         path.to_owned()
     };
+    // The limit applies to the path as normalised (`library/` included), as in
+    // distribution's ParseNormalizedNamed; before, a 252-character Hub name passed
+    // and then printed as something that no longer parsed.
+    if repository.len() > MAX_PATH_LEN {
+        return Err(K::NameTooLong(repository.len()));
+    }
     let tag = match (tag, &digest) {
         (Some(t), _) => Some(t.to_owned()),
         (None, Some(_)) => None,

@@ -274,3 +274,34 @@ fn image_spec_manifest_vectors() {
         failures.join("\n")
     );
 }
+
+/// Inputs that once crashed a fuzz target (fuzz/), kept so they never do again:
+/// references must print as something that parses back to themselves.
+#[test]
+fn fuzz_regressions_reference_and_manifest() {
+    let dir = |t: &str| {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fuzz")
+            .join(t)
+    };
+    let mut ran = 0;
+    // A target with no saved crash has no directory (git keeps no empty ones).
+    let inputs = |t: &str| {
+        std::fs::read_dir(dir(t))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read(e.path()).unwrap())
+    };
+    for bytes in inputs("reference") {
+        if let Ok(r) = String::from_utf8_lossy(&bytes).parse::<Reference>() {
+            assert_eq!(r.to_string().parse::<Reference>().unwrap(), r);
+        }
+        ran += 1;
+    }
+    for bytes in inputs("manifest") {
+        let _ = Manifest::from_slice(&bytes, None);
+        ran += 1;
+    }
+    assert!(ran > 0, "no regression inputs found");
+}

@@ -197,6 +197,23 @@ struct AuthEntry {
     identitytoken: Option<String>,
 }
 
+/// The credentials a credential file's bytes hold for `registry` (`auths` only:
+/// helpers are not run). For the fuzz target and its regression inputs.
+#[cfg(any(feature = "__fuzz", test))]
+pub(crate) fn parse_credential_file(data: &[u8], registry: &str) -> Option<Credentials> {
+    let config: ConfigFile = serde_json::from_slice(data).ok()?;
+    let _helper = config
+        .cred_helpers
+        .iter()
+        .find(|(k, _)| key_matches(k, registry));
+    find_auth(
+        &config.auths,
+        registry,
+        Path::new("fuzz-input"),
+        &mut Vec::new(),
+    )
+}
+
 /// `Ok(None)` when the file does not exist.
 fn read_config(path: &Path) -> Result<Option<ConfigFile>, String> {
     let text = match std::fs::read(path) {
