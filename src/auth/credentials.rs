@@ -477,6 +477,18 @@ mod tests {
     }
 
     #[test]
+    fn credential_files_from_bytes_and_fuzz_regressions() {
+        let known = br#"{"auths":{"https://registry.example:5000/v1/":{"auth":"dXNlcjpwYXNz"}}}"#;
+        assert_eq!(parse_credential_file(known, "registry.example:5000"), Some(Credentials::basic("user", "pass")));
+        assert_eq!(parse_credential_file(b"{\"auths\": 7}", "x"), None);
+        // Inputs that once crashed the fuzz target, if any were kept.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/credentials");
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let _ = parse_credential_file(&std::fs::read(entry.path()).unwrap(), "docker.io");
+        }
+    }
+
+    #[test]
     fn trouble_is_recorded_not_raised() {
         let dir = tempfile::tempdir().unwrap();
         let s = config(
