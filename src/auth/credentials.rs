@@ -479,7 +479,10 @@ mod tests {
     #[test]
     fn credential_files_from_bytes_and_fuzz_regressions() {
         let known = br#"{"auths":{"https://registry.example:5000/v1/":{"auth":"dXNlcjpwYXNz"}}}"#;
-        assert_eq!(parse_credential_file(known, "registry.example:5000"), Some(Credentials::basic("user", "pass")));
+        assert_eq!(
+            parse_credential_file(known, "registry.example:5000"),
+            Some(Credentials::basic("user", "pass"))
+        );
         assert_eq!(parse_credential_file(b"{\"auths\": 7}", "x"), None);
         // Inputs that once crashed the fuzz target, if any were kept.
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/credentials");

@@ -1,0 +1,423 @@
+//! The distribution API over blocking HTTP (ureq): URLs, the Bearer token dance,
+//! manifest and blob GETs, retries and status mapping. The only module that
+//! touches the network; it never touches the file system.
+
+use std::io::Read;
+use std::thread;
+use std::time::Duration;
+
+use ureq::http::Response;
+use ureq::{Agent, Body, BodyReader};
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+mod redirect;
+mod retry;
+mod status;
+mod token;
+
+use redirect::is_redirect;
+pub(crate) use retry::backoff;
+use retry::{is_retryable_status, is_transient, retry_after};
+use status::check_status;
+use token::{AuthOutcome, challenges};
+
+use crate::auth::{CredentialSources, Lookup, TokenStore};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::MANIFEST_ACCEPT;
+use crate::reference::Reference;
+
+/// Redirects followed for one request (ureq's default, and what docker allows).
+const MAX_REDIRECTS: usize = 10;
+/// Token answers are a few KiB; anything near this is not a token.
+const MAX_TOKEN_RESPONSE: u64 = 128 << 10;
+/// How much of an error body is read to explain a failure.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+/// The longest wait a `Retry-After` header may impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Network settings taken from the client's builder.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryConfig {
+    pub(crate) insecure_hosts: Vec<String>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) max_manifest_size: u64,
+    pub(crate) retries: u32,
+    pub(crate) credentials: CredentialSources,
+}
+
+/// A manifest as the registry sent it.
+pub(crate) struct FetchedManifest {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) content_type: Option<String>,
+    /// `Docker-Content-Digest`, when present and non-empty.
+    pub(crate) content_digest: Option<String>,
+}
+
+/// A connection pool plus the tokens it has earned.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    agent: Agent,
+    config: RegistryConfig,
+    tokens: TokenStore,
+    /// Credential lookups by registry: helpers run once per client, not per request.
+    lookups: Mutex<HashMap<String, Lookup>>,
+}
+
+impl Registry {
+    /// Retries allowed after a failure that may pass.
+    pub(crate) fn retries(&self) -> u32 {
+        self.config.retries
+    }
+
+    pub(crate) fn new(config: RegistryConfig) -> Registry {
+        let agent_config = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(config.connect_timeout))
+            .timeout_recv_response(Some(config.read_timeout))
+            .timeout_per_read(Some(config.read_timeout))
+            // Redirects are followed hop by hop in `follow_redirects`, which decides
+            // per hop whether Authorization goes along.
+            .max_redirects(0)
+            .user_agent(concat!("forge-oci/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Registry {
+            agent: Agent::new_with_config(agent_config),
+            config,
+            tokens: TokenStore::default(),
+            lookups: Mutex::default(),
+        }
+    }
+
+    /// `https`, or `http` for hosts the user marked insecure.
+    fn scheme(&self, r: &Reference) -> &'static str {
+        if self.is_insecure(r.api_host()) || self.is_insecure(r.registry()) {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    fn url(&self, r: &Reference, kind: &str, selector: &str) -> String {
+        format!(
+            "{}://{}/v2/{}/{kind}/{selector}",
+            self.scheme(r),
+            r.api_host(),
+            r.repository()
+        )
+    }
+
+    /// GETs a manifest by tag or digest, reading at most the configured limit.
+    pub(crate) fn fetch_manifest(&self, r: &Reference, selector: &str) -> Result<FetchedManifest> {
+        let url = self.url(r, "manifests", selector);
+        let action = format!(
+            "fetching manifest {selector} of {}/{}",
+            r.registry(),
+            r.repository()
+        );
+        let resp = self.request(
+            Method::Get,
+            r,
+            &url,
+            &[("accept", MANIFEST_ACCEPT)],
+            &action,
+        )?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type");
+        let content_digest = header("docker-content-digest");
+        let limit = self.config.max_manifest_size;
+        let too_large = || Error::TooLarge {
+            what: "manifest",
+            reference: r.to_string(),
+            limit,
+        };
+        // Refuse an announced oversize body without reading any of it.
+        if header("content-length")
+            .and_then(|l| l.parse::<u64>().ok())
+            .is_some_and(|l| l > limit)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| transport(r.api_host(), &action, e))?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large());
+        }
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+            content_digest,
+        })
+    }
+
+    /// The digest the registry gives for the reference's tag now, from a HEAD
+    /// (which Docker Hub does not count against its pull rate limit). `None` when
+    /// the registry sends no sha256 `Docker-Content-Digest`.
+    pub(crate) fn head_manifest(&self, r: &Reference) -> Result<Option<Digest>> {
+        let url = self.url(r, "manifests", &r.manifest_selector());
+        let action = format!("revalidating {r}");
+        let resp = self.request(
+            Method::Head,
+            r,
+            &url,
+            &[("accept", MANIFEST_ACCEPT)],
+            &action,
+        )?;
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// GETs a blob from byte `offset` on and returns its body as a stream with the
+    /// offset it really starts at: `offset` when the registry honoured the range
+    /// (206), 0 when it sent the whole blob (200). The caller verifies the content.
+    pub(crate) fn open_blob(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<(BodyReader<'static>, u64)> {
+        let url = self.url(r, "blobs", &digest.to_string());
+        let action = format!("downloading blob {digest} of {r}");
+        let range = format!("bytes={offset}-");
+        let headers: &[(&str, &str)] = if offset > 0 {
+            &[("range", &range)]
+        } else {
+            &[]
+        };
+        let resp = self.request(Method::Get, r, &url, headers, &action)?;
+        if resp.status().as_u16() != 206 {
+            return Ok((resp.into_body().into_reader(), 0));
+        }
+        let starts_at = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("bytes ")?
+                    .split('-')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            });
+        if starts_at != Some(offset) {
+            return Err(Error::Registry {
+                registry: r.registry().to_owned(),
+                url,
+                status: 206,
+                code: None,
+                detail: Some(format!(
+                    "a partial answer that does not start at byte {offset}"
+                )),
+            });
+        }
+        Ok((resp.into_body().into_reader(), offset))
+    }
+
+    /// One request with the auth dance: send with a stored token if any; on a 401,
+    /// answer the challenge once (never in a loop): a Bearer token from the realm,
+    /// asked with the registry's credentials if there are any (and anonymously if
+    /// they are rejected), or the credentials themselves for a Basic challenge.
+    fn request(
+        &self,
+        method: Method,
+        r: &Reference,
+        url: &str,
+        headers: &[(&str, &str)],
+        action: &str,
+    ) -> Result<Response<Body>> {
+        let host = r.api_host();
+        let scope = format!("repository:{}:pull", r.repository());
+        let mut authorization = self.tokens.get(host, &scope).map(|t| t.header());
+        let mut auth = AuthOutcome::default();
+        loop {
+            let resp = self.send(host, action, || {
+                let mut req = match method {
+                    Method::Get => self.agent.get(url),
+                    Method::Head => self.agent.head(url),
+                };
+                for (name, value) in headers {
+                    req = req.header(*name, *value);
+                }
+                if let Some(value) = &authorization {
+                    req = req.header("Authorization", value);
+                }
+                req.call()
+            })?;
+            if is_redirect(&resp) {
+                return self.follow_redirects(
+                    method,
+                    r,
+                    url,
+                    resp,
+                    headers,
+                    authorization.as_deref(),
+                    action,
+                    &auth,
+                );
+            }
+            if resp.status().as_u16() != 401 || auth.answered {
+                return check_status(r, url, resp, &auth);
+            }
+            auth.answered = true;
+            let challenges = challenges(&resp);
+            let lookup = self.lookup(r.registry());
+            auth.problems.clone_from(&lookup.problems);
+            if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
+                // A token service that refuses us anonymously is the registry refusing
+                // access: say so with the advice, not as a token-service failure.
+                let anonymously =
+                    |auth: &AuthOutcome| match self.fetch_token(r, challenge, &scope, None) {
+                        Err(Error::Token {
+                            status: Some(401 | 403),
+                            ..
+                        }) => Err(Error::Unauthorized {
+                            reference: r.to_string(),
+                            registry: r.registry().to_owned(),
+                            detail: Some("the token service refused anonymous access".to_owned()),
+                            advice: auth.advice(r.registry()),
+                        }),
+                        other => other,
+                    };
+                let realm = challenge.param("realm").unwrap_or_default();
+                let found = match &lookup.found {
+                    Some((_, source)) if !self.may_send_credentials(realm) => {
+                        auth.withheld = Some((source.clone(), realm.to_owned()));
+                        None
+                    }
+                    found => found.as_ref(),
+                };
+                let token = match found {
+                    Some((credentials, source)) => {
+                        match self.fetch_token(r, challenge, &scope, Some(credentials)) {
+                            Err(Error::Token {
+                                status: Some(401 | 403),
+                                ..
+                            }) => {
+                                auth.rejected = Some(source.clone());
+                                anonymously(&auth)?
+                            }
+                            other => {
+                                auth.used = Some(source.clone());
+                                other?
+                            }
+                        }
+                    }
+                    None => anonymously(&auth)?,
+                };
+                self.tokens.put(host, &scope, token.clone());
+                authorization = Some(token.header());
+                continue;
+            }
+            let basic = challenges.iter().any(|c| c.scheme == "basic");
+            match (&lookup.found, basic) {
+                (Some((credentials, source)), true) if credentials.basic_header().is_some() => {
+                    auth.used = Some(source.clone());
+                    auth.sent_directly = true;
+                    authorization = credentials.basic_header();
+                }
+                _ => return check_status(r, url, resp, &auth),
+            }
+        }
+    }
+
+    /// The credentials for `registry`, looked up once per client.
+    fn lookup(&self, registry: &str) -> Lookup {
+        let mut lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+        lookups
+            .entry(registry.to_owned())
+            .or_insert_with(|| self.config.credentials.lookup(registry))
+            .clone()
+    }
+
+    /// Credentials cross plain HTTP only to a host the user marked insecure.
+    fn may_send_credentials(&self, url: &str) -> bool {
+        match url.strip_prefix("http://") {
+            Some(rest) => self.is_insecure(rest.split(['/', '?']).next().unwrap_or(rest)),
+            None => url.starts_with("https://"),
+        }
+    }
+
+    fn is_insecure(&self, host: &str) -> bool {
+        let bare = host_without_port(host);
+        self.config
+            .insecure_hosts
+            .iter()
+            .any(|h| h == host || ((!h.contains(':') || h.starts_with('[')) && h == bare))
+    }
+
+    /// Sends with retries on connection failures and on 429/502/503/504.
+    fn send(
+        &self,
+        host: &str,
+        action: &str,
+        mut attempt_once: impl FnMut() -> std::result::Result<Response<Body>, ureq::Error>,
+    ) -> Result<Response<Body>> {
+        let mut attempt = 0;
+        loop {
+            let wait = match attempt_once() {
+                Ok(resp)
+                    if attempt < self.config.retries
+                        && is_retryable_status(resp.status().as_u16()) =>
+                {
+                    retry_after(&resp).unwrap_or_else(|| backoff(attempt))
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) if attempt < self.config.retries && is_transient(&e) => backoff(attempt),
+                Err(e) => return Err(transport(host, action, e)),
+            };
+            thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Get,
+    Head,
+}
+
+fn transport(host: &str, action: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Transport {
+        host: host.to_owned(),
+        action: action.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_without_port_handles_ipv6() {
+        assert_eq!(host_without_port("[::1]:5000"), "[::1]");
+        assert_eq!(host_without_port("localhost:5000"), "localhost");
+        assert_eq!(host_without_port("ghcr.io"), "ghcr.io");
+    }
+}

@@ -1,0 +1,266 @@
+//! The token dance: asking a realm for a Bearer token (anonymously, with Basic
+//! credentials, or by the OAuth2 refresh-token grant), and what to tell a person
+//! when access is refused.
+
+use std::io::Read;
+
+use ureq::Body;
+use ureq::http::Response;
+
+use super::{MAX_TOKEN_RESPONSE, Registry, transport};
+use crate::auth::{Challenge, Credentials, Source, Token, TokenResponse, parse_challenges};
+use crate::error::{Error, Result};
+use crate::reference::Reference;
+
+impl Registry {
+    /// Asks the challenge's realm for a pull token: anonymously, with Basic
+    /// credentials, or by the OAuth2 refresh-token POST for an identity token
+    /// (falling back to a GET where the POST is refused, as docker does).
+    pub(super) fn fetch_token(
+        &self,
+        r: &Reference,
+        challenge: &Challenge,
+        default_scope: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Token> {
+        self.token_from(
+            r.api_host(),
+            self.scheme(r) == "https",
+            challenge,
+            default_scope,
+            credentials,
+        )
+    }
+
+    /// [`Registry::fetch_token`] for any origin: `registry` names it in errors,
+    /// `https` says whether it was reached over TLS (then a plain-HTTP realm is refused).
+    pub(super) fn token_from(
+        &self,
+        registry: &str,
+        https: bool,
+        challenge: &Challenge,
+        default_scope: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Token> {
+        let fail = |realm: &str, status: Option<u16>, reason: String| Error::Token {
+            registry: registry.to_owned(),
+            realm: realm.split('?').next().unwrap_or_default().to_owned(),
+            status,
+            reason,
+        };
+        let realm = challenge.param("realm").ok_or_else(|| {
+            fail(
+                "(none)",
+                None,
+                "the registry's Bearer challenge names no realm".to_owned(),
+            )
+        })?;
+        if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+            return Err(fail(
+                realm,
+                None,
+                "the realm is not an http(s) URL".to_owned(),
+            ));
+        }
+        if realm.starts_with("http://") && https {
+            return Err(fail(
+                realm,
+                None,
+                "refusing a plain-HTTP token realm for an HTTPS registry".to_owned(),
+            ));
+        }
+        let realm_host = realm
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', '?']).next())
+            .unwrap_or(realm);
+        // Checked by the caller too (to say so); here so no path can forget it.
+        let credentials = credentials.filter(|_| self.may_send_credentials(realm));
+        let scope = challenge.param("scope").unwrap_or(default_scope);
+        let service = challenge.param("service");
+        let get = |authorization: Option<String>| {
+            self.send(realm_host, "requesting a token", || {
+                let mut req = self.agent.get(realm);
+                if let Some(service) = service {
+                    req = req.query("service", service);
+                }
+                if let Some(value) = &authorization {
+                    req = req.header("Authorization", value);
+                }
+                req.query("scope", scope).call()
+            })
+        };
+        let resp = match credentials {
+            Some(c) => match c.refresh_token() {
+                Some(refresh) => {
+                    let form = [
+                        ("grant_type", "refresh_token"),
+                        ("service", service.unwrap_or_default()),
+                        ("scope", scope),
+                        ("client_id", "forge-oci"),
+                        ("refresh_token", refresh),
+                    ];
+                    let posted = self.send(realm_host, "requesting a token", || {
+                        self.agent.post(realm).send_form(form)
+                    })?;
+                    if matches!(posted.status().as_u16(), 404 | 405) {
+                        get(Some(format!(
+                            "Basic {}",
+                            crate::auth::base64(format!("<token>:{refresh}").as_bytes())
+                        )))?
+                    } else {
+                        posted
+                    }
+                }
+                None => get(c.basic_header())?,
+            },
+            None => get(None)?,
+        };
+        let status = resp.status().as_u16();
+        if !resp.status().is_success() {
+            let reason = match (status, credentials.is_some()) {
+                (401 | 403, true) => {
+                    format!("the token endpoint refused the credentials (HTTP {status})")
+                }
+                _ => format!("the token endpoint answered HTTP {status}"),
+            };
+            return Err(fail(realm, Some(status), reason));
+        }
+        let mut body = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(MAX_TOKEN_RESPONSE + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| transport(realm_host, "reading a token response", e))?;
+        if body.len() as u64 > MAX_TOKEN_RESPONSE {
+            return Err(fail(
+                realm,
+                None,
+                format!("the token response exceeds {MAX_TOKEN_RESPONSE} bytes"),
+            ));
+        }
+        // serde's message could quote part of the body, which may hold a token: give the position only.
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            fail(
+                realm,
+                None,
+                format!(
+                    "the token response is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        parsed.into_token().ok_or_else(|| {
+            fail(
+                realm,
+                None,
+                "the token response has neither `token` nor `access_token`".to_owned(),
+            )
+        })
+    }
+}
+
+pub(super) fn challenges(resp: &Response<Body>) -> Vec<Challenge> {
+    resp.headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| parse_challenges(v).ok())
+        .flatten()
+        .collect()
+}
+
+/// What happened with credentials during one request, for the error if it fails.
+#[derive(Debug, Default)]
+pub(super) struct AuthOutcome {
+    /// A challenge was answered already; a second 401 is final.
+    pub(super) answered: bool,
+    /// Credentials that were sent and accepted by the token service (or sent as Basic).
+    pub(super) used: Option<Source>,
+    /// Credentials the token service refused, after which we tried anonymously.
+    pub(super) rejected: Option<Source>,
+    /// `used` went to the registry itself (a Basic challenge), so a refusal rejects them.
+    pub(super) sent_directly: bool,
+    /// Credentials not sent because the realm is plain HTTP on a host not marked insecure.
+    pub(super) withheld: Option<(Source, String)>,
+    /// Sources that could not be read.
+    pub(super) problems: Vec<String>,
+}
+
+impl AuthOutcome {
+    /// What to tell a person whose request was refused.
+    pub(super) fn advice(&self, registry: &str) -> String {
+        let login = format!(
+            "log in with `docker login {registry}` (podman, oras and crane logins work too) or pass credentials to ClientBuilder::credentials"
+        );
+        if let Some((source, realm)) = &self.withheld {
+            let host = realm
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .unwrap_or(realm);
+            return format!(
+                "the {source} were not sent: the token service {realm} uses plain HTTP and {host} is not marked insecure (FORGE_OCI_INSECURE_HOSTS)"
+            );
+        }
+        if let (Some(source), true) = (&self.used, self.sent_directly) {
+            return format!(
+                "the {source} were rejected; log in again with `docker login {registry}` or fix them"
+            );
+        }
+        match (&self.rejected, &self.used) {
+            (Some(source), _) => {
+                format!("the {source} were rejected, and anonymous access was refused too; {login}")
+            }
+            (None, Some(source)) => {
+                format!("the {source} were sent but do not grant access to this repository")
+            }
+            (None, None) if !self.problems.is_empty() => {
+                format!(
+                    "no usable credentials ({}); {login}",
+                    self.problems.join("; ")
+                )
+            }
+            (None, None) => format!("the repository may be private or the name misspelt; {login}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::CredentialSources;
+    use crate::registry::RegistryConfig;
+    use std::time::Duration;
+    #[test]
+    fn a_plain_http_realm_is_refused_for_an_https_registry_before_any_request() {
+        let registry = Registry::new(RegistryConfig {
+            insecure_hosts: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            max_manifest_size: 1024,
+            retries: 0,
+            credentials: CredentialSources::default(),
+        });
+        // Port 9 (discard): were a request attempted, this would be a transport error instead.
+        let challenge = parse_challenges(r#"Bearer realm="http://127.0.0.1:9/token",service="s""#)
+            .unwrap()
+            .remove(0);
+        let creds = Credentials::basic("u", "p");
+        match registry.token_from(
+            "ghcr.io",
+            true,
+            &challenge,
+            "repository:a:pull",
+            Some(&creds),
+        ) {
+            Err(Error::Token { reason, .. }) => {
+                assert!(reason.contains("plain-HTTP token realm"), "{reason}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(!registry.may_send_credentials("http://127.0.0.1:9/token"));
+        assert!(registry.may_send_credentials("https://auth.example/token"));
+    }
+}
