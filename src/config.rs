@@ -12,7 +12,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::event::{Callback, Event, Events};
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
-use crate::registry::{Registry, RegistryConfig};
+use crate::registry::{Proxies, Registry, RegistryConfig, TransportConfig};
 
 const CACHE_SUBDIR: [&str; 2] = ["openapi-forge", "plugins"];
 
@@ -59,6 +59,9 @@ pub struct ClientBuilder {
     lock_timeout: Option<Duration>,
     on_event: Option<Callback>,
     credentials: CredentialSources,
+    root_certificates: Vec<Vec<u8>>,
+    cert_file: Option<PathBuf>,
+    proxies: Proxies,
 }
 
 impl Default for ClientBuilder {
@@ -104,6 +107,11 @@ impl Default for ClientBuilder {
             lock_timeout: None,
             on_event: None,
             credentials: CredentialSources::from_env(),
+            root_certificates: Vec::new(),
+            cert_file: std::env::var_os("SSL_CERT_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            proxies: Proxies::from_env(),
         }
     }
 }
@@ -124,6 +132,16 @@ impl fmt::Debug for ClientBuilder {
             .field("lock_timeout", &self.lock_timeout)
             .field("on_event", &self.on_event.as_ref().map(|_| "Fn(&Event)"))
             .field("credentials", &self.credentials)
+            .field("root_certificates", &self.root_certificates.len())
+            .field("cert_file", &self.cert_file)
+            .field(
+                "proxies",
+                &(
+                    self.proxies.http.is_some(),
+                    self.proxies.https.is_some(),
+                    &self.proxies.no_proxy,
+                ),
+            )
             .finish()
     }
 }
@@ -227,6 +245,40 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts this certificate (PEM, possibly several, or DER) for TLS. Once any
+    /// certificate is given, the trusted set is the system CA bundle (or the
+    /// `SSL_CERT_FILE` bundle) plus the certificates given, instead of the Mozilla
+    /// roots bundled in. Defaults to none.
+    pub fn root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(certificate.into());
+        self
+    }
+
+    /// Sends every request through this proxy (`http://host:port`, credentials in
+    /// the URL allowed), or directly with `None`. Defaults to `HTTPS_PROXY` for
+    /// `https://` and `HTTP_PROXY` for `http://` requests, each falling back to
+    /// `ALL_PROXY`.
+    pub fn proxy(mut self, url: Option<&str>) -> Self {
+        self.proxies.http = url.map(str::to_owned);
+        self.proxies.https = url.map(str::to_owned);
+        self
+    }
+
+    /// Hosts reached without the proxy, as curl reads `NO_PROXY`: `*`, a domain with
+    /// its subdomains (`example.com`, `.example.com`), an optional `:port`, exact IPs.
+    /// Defaults to `NO_PROXY`.
+    pub fn no_proxy<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.proxies.no_proxy = hosts
+            .into_iter()
+            .map(|h| h.as_ref().trim().to_ascii_lowercase())
+            .collect();
+        self
+    }
+
     /// Called with each [`Event`], e.g. to print "waiting for file lock on …".
     /// Defaults to nothing.
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
@@ -255,11 +307,16 @@ impl ClientBuilder {
         };
         let registry = Registry::new(RegistryConfig {
             insecure_hosts: self.insecure_hosts,
-            connect_timeout: self.connect_timeout,
-            read_timeout: self.read_timeout,
             max_manifest_size: self.max_manifest_size,
             retries: self.retries,
             credentials: self.credentials,
+            transport: TransportConfig {
+                connect_timeout: self.connect_timeout,
+                read_timeout: self.read_timeout,
+                root_certificates: self.root_certificates,
+                cert_file: self.cert_file,
+                proxies: self.proxies,
+            },
         });
         Ok(Client::from_parts(
             Cache::new(root, policy, events.clone()),

@@ -196,6 +196,18 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A network setting cannot be used: a TLS certificate bundle that cannot be
+    /// read or holds no certificate, or a proxy URL that does not parse.
+    #[error("cannot use {setting} `{value}`: {reason}")]
+    Config {
+        /// The setting: `SSL_CERT_FILE`, `proxy`, `ClientBuilder::root_certificate`, ….
+        setting: &'static str,
+        /// Its value (a proxy URL with any password replaced).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// No cache directory was given and the platform has none.
     #[error("no cache directory: set FORGE_CACHE_DIR or ClientBuilder::cache_dir")]
     NoCacheDir,

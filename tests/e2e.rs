@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::proxy::RecordingProxy;
 use common::registry::Registry;
 use common::server::{FakeRegistry, Route};
 use common::token_service::{ALICE_PASSWORD, TokenService};
@@ -76,6 +77,14 @@ fn main() -> ExitCode {
             token_auth_registry,
         ),
         ("htpasswd_registry_basic_challenge", htpasswd_registry),
+        (
+            "tls_registry_with_a_private_ca",
+            tls_registry_with_a_private_ca,
+        ),
+        (
+            "proxies_per_scheme_and_no_proxy",
+            proxies_per_scheme_and_no_proxy,
+        ),
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -911,5 +920,227 @@ fn htpasswd_registry() -> Outcome {
     );
     let right = client(Some(Credentials::basic("bob", "bob-s3cret-password")));
     assert_eq!(right.pull(&reference).unwrap().read().unwrap(), payload);
+    Outcome::Passed
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot run openssl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it, made now.
+fn make_ca(dir: &Path) -> Result<(), String> {
+    let subj = |cn: &str| format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &subj("forge-oci test CA"),
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &subj("127.0.0.1"),
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    )?;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ],
+    )
+}
+
+/// docker-registry over HTTPS with a certificate from a CA made now: trusted through
+/// ClientBuilder::root_certificate and through SSL_CERT_FILE; refused otherwise.
+fn tls_registry_with_a_private_ca() -> Outcome {
+    let work = tempfile::tempdir().unwrap();
+    if let Err(why) = make_ca(work.path()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the TLS test: {why}"
+        );
+        return Outcome::Skipped(why);
+    }
+    let data = work.path().join("data");
+    let payload = wasm_payload("over tls", 40_000);
+    {
+        // Push over plain HTTP, then serve the same storage over TLS.
+        let plain = match Registry::start_in(Some(&data), "") {
+            Ok(r) => r,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        plain.push_wasm("secure/plugin", "1.0", &payload);
+    }
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        work.path().join("server.pem").display(),
+        work.path().join("server.key").display()
+    );
+    let registry = Registry::start_in(Some(&data), &tls).unwrap();
+    let reference = format!("{}/secure/plugin:1.0", registry.host);
+    let ca = std::fs::read(work.path().join("ca.pem")).unwrap();
+    let client = |cache: &str| {
+        Client::builder()
+            .cache_dir(work.path().join(cache))
+            .retries(0)
+    };
+
+    let err = client("untrusted")
+        .build()
+        .unwrap()
+        .pull(&reference)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Transport { host, .. } if *host == registry.host),
+        "{err:?}"
+    );
+    let trusted = client("trusted").root_certificate(ca).build().unwrap();
+    assert_eq!(trusted.pull(&reference).unwrap().read().unwrap(), payload);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_forge-oci"))
+        .args(["pull", &reference, "-o", "-", "--cache-dir"])
+        .arg(work.path().join("env-cache"))
+        .env("SSL_CERT_FILE", work.path().join("ca.pem"))
+        .env_remove("FORGE_OCI_INSECURE_HOSTS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, payload);
+    Outcome::Passed
+}
+
+/// HTTP_PROXY carries http:// requests (through a proxy that records them);
+/// NO_PROXY bypasses it; an HTTPS_PROXY does not capture http:// requests (ureq
+/// alone would send them there).
+fn proxies_per_scheme_and_no_proxy() -> Outcome {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("proxied", 20_000);
+    server.artifact("via/proxy", "1.0", &payload, |r| r);
+    let proxy = RecordingProxy::start();
+    let host = server.host().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let pull = |cache: &str, env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge-oci"));
+        cmd.args([
+            "pull",
+            &format!("{host}/via/proxy:1.0"),
+            "-o",
+            "-",
+            "--insecure",
+            &host,
+            "--cache-dir",
+        ])
+        .arg(work.path().join(cache));
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
+        cmd.output().unwrap()
+    };
+
+    let out = pull("proxied", &[("HTTP_PROXY", &proxy.url)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, payload);
+    // ureq tunnels through the proxy with CONNECT even for http:// URLs: one tunnel
+    // per connection (manifest, blob).
+    let seen = proxy.seen();
+    let tunnels = seen
+        .iter()
+        .filter(|l| **l == format!("CONNECT {host} HTTP/1.1"))
+        .count();
+    assert!(tunnels >= 2, "{seen:?}");
+
+    let before = proxy.seen().len();
+    let out = pull(
+        "bypassed",
+        &[
+            ("HTTP_PROXY", &proxy.url),
+            ("NO_PROXY", "localhost,127.0.0.1"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(proxy.seen().len(), before, "NO_PROXY must bypass the proxy");
+
+    let dead = format!("http://127.0.0.1:{}", common::registry::free_port());
+    let out = pull("https-proxy-only", &[("HTTPS_PROXY", &dead)]);
+    assert!(
+        out.status.success(),
+        "an https proxy must not carry http requests: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, payload);
     Outcome::Passed
 }

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use ureq::http::Response;
-use ureq::{Agent, Body, BodyReader};
+use ureq::{Body, BodyReader};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,12 +16,15 @@ mod redirect;
 mod retry;
 mod status;
 mod token;
+mod transport;
 
 use redirect::is_redirect;
 pub(crate) use retry::backoff;
 use retry::{is_retryable_status, is_transient, retry_after};
 use status::check_status;
 use token::{AuthOutcome, challenges};
+use transport::Transport;
+pub(crate) use transport::{Proxies, TransportConfig};
 
 use crate::auth::{CredentialSources, Lookup, TokenStore};
 use crate::digest::Digest;
@@ -42,11 +45,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub(crate) struct RegistryConfig {
     pub(crate) insecure_hosts: Vec<String>,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) read_timeout: Duration,
     pub(crate) max_manifest_size: u64,
     pub(crate) retries: u32,
     pub(crate) credentials: CredentialSources,
+    pub(crate) transport: TransportConfig,
 }
 
 /// A manifest as the registry sent it.
@@ -60,7 +62,7 @@ pub(crate) struct FetchedManifest {
 /// A connection pool plus the tokens it has earned.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    agent: Agent,
+    transport: Transport,
     config: RegistryConfig,
     tokens: TokenStore,
     /// Credential lookups by registry: helpers run once per client, not per request.
@@ -74,18 +76,8 @@ impl Registry {
     }
 
     pub(crate) fn new(config: RegistryConfig) -> Registry {
-        let agent_config = Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_recv_response(Some(config.read_timeout))
-            .timeout_per_read(Some(config.read_timeout))
-            // Redirects are followed hop by hop in `follow_redirects`, which decides
-            // per hop whether Authorization goes along.
-            .max_redirects(0)
-            .user_agent(concat!("forge-oci/", env!("CARGO_PKG_VERSION")))
-            .build();
         Registry {
-            agent: Agent::new_with_config(agent_config),
+            transport: Transport::new(config.transport.clone()),
             config,
             tokens: TokenStore::default(),
             lookups: Mutex::default(),
@@ -246,11 +238,12 @@ impl Registry {
         let scope = format!("repository:{}:pull", r.repository());
         let mut authorization = self.tokens.get(host, &scope).map(|t| t.header());
         let mut auth = AuthOutcome::default();
+        let agent = self.transport.agent(url)?;
         loop {
             let resp = self.send(host, action, || {
                 let mut req = match method {
-                    Method::Get => self.agent.get(url),
-                    Method::Head => self.agent.head(url),
+                    Method::Get => agent.get(url),
+                    Method::Head => agent.head(url),
                 };
                 for (name, value) in headers {
                     req = req.header(*name, *value);

@@ -58,11 +58,12 @@ impl Registry {
                 .nth(1)
                 .unwrap_or_default()
                 .to_owned();
+            let agent = self.transport.agent(&next)?;
             let hop = |authorization: Option<&str>| {
                 self.send(&host, action, || {
                     let mut req = match method {
-                        Method::Get => self.agent.get(&next),
-                        Method::Head => self.agent.head(&next),
+                        Method::Get => agent.get(&next),
+                        Method::Head => agent.head(&next),
                     };
                     for (name, value) in headers {
                         req = req.header(*name, *value);

@@ -78,9 +78,10 @@ impl Registry {
         let credentials = credentials.filter(|_| self.may_send_credentials(realm));
         let scope = challenge.param("scope").unwrap_or(default_scope);
         let service = challenge.param("service");
+        let agent = self.transport.agent(realm)?;
         let get = |authorization: Option<String>| {
             self.send(realm_host, "requesting a token", || {
-                let mut req = self.agent.get(realm);
+                let mut req = agent.get(realm);
                 if let Some(service) = service {
                     req = req.query("service", service);
                 }
@@ -101,7 +102,7 @@ impl Registry {
                         ("refresh_token", refresh),
                     ];
                     let posted = self.send(realm_host, "requesting a token", || {
-                        self.agent.post(realm).send_form(form)
+                        agent.post(realm).send_form(form)
                     })?;
                     if matches!(posted.status().as_u16(), 404 | 405) {
                         get(Some(format!(
@@ -231,17 +232,20 @@ impl AuthOutcome {
 mod tests {
     use super::*;
     use crate::auth::CredentialSources;
-    use crate::registry::RegistryConfig;
+    use crate::registry::{RegistryConfig, TransportConfig};
     use std::time::Duration;
     #[test]
     fn a_plain_http_realm_is_refused_for_an_https_registry_before_any_request() {
         let registry = Registry::new(RegistryConfig {
             insecure_hosts: Vec::new(),
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(1),
             max_manifest_size: 1024,
             retries: 0,
             credentials: CredentialSources::default(),
+            transport: TransportConfig {
+                connect_timeout: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(1),
+                ..Default::default()
+            },
         });
         // Port 9 (discard): were a request attempted, this would be a transport error instead.
         let challenge = parse_challenges(r#"Bearer realm="http://127.0.0.1:9/token",service="s""#)

@@ -2,6 +2,7 @@
 //! registry endpoints, and cache inspection.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy;
 pub mod registry;
 pub mod server;
 pub mod token_service;

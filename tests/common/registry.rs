@@ -26,6 +26,13 @@ impl Registry {
 
     /// Starts one with `extra` appended to its YAML config (an `auth:` section, say).
     pub fn start_with(extra: &str) -> Result<Registry, String> {
+        Registry::start_in(None, extra)
+    }
+
+    /// Starts one storing its data in `data` (to restart on the same content with
+    /// another config), with `extra` appended to its config; lines indented two
+    /// spaces land under `http:` (a `tls:` section).
+    pub fn start_in(data: Option<&Path>, extra: &str) -> Result<Registry, String> {
         if !Path::new(REGISTRY_BIN).exists() {
             let why =
                 format!("{REGISTRY_BIN} is not installed (apt-get install -y docker-registry)");
@@ -43,7 +50,7 @@ impl Registry {
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n{extra}",
-                storage.path().join("data").display()
+                data.map_or_else(|| storage.path().join("data"), Path::to_path_buf).display()
             ),
         )
         .unwrap();
