@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::cache::{Cache, CommitError, Resolved};
 use crate::config::{ClientBuilder, Network, TagPolicy};
@@ -135,6 +135,7 @@ struct Inner {
     network: Network,
     tag_policy: TagPolicy,
     events: Events,
+    pull_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Client {
@@ -195,6 +196,7 @@ impl Client {
         network: Network,
         tag_policy: TagPolicy,
         events: Events,
+        pull_timeout: Option<Duration>,
     ) -> Client {
         Client {
             inner: Arc::new(Inner {
@@ -203,8 +205,14 @@ impl Client {
                 network,
                 tag_policy,
                 events,
+                pull_timeout,
             }),
         }
+    }
+
+    /// When the operation starting now must be done by, if a pull timeout is set.
+    fn deadline(&self) -> Option<Instant> {
+        self.inner.pull_timeout.map(|t| Instant::now() + t)
     }
 
     /// A builder with the defaults.
@@ -249,6 +257,7 @@ impl Client {
     pub fn pull_reference(&self, r: &Reference) -> Result<Artifact> {
         let inner = &self.inner;
         let online = inner.network == Network::Online;
+        let deadline = self.deadline();
         if let Some(pin) = r.digest() {
             if let Some(hit) = inner.cache.resolve(r, pin)? {
                 return Ok(self.hit(hit));
@@ -258,7 +267,7 @@ impl Client {
                 if !online || self.tag_is_fresh(resolved_at) {
                     return Ok(self.hit(hit));
                 }
-                match inner.registry.head_manifest(r) {
+                match inner.registry.head_manifest(r, deadline) {
                     Ok(Some(current)) if current == digest => {
                         inner.cache.touch_ref(r);
                         return Ok(self.hit(hit));
@@ -282,7 +291,9 @@ impl Client {
                 cache: inner.cache.root().to_path_buf(),
             });
         }
-        inner.cache.with_pull_lock(r, || self.pull_from_registry(r))
+        inner
+            .cache
+            .with_pull_lock(r, || self.pull_from_registry(r, deadline))
     }
 
     fn tag_is_fresh(&self, resolved_at: SystemTime) -> bool {
@@ -300,11 +311,11 @@ impl Client {
         Artifact::new(path, resolved, true)
     }
 
-    fn pull_from_registry(&self, r: &Reference) -> Result<Artifact> {
+    fn pull_from_registry(&self, r: &Reference, deadline: Option<Instant>) -> Result<Artifact> {
         let Inner {
             cache, registry, ..
         } = &*self.inner;
-        let docs = self.fetch_documents(r)?;
+        let docs = self.fetch_documents(r, deadline)?;
         let layer = cache.select_layer(r, &docs.image)?;
         let layer_digest = cache.descriptor_digest(r, layer)?;
         // A connection dropped mid-download is retried, resuming from the partial
@@ -312,7 +323,7 @@ impl Client {
         let mut attempt = 0;
         let path = loop {
             let fetched = cache.fetch_blob(&layer_digest, layer.size, |offset| {
-                registry.open_blob(r, &layer_digest, offset)
+                registry.open_blob(r, &layer_digest, offset, deadline)
             });
             match fetched {
                 Err(CommitError::Read(e))
@@ -400,7 +411,7 @@ impl Client {
                 cache: inner.cache.root().to_path_buf(),
             });
         }
-        self.fetch_documents(r)
+        self.fetch_documents(r, self.deadline())
     }
 
     fn cached_documents(&self, r: &Reference, top: &Digest) -> Result<Option<Documents>> {
@@ -434,14 +445,14 @@ impl Client {
     }
 
     /// GETs the top manifest and, for an index, the selected child.
-    fn fetch_documents(&self, r: &Reference) -> Result<Documents> {
+    fn fetch_documents(&self, r: &Reference, deadline: Option<Instant>) -> Result<Documents> {
         let cache = &self.inner.cache;
-        let top = self.fetch_manifest(r, r.digest(), None)?;
+        let top = self.fetch_manifest(r, r.digest(), None, deadline)?;
         let child = match &top.manifest {
             Manifest::Index(index) => {
                 let desc = cache.select_platform(r, index)?;
                 let digest = cache.descriptor_digest(r, desc)?;
-                Some(self.fetch_manifest(r, Some(&digest), Some(desc.size))?)
+                Some(self.fetch_manifest(r, Some(&digest), Some(desc.size), deadline)?)
             }
             Manifest::Image(_) => None,
         };
@@ -456,9 +467,10 @@ impl Client {
         r: &Reference,
         expected: Option<&Digest>,
         expected_size: Option<u64>,
+        deadline: Option<Instant>,
     ) -> Result<Fetched> {
         let selector = expected.map_or_else(|| r.manifest_selector(), ToString::to_string);
-        let fetched = self.inner.registry.fetch_manifest(r, &selector)?;
+        let fetched = self.inner.registry.fetch_manifest(r, &selector, deadline)?;
         let actual = Digest::of(&fetched.bytes);
         let claimed = match expected {
             Some(d) => Some(d.clone()),

@@ -57,6 +57,7 @@ pub struct ClientBuilder {
     max_manifest_size: u64,
     retries: u32,
     lock_timeout: Option<Duration>,
+    pull_timeout: Option<Duration>,
     on_event: Option<Callback>,
     credentials: CredentialSources,
     root_certificates: Vec<Vec<u8>>,
@@ -105,6 +106,7 @@ impl Default for ClientBuilder {
             max_manifest_size: 4 << 20,
             retries: 3,
             lock_timeout: None,
+            pull_timeout: None,
             on_event: None,
             credentials: CredentialSources::from_env(),
             root_certificates: Vec::new(),
@@ -130,6 +132,7 @@ impl fmt::Debug for ClientBuilder {
             .field("max_manifest_size", &self.max_manifest_size)
             .field("retries", &self.retries)
             .field("lock_timeout", &self.lock_timeout)
+            .field("pull_timeout", &self.pull_timeout)
             .field("on_event", &self.on_event.as_ref().map(|_| "Fn(&Event)"))
             .field("credentials", &self.credentials)
             .field("root_certificates", &self.root_certificates.len())
@@ -279,6 +282,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Gives every pull (or resolve, or inspect) at most this long on the network,
+    /// retries and waits included; past it the pull fails with [`Error::Deadline`] and
+    /// nothing is committed. Lock waits are bounded by [`lock_timeout`](Self::lock_timeout)
+    /// instead. Defaults to no limit (each stalled read still times out).
+    pub fn pull_timeout(mut self, timeout: Duration) -> Self {
+        self.pull_timeout = Some(timeout);
+        self
+    }
+
     /// Called with each [`Event`], e.g. to print "waiting for file lock on …".
     /// Defaults to nothing.
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
@@ -324,6 +336,7 @@ impl ClientBuilder {
             self.network,
             self.tag_policy,
             events,
+            self.pull_timeout,
         ))
     }
 }

@@ -86,6 +86,14 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The pull's deadline ([`ClientBuilder::pull_timeout`](crate::ClientBuilder::pull_timeout))
+    /// passed. Nothing was committed to the cache.
+    #[error("gave up {action}: the time allowed for the pull ran out")]
+    Deadline {
+        /// What was being done when time ran out.
+        action: String,
+    },
+
     /// The bearer-token service did not give a usable token.
     #[error("could not get a token for {registry} from {realm}: {reason}")]
     Token {

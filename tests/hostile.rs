@@ -747,3 +747,31 @@ fn token_endpoint_answering_not_json() {
         "{r:?}"
     );
 }
+
+// 35
+#[test]
+fn a_trickling_blob_is_stopped_by_the_pull_deadline() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("trickle", 100_000);
+    // One byte every 200 ms: never stalled long enough for the read timeout.
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok(payload.clone()).slow(1, Duration::from_millis(200)),
+    );
+    let started = Instant::now();
+    let (r, cache) = pull_with(&server, &reference(&server, "t"), |b| {
+        b.pull_timeout(Duration::from_millis(1500))
+    });
+    assert!(
+        matches!(&r, Err(Error::Deadline { action }) if action.contains("downloading blob")),
+        "{r:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(verified_blobs(cache.path()).is_empty());
+}

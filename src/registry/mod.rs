@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::http::Response;
 use ureq::{Body, BodyReader};
@@ -103,7 +103,12 @@ impl Registry {
     }
 
     /// GETs a manifest by tag or digest, reading at most the configured limit.
-    pub(crate) fn fetch_manifest(&self, r: &Reference, selector: &str) -> Result<FetchedManifest> {
+    pub(crate) fn fetch_manifest(
+        &self,
+        r: &Reference,
+        selector: &str,
+        deadline: Option<Instant>,
+    ) -> Result<FetchedManifest> {
         let url = self.url(r, "manifests", selector);
         let action = format!(
             "fetching manifest {selector} of {}/{}",
@@ -115,7 +120,10 @@ impl Registry {
             r,
             &url,
             &[("accept", MANIFEST_ACCEPT)],
-            &action,
+            Call {
+                action: &action,
+                deadline,
+            },
         )?;
         let header = |name: &str| {
             resp.headers()
@@ -159,7 +167,11 @@ impl Registry {
     /// The digest the registry gives for the reference's tag now, from a HEAD
     /// (which Docker Hub does not count against its pull rate limit). `None` when
     /// the registry sends no sha256 `Docker-Content-Digest`.
-    pub(crate) fn head_manifest(&self, r: &Reference) -> Result<Option<Digest>> {
+    pub(crate) fn head_manifest(
+        &self,
+        r: &Reference,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Digest>> {
         let url = self.url(r, "manifests", &r.manifest_selector());
         let action = format!("revalidating {r}");
         let resp = self.request(
@@ -167,7 +179,10 @@ impl Registry {
             r,
             &url,
             &[("accept", MANIFEST_ACCEPT)],
-            &action,
+            Call {
+                action: &action,
+                deadline,
+            },
         )?;
         Ok(resp
             .headers()
@@ -184,6 +199,7 @@ impl Registry {
         r: &Reference,
         digest: &Digest,
         offset: u64,
+        deadline: Option<Instant>,
     ) -> Result<(BodyReader<'static>, u64)> {
         let url = self.url(r, "blobs", &digest.to_string());
         let action = format!("downloading blob {digest} of {r}");
@@ -193,7 +209,16 @@ impl Registry {
         } else {
             &[]
         };
-        let resp = self.request(Method::Get, r, &url, headers, &action)?;
+        let resp = self.request(
+            Method::Get,
+            r,
+            &url,
+            headers,
+            Call {
+                action: &action,
+                deadline,
+            },
+        )?;
         if resp.status().as_u16() != 206 {
             return Ok((resp.into_body().into_reader(), 0));
         }
@@ -232,7 +257,7 @@ impl Registry {
         r: &Reference,
         url: &str,
         headers: &[(&str, &str)],
-        action: &str,
+        call: Call<'_>,
     ) -> Result<Response<Body>> {
         let host = r.api_host();
         let scope = format!("repository:{}:pull", r.repository());
@@ -240,7 +265,7 @@ impl Registry {
         let mut auth = AuthOutcome::default();
         let agent = self.transport.agent(url)?;
         loop {
-            let resp = self.send(host, action, || {
+            let resp = self.send(host, call, |remaining| {
                 let mut req = match method {
                     Method::Get => agent.get(url),
                     Method::Head => agent.head(url),
@@ -251,7 +276,7 @@ impl Registry {
                 if let Some(value) = &authorization {
                     req = req.header("Authorization", value);
                 }
-                req.call()
+                limited(req, remaining).call()
             })?;
             if is_redirect(&resp) {
                 return self.follow_redirects(
@@ -261,7 +286,7 @@ impl Registry {
                     resp,
                     headers,
                     authorization.as_deref(),
-                    action,
+                    call,
                     &auth,
                 );
             }
@@ -275,19 +300,24 @@ impl Registry {
             if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
                 // A token service that refuses us anonymously is the registry refusing
                 // access: say so with the advice, not as a token-service failure.
-                let anonymously =
-                    |auth: &AuthOutcome| match self.fetch_token(r, challenge, &scope, None) {
-                        Err(Error::Token {
-                            status: Some(401 | 403),
-                            ..
-                        }) => Err(Error::Unauthorized {
-                            reference: r.to_string(),
-                            registry: r.registry().to_owned(),
-                            detail: Some("the token service refused anonymous access".to_owned()),
-                            advice: auth.advice(r.registry()),
-                        }),
-                        other => other,
-                    };
+                let anonymously = |auth: &AuthOutcome| match self.fetch_token(
+                    r,
+                    challenge,
+                    &scope,
+                    None,
+                    call.deadline,
+                ) {
+                    Err(Error::Token {
+                        status: Some(401 | 403),
+                        ..
+                    }) => Err(Error::Unauthorized {
+                        reference: r.to_string(),
+                        registry: r.registry().to_owned(),
+                        detail: Some("the token service refused anonymous access".to_owned()),
+                        advice: auth.advice(r.registry()),
+                    }),
+                    other => other,
+                };
                 let realm = challenge.param("realm").unwrap_or_default();
                 let found = match &lookup.found {
                     Some((_, source)) if !self.may_send_credentials(realm) => {
@@ -298,7 +328,13 @@ impl Registry {
                 };
                 let token = match found {
                     Some((credentials, source)) => {
-                        match self.fetch_token(r, challenge, &scope, Some(credentials)) {
+                        match self.fetch_token(
+                            r,
+                            challenge,
+                            &scope,
+                            Some(credentials),
+                            call.deadline,
+                        ) {
                             Err(Error::Token {
                                 status: Some(401 | 403),
                                 ..
@@ -355,16 +391,27 @@ impl Registry {
             .any(|h| h == host || ((!h.contains(':') || h.starts_with('[')) && h == bare))
     }
 
-    /// Sends with retries on connection failures and on 429/502/503/504.
+    /// Sends with retries on connection failures and on 408/429/500/502/503/504,
+    /// within the call's deadline: each attempt is given the time that is left.
     fn send(
         &self,
         host: &str,
-        action: &str,
-        mut attempt_once: impl FnMut() -> std::result::Result<Response<Body>, ureq::Error>,
+        call: Call<'_>,
+        mut attempt_once: impl FnMut(
+            Option<Duration>,
+        ) -> std::result::Result<Response<Body>, ureq::Error>,
     ) -> Result<Response<Body>> {
         let mut attempt = 0;
         loop {
-            let wait = match attempt_once() {
+            let remaining = call
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                return Err(Error::Deadline {
+                    action: call.action.to_owned(),
+                });
+            }
+            let wait = match attempt_once(remaining) {
                 Ok(resp)
                     if attempt < self.config.retries
                         && is_retryable_status(resp.status().as_u16()) =>
@@ -373,11 +420,34 @@ impl Registry {
                 }
                 Ok(resp) => return Ok(resp),
                 Err(e) if attempt < self.config.retries && is_transient(&e) => backoff(attempt),
-                Err(e) => return Err(transport(host, action, e)),
+                Err(_) if call.deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err(Error::Deadline {
+                        action: call.action.to_owned(),
+                    });
+                }
+                Err(e) => return Err(transport(host, call.action, e)),
             };
-            thread::sleep(wait);
+            thread::sleep(remaining.map_or(wait, |r| wait.min(r)));
             attempt += 1;
         }
+    }
+}
+
+/// What a request is for (for messages), and when the whole pull must be done by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub(crate) action: &'a str,
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// Gives a request no more than `remaining`, body included.
+fn limited<B>(
+    req: ureq::RequestBuilder<B>,
+    remaining: Option<Duration>,
+) -> ureq::RequestBuilder<B> {
+    match remaining {
+        Some(t) => req.config().timeout_global(Some(t)).build(),
+        None => req,
     }
 }
 

@@ -6,7 +6,7 @@ use ureq::http::Response;
 
 use super::status::check_status;
 use super::token::{AuthOutcome, challenges};
-use super::{MAX_REDIRECTS, Method, Registry};
+use super::{Call, MAX_REDIRECTS, Method, Registry, limited};
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 
@@ -24,7 +24,7 @@ impl Registry {
         mut resp: Response<Body>,
         headers: &[(&str, &str)],
         authorization: Option<&str>,
-        action: &str,
+        call: Call<'_>,
         auth: &AuthOutcome,
     ) -> Result<Response<Body>> {
         let home = origin(from).to_owned();
@@ -60,7 +60,7 @@ impl Registry {
                 .to_owned();
             let agent = self.transport.agent(&next)?;
             let hop = |authorization: Option<&str>| {
-                self.send(&host, action, || {
+                self.send(&host, call, |remaining| {
                     let mut req = match method {
                         Method::Get => agent.get(&next),
                         Method::Head => agent.head(&next),
@@ -71,7 +71,7 @@ impl Registry {
                     if let Some(value) = authorization {
                         req = req.header("Authorization", value);
                     }
-                    req.call()
+                    limited(req, remaining).call()
                 })
             };
             resp = hop(if same_origin { authorization } else { None })?;
@@ -79,8 +79,14 @@ impl Registry {
                 if let Some(challenge) =
                     challenges(&resp).into_iter().find(|c| c.scheme == "bearer")
                 {
-                    let token =
-                        self.token_from(&host, next.starts_with("https://"), &challenge, "", None)?;
+                    let token = self.token_from(
+                        &host,
+                        next.starts_with("https://"),
+                        &challenge,
+                        "",
+                        None,
+                        call.deadline,
+                    )?;
                     resp = hop(Some(&token.header()))?;
                 }
             }

@@ -3,11 +3,12 @@
 //! when access is refused.
 
 use std::io::Read;
+use std::time::Instant;
 
 use ureq::Body;
 use ureq::http::Response;
 
-use super::{MAX_TOKEN_RESPONSE, Registry, transport};
+use super::{Call, MAX_TOKEN_RESPONSE, Registry, limited, transport};
 use crate::auth::{Challenge, Credentials, Source, Token, TokenResponse, parse_challenges};
 use crate::error::{Error, Result};
 use crate::reference::Reference;
@@ -22,6 +23,7 @@ impl Registry {
         challenge: &Challenge,
         default_scope: &str,
         credentials: Option<&Credentials>,
+        deadline: Option<Instant>,
     ) -> Result<Token> {
         self.token_from(
             r.api_host(),
@@ -29,6 +31,7 @@ impl Registry {
             challenge,
             default_scope,
             credentials,
+            deadline,
         )
     }
 
@@ -41,6 +44,7 @@ impl Registry {
         challenge: &Challenge,
         default_scope: &str,
         credentials: Option<&Credentials>,
+        deadline: Option<Instant>,
     ) -> Result<Token> {
         let fail = |realm: &str, status: Option<u16>, reason: String| Error::Token {
             registry: registry.to_owned(),
@@ -78,9 +82,13 @@ impl Registry {
         let credentials = credentials.filter(|_| self.may_send_credentials(realm));
         let scope = challenge.param("scope").unwrap_or(default_scope);
         let service = challenge.param("service");
+        let call = Call {
+            action: "requesting a token",
+            deadline,
+        };
         let agent = self.transport.agent(realm)?;
         let get = |authorization: Option<String>| {
-            self.send(realm_host, "requesting a token", || {
+            self.send(realm_host, call, |remaining| {
                 let mut req = agent.get(realm);
                 if let Some(service) = service {
                     req = req.query("service", service);
@@ -88,7 +96,7 @@ impl Registry {
                 if let Some(value) = &authorization {
                     req = req.header("Authorization", value);
                 }
-                req.query("scope", scope).call()
+                limited(req.query("scope", scope), remaining).call()
             })
         };
         let resp = match credentials {
@@ -101,8 +109,8 @@ impl Registry {
                         ("client_id", "forge-oci"),
                         ("refresh_token", refresh),
                     ];
-                    let posted = self.send(realm_host, "requesting a token", || {
-                        agent.post(realm).send_form(form)
+                    let posted = self.send(realm_host, call, |remaining| {
+                        limited(agent.post(realm), remaining).send_form(form)
                     })?;
                     if matches!(posted.status().as_u16(), 404 | 405) {
                         get(Some(format!(
@@ -258,6 +266,7 @@ mod tests {
             &challenge,
             "repository:a:pull",
             Some(&creds),
+            None,
         ) {
             Err(Error::Token { reason, .. }) => {
                 assert!(reason.contains("plain-HTTP token realm"), "{reason}")
