@@ -942,24 +942,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
 /// A test CA and a certificate for 127.0.0.1 signed by it, made now.
 fn make_ca(dir: &Path) -> Result<(), String> {
     let subj = |cn: &str| format!("/CN={cn}");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &subj("forge-oci test CA"),
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    )?;
+    common::self_signed(dir, "forge-oci test CA", "ca.key", "ca.pem")?;
     openssl(
         dir,
         &[

@@ -109,22 +109,12 @@ impl Registry {
         selector: &str,
         deadline: Option<Instant>,
     ) -> Result<FetchedManifest> {
-        let url = self.url(r, "manifests", selector);
         let action = format!(
             "fetching manifest {selector} of {}/{}",
             r.registry(),
             r.repository()
         );
-        let resp = self.request(
-            Method::Get,
-            r,
-            &url,
-            &[("accept", MANIFEST_ACCEPT)],
-            Call {
-                action: &action,
-                deadline,
-            },
-        )?;
+        let resp = self.manifest_request(Method::Get, r, selector, &action, deadline)?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -172,18 +162,9 @@ impl Registry {
         r: &Reference,
         deadline: Option<Instant>,
     ) -> Result<Option<Digest>> {
-        let url = self.url(r, "manifests", &r.manifest_selector());
         let action = format!("revalidating {r}");
-        let resp = self.request(
-            Method::Head,
-            r,
-            &url,
-            &[("accept", MANIFEST_ACCEPT)],
-            Call {
-                action: &action,
-                deadline,
-            },
-        )?;
+        let resp =
+            self.manifest_request(Method::Head, r, &r.manifest_selector(), &action, deadline)?;
         Ok(resp
             .headers()
             .get("docker-content-digest")
@@ -245,6 +226,25 @@ impl Registry {
             });
         }
         Ok((resp.into_body().into_reader(), offset))
+    }
+
+    /// A manifest request, accepting every manifest type we can read.
+    fn manifest_request(
+        &self,
+        method: Method,
+        r: &Reference,
+        selector: &str,
+        action: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Response<Body>> {
+        let url = self.url(r, "manifests", selector);
+        self.request(
+            method,
+            r,
+            &url,
+            &[("accept", MANIFEST_ACCEPT)],
+            Call { action, deadline },
+        )
     }
 
     /// One request with the auth dance: send with a stored token if any; on a 401,

@@ -161,3 +161,35 @@ pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
 pub fn basic_auth(user: &str, pass: &str) -> String {
     format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
 }
+
+/// `openssl req -x509` for a new RSA key and a self-signed certificate named `cn`,
+/// written as `key` and `cert` in `dir`.
+pub fn self_signed(dir: &std::path::Path, cn: &str, key: &str, cert: &str) -> Result<(), String> {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ])
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot run openssl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

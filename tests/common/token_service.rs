@@ -39,30 +39,12 @@ impl TokenService {
     pub fn start(dir: &Path) -> Result<TokenService, String> {
         let key = dir.join("token-key.pem");
         let cert = dir.join("token-cert.pem");
-        let made = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=forge-oci test token signer",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .map_err(|e| format!("cannot run openssl: {e}"))?;
-        if !made.status.success() {
-            return Err(format!(
-                "openssl req failed: {}",
-                String::from_utf8_lossy(&made.stderr)
-            ));
-        }
+        super::self_signed(
+            dir,
+            "forge-oci test token signer",
+            "token-key.pem",
+            "token-cert.pem",
+        )?;
         let der = Command::new("openssl")
             .args(["x509", "-outform", "DER", "-in"])
             .arg(&cert)
