@@ -923,27 +923,11 @@ fn htpasswd_registry() -> Outcome {
     Outcome::Passed
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|e| format!("cannot run openssl: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 /// A test CA and a certificate for 127.0.0.1 signed by it, made now.
 fn make_ca(dir: &Path) -> Result<(), String> {
     let subj = |cn: &str| format!("/CN={cn}");
     common::self_signed(dir, "forge-oci test CA", "ca.key", "ca.pem")?;
-    openssl(
+    common::openssl(
         dir,
         &[
             "req",
@@ -963,7 +947,7 @@ fn make_ca(dir: &Path) -> Result<(), String> {
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    openssl(
+    common::openssl(
         dir,
         &[
             "x509",

@@ -162,25 +162,10 @@ pub fn basic_auth(user: &str, pass: &str) -> String {
     format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
 }
 
-/// `openssl req -x509` for a new RSA key and a self-signed certificate named `cn`,
-/// written as `key` and `cert` in `dir`.
-pub fn self_signed(dir: &std::path::Path, cn: &str, key: &str, cert: &str) -> Result<(), String> {
+/// Runs `openssl` in `dir`; its stderr becomes the error.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) -> Result<(), String> {
     let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={cn}"),
-            "-keyout",
-            key,
-            "-out",
-            cert,
-        ])
+        .args(args)
         .current_dir(dir)
         .output()
         .map_err(|e| format!("cannot run openssl: {e}"))?;
@@ -188,8 +173,21 @@ pub fn self_signed(dir: &std::path::Path, cn: &str, key: &str, cert: &str) -> Re
         Ok(())
     } else {
         Err(format!(
-            "openssl req failed: {}",
+            "openssl {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         ))
     }
+}
+
+/// `openssl req -x509` for a new RSA key and a self-signed certificate named `cn`,
+/// written as `key` and `cert` in `dir`.
+pub fn self_signed(dir: &std::path::Path, cn: &str, key: &str, cert: &str) -> Result<(), String> {
+    let subject = format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
+            "-keyout", key, "-out", cert,
+        ],
+    )
 }
