@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{Cache, CommitError, Resolved};
+use crate::cache::{Cache, CommitError, Document, Documents, Resolved};
 use crate::config::{ClientBuilder, Network, TagPolicy};
 use crate::digest::{Digest, VerifyError};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
-use crate::manifest::{ImageIndex, ImageManifest, Manifest, ParseManifestError};
+use crate::manifest::{ImageIndex, ImageManifest, Manifest};
 use crate::reference::Reference;
 use crate::registry::Registry;
 
@@ -129,13 +129,14 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    cache: Cache,
-    registry: Registry,
-    network: Network,
-    tag_policy: TagPolicy,
-    events: Events,
-    pull_timeout: Option<Duration>,
+/// Everything a client holds, assembled by [`ClientBuilder::build`].
+pub(crate) struct Inner {
+    pub(crate) cache: Cache,
+    pub(crate) registry: Registry,
+    pub(crate) network: Network,
+    pub(crate) tag_policy: TagPolicy,
+    pub(crate) events: Events,
+    pub(crate) pull_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Client {
@@ -149,64 +150,10 @@ impl fmt::Debug for Client {
     }
 }
 
-/// A manifest document checked against its digest, with its bytes.
-struct Fetched {
-    digest: Digest,
-    bytes: Vec<u8>,
-    manifest: Manifest,
-}
-
-/// What a reference leads to: its top document and, under an index, the child
-/// selected for the client's platforms; `image` is the one that lists layers.
-struct Documents {
-    top: Fetched,
-    child: Option<Fetched>,
-    image: ImageManifest,
-}
-
-impl Documents {
-    fn new(r: &Reference, top: Fetched, child: Option<Fetched>) -> Result<Documents> {
-        let image = match (&top.manifest, &child) {
-            (Manifest::Image(m), None) => m.clone(),
-            (
-                Manifest::Index(_),
-                Some(Fetched {
-                    manifest: Manifest::Image(m),
-                    ..
-                }),
-            ) => m.clone(),
-            // What is left is an index under an index: the fetch paths only give an
-            // index a child, and only an index one.
-            _ => {
-                return Err(Error::InvalidManifest {
-                    reference: r.to_string(),
-                    digest: child.as_ref().map_or(&top.digest, |c| &c.digest).clone(),
-                    reason: ParseManifestError::nested_index(),
-                });
-            }
-        };
-        Ok(Documents { top, child, image })
-    }
-}
-
 impl Client {
-    pub(crate) fn from_parts(
-        cache: Cache,
-        registry: Registry,
-        network: Network,
-        tag_policy: TagPolicy,
-        events: Events,
-        pull_timeout: Option<Duration>,
-    ) -> Client {
+    pub(crate) fn from_inner(inner: Inner) -> Client {
         Client {
-            inner: Arc::new(Inner {
-                cache,
-                registry,
-                network,
-                tag_policy,
-                events,
-                pull_timeout,
-            }),
+            inner: Arc::new(inner),
         }
     }
 
@@ -401,7 +348,7 @@ impl Client {
             (None, true) => None,
         };
         if let Some(top) = cached {
-            if let Some(docs) = self.cached_documents(r, &top)? {
+            if let Some(docs) = self.inner.cache.cached_documents(r, &top)? {
                 return Ok(docs);
             }
         }
@@ -412,36 +359,6 @@ impl Client {
             });
         }
         self.fetch_documents(r, self.deadline())
-    }
-
-    fn cached_documents(&self, r: &Reference, top: &Digest) -> Result<Option<Documents>> {
-        let cache = &self.inner.cache;
-        let load = |digest: &Digest| -> Result<Option<Fetched>> {
-            let Some(bytes) = cache.read_manifest(digest)? else {
-                return Ok(None);
-            };
-            Ok(Manifest::from_slice(&bytes, None)
-                .ok()
-                .map(|manifest| Fetched {
-                    digest: digest.clone(),
-                    bytes,
-                    manifest,
-                }))
-        };
-        let Some(top) = load(top)? else {
-            return Ok(None);
-        };
-        let child = match &top.manifest {
-            Manifest::Index(index) => {
-                let digest = cache.descriptor_digest(r, cache.select_platform(r, index)?)?;
-                match load(&digest)? {
-                    Some(child) => Some(child),
-                    None => return Ok(None),
-                }
-            }
-            Manifest::Image(_) => None,
-        };
-        Documents::new(r, top, child).map(Some)
     }
 
     /// GETs the top manifest and, for an index, the selected child.
@@ -468,7 +385,7 @@ impl Client {
         expected: Option<&Digest>,
         expected_size: Option<u64>,
         deadline: Option<Instant>,
-    ) -> Result<Fetched> {
+    ) -> Result<Document> {
         let selector = expected.map_or_else(|| r.manifest_selector(), ToString::to_string);
         let fetched = self.inner.registry.fetch_manifest(r, &selector, deadline)?;
         let actual = Digest::of(&fetched.bytes);
@@ -512,7 +429,7 @@ impl Client {
                 digest: actual.clone(),
                 reason,
             })?;
-        Ok(Fetched {
+        Ok(Document {
             digest: actual,
             bytes: fetched.bytes,
             manifest,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::auth::{CredentialSources, Credentials};
 use crate::cache::{Cache, Policy};
-use crate::client::Client;
+use crate::client::{Client, Inner};
 use crate::error::{Error, Result};
 use crate::event::{Callback, Event, Events};
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
@@ -330,13 +330,13 @@ impl ClientBuilder {
                 proxies: self.proxies,
             },
         });
-        Ok(Client::from_parts(
-            Cache::new(root, policy, events.clone()),
+        Ok(Client::from_inner(Inner {
+            cache: Cache::new(root, policy, events.clone()),
             registry,
-            self.network,
-            self.tag_policy,
+            network: self.network,
+            tag_policy: self.tag_policy,
             events,
-            self.pull_timeout,
-        ))
+            pull_timeout: self.pull_timeout,
+        }))
     }
 }

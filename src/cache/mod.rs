@@ -31,7 +31,10 @@ use std::time::{Duration, SystemTime};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
-use crate::manifest::{Descriptor, Manifest, Platform, select_layer, select_platform};
+use crate::manifest::{
+    Descriptor, ImageManifest, Manifest, ParseManifestError, Platform, select_layer,
+    select_platform,
+};
 use crate::reference::Reference;
 
 pub(crate) use commit::CommitError;
@@ -56,6 +59,47 @@ pub(crate) struct Resolved {
     pub(crate) layer_digest: Digest,
     pub(crate) media_type: String,
     pub(crate) size: u64,
+}
+
+/// A manifest document checked against its digest, with its bytes.
+pub(crate) struct Document {
+    pub(crate) digest: Digest,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) manifest: Manifest,
+}
+
+/// What a reference leads to: its top document and, under an index, the child
+/// selected for the client's platforms; `image` is the one that lists layers.
+/// Built from the cache here, or from the registry by the client.
+pub(crate) struct Documents {
+    pub(crate) top: Document,
+    pub(crate) child: Option<Document>,
+    pub(crate) image: ImageManifest,
+}
+
+impl Documents {
+    pub(crate) fn new(r: &Reference, top: Document, child: Option<Document>) -> Result<Documents> {
+        let image = match (&top.manifest, &child) {
+            (Manifest::Image(m), None) => m.clone(),
+            (
+                Manifest::Index(_),
+                Some(Document {
+                    manifest: Manifest::Image(m),
+                    ..
+                }),
+            ) => m.clone(),
+            // What is left is an index under an index: only an index is given a
+            // child, and only an image manifest may be one.
+            _ => {
+                return Err(Error::InvalidManifest {
+                    reference: r.to_string(),
+                    digest: child.as_ref().map_or(&top.digest, |c| &c.digest).clone(),
+                    reason: ParseManifestError::nested_index(),
+                });
+            }
+        };
+        Ok(Documents { top, child, image })
+    }
 }
 
 /// The on-disk cache a [`Client`](crate::Client) pulls into, with the operations
@@ -160,18 +204,10 @@ impl Cache {
     /// # Errors
     /// When the cached documents offer no acceptable platform or layer.
     pub(crate) fn resolve(&self, r: &Reference, top: &Digest) -> Result<Option<Resolved>> {
-        let image = match self.cached_manifest(top)? {
-            Some(Manifest::Image(m)) => m,
-            Some(Manifest::Index(index)) => {
-                let child = self.descriptor_digest(r, self.select_platform(r, &index)?)?;
-                match self.cached_manifest(&child)? {
-                    Some(Manifest::Image(m)) => m,
-                    _ => return Ok(None),
-                }
-            }
-            None => return Ok(None),
+        let Some(docs) = self.cached_documents(r, top)? else {
+            return Ok(None);
         };
-        let layer = self.select_layer(r, &image)?;
+        let layer = self.select_layer(r, &docs.image)?;
         let layer_digest = self.descriptor_digest(r, layer)?;
         if !self.has_blob(&layer_digest) {
             return Ok(None);
@@ -182,6 +218,40 @@ impl Cache {
             media_type: layer.media_type.clone(),
             size: layer.size,
         }))
+    }
+
+    /// The documents manifest `top` leads to, as cached; `None` when one is missing
+    /// (or no longer parses: the registry can fill it again).
+    pub(crate) fn cached_documents(
+        &self,
+        r: &Reference,
+        top: &Digest,
+    ) -> Result<Option<Documents>> {
+        let load = |digest: &Digest| -> Result<Option<Document>> {
+            let Some(bytes) = self.read_manifest(digest)? else {
+                return Ok(None);
+            };
+            Ok(Manifest::from_slice(&bytes, None)
+                .ok()
+                .map(|manifest| Document {
+                    digest: digest.clone(),
+                    bytes,
+                    manifest,
+                }))
+        };
+        let Some(top) = load(top)? else {
+            return Ok(None);
+        };
+        let child = match &top.manifest {
+            Manifest::Index(index) => {
+                match load(&self.descriptor_digest(r, self.select_platform(r, index)?)?)? {
+                    Some(child) => Some(child),
+                    None => return Ok(None),
+                }
+            }
+            Manifest::Image(_) => None,
+        };
+        Documents::new(r, top, child).map(Some)
     }
 
     pub(crate) fn select_platform<'a>(
