@@ -262,7 +262,16 @@ impl Client {
         let Inner {
             cache, registry, ..
         } = &*self.inner;
-        let docs = self.fetch_documents(r, deadline)?;
+        // A pin whose manifests are cached (its layer is not, or we would not be
+        // here) needs only the blob: content-addressed manifests cannot be stale.
+        let cached = match r.digest() {
+            Some(pin) => cache.cached_documents(r, pin)?,
+            None => None,
+        };
+        let docs = match cached {
+            Some(docs) => docs,
+            None => self.fetch_documents(r, deadline)?,
+        };
         let layer = cache.select_layer(r, &docs.image)?;
         let layer_digest = cache.descriptor_digest(r, layer)?;
         // A connection dropped mid-download is retried, resuming from the partial

@@ -448,3 +448,22 @@ fn prune_in_a_loop_never_breaks_a_pull() {
     // Everything pulled is still referenced, so prune kept it all.
     assert_eq!(verified_blobs(cache.path()).len(), 24);
 }
+
+#[test]
+fn a_pin_whose_layer_went_missing_refetches_only_the_blob() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("pinned layer", 4000);
+    let m = server.artifact(REPO, "1.0", &payload, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let pinned = format!("{}/{REPO}@{}", server.host(), digest(&m));
+    let c = client_with(&server, cache.path(), TagPolicy::CacheFirst);
+    let a = c.pull(&pinned).unwrap();
+    fs::remove_file(a.path()).unwrap(); // as verify does with a corrupt blob
+    assert_eq!(c.pull(&pinned).unwrap().read().unwrap(), payload);
+    assert_eq!(
+        server.hits("GET", &format!("/v2/{REPO}/manifests/{}", digest(&m))),
+        1,
+        "the cached manifest is reused"
+    );
+    assert_eq!(server.hits("GET", &blob_path(&payload)), 2);
+}
