@@ -328,6 +328,11 @@ impl<R: Read> VerifyingReader<R> {
         self.count
     }
 
+    /// The hash and count of what was read so far, to resume from later.
+    pub(crate) fn into_progress(self) -> (Hasher, u64) {
+        (Hasher(self.hasher), self.count)
+    }
+
     fn fail(e: VerifyError) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, e)
     }

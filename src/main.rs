@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         }
     };
     match run(command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             let mut source = std::error::Error::source(&e);
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<(), Error> {
+fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Help(text) => out!("{text}"),
         Command::Version => out!("forge-oci {}", env!("CARGO_PKG_VERSION")),
@@ -62,10 +62,10 @@ fn run(command: Command) -> Result<(), Error> {
             if let Some(dir) = cache_dir {
                 builder = builder.cache_dir(dir);
             }
-            cache(builder.build()?, command)?;
+            return cache(builder.build()?, command);
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn client(args: &RefArgs) -> Result<Client, Error> {
@@ -134,7 +134,9 @@ fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
     Ok(())
 }
 
-fn cache(client: Client, command: CacheCommand) -> Result<(), Error> {
+/// Runs a cache command; `verify` exits 1 when it found (and removed) damage,
+/// as `fsck` does when it corrected errors, so a cron job can alert.
+fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
     let cache = client.cache();
     match command {
         CacheCommand::Path => out!("{}", cache.root().display()),
@@ -191,11 +193,16 @@ fn cache(client: Client, command: CacheCommand) -> Result<(), Error> {
         CacheCommand::Verify => {
             let r = cache.verify()?;
             for c in &r.corrupt {
-                out!(
-                    "corrupt: {} (content hashes to {}); removed",
-                    c.path.display(),
-                    c.actual
-                );
+                match &c.actual {
+                    Some(actual) => out!(
+                        "corrupt: {} (content hashes to {actual}); removed",
+                        c.path.display()
+                    ),
+                    None => out!(
+                        "corrupt: {} (not a regular file); removed",
+                        c.path.display()
+                    ),
+                }
             }
             out!(
                 "checked {} blobs ({}); {} corrupt",
@@ -203,13 +210,16 @@ fn cache(client: Client, command: CacheCommand) -> Result<(), Error> {
                 human(r.bytes_checked),
                 r.corrupt.len()
             );
+            if !r.corrupt.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
         }
         CacheCommand::Clear => {
             cache.clear()?;
             out!("cleared {}", cache.root().display());
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ago(secs: u64) -> String {

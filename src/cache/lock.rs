@@ -7,9 +7,16 @@
 //! `locks/<hex>.lock` (exclusive while that blob downloads).
 //!
 //! Where the file system does not support locking (`ENOTSUP`, or `ENOLCK` from NFS
-//! without lockd), locking degrades to none, as cargo does: content stays correct,
-//! because every commit is an atomic rename of verified bytes, but two processes
-//! may download the same blob at once, and prune may race a pull.
+//! without lockd), locking degrades to none, as cargo does. Content stays correct,
+//! because nothing in the cache depends on a lock for correctness: each writer
+//! writes its own file and renames exactly the bytes it verified (see `commit`).
+//! What is lost is economy and order: two processes may download the same blob at
+//! once, and prune may remove a running pull's files (that pull then fails and
+//! can be run again).
+//!
+//! A lock file is never opened through a symbolic link: something other than a
+//! regular file in its place (a link planted by another user, a FIFO) is removed
+//! and the lock file made anew.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use fd_lock::RwLock;
 
+use super::files::{is_link_refusal, open_no_follow};
 use crate::error::Error;
 
 /// How often a lock with a timeout is retried.
@@ -99,18 +107,33 @@ pub(crate) fn with_lock<T, E: From<Error>>(
 }
 
 fn open(path: &Path) -> Result<File, Error> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io("open lock file", path, e))
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    match open_no_follow(&mut options, path) {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => return Ok(f),
+        Ok(_) => {}
+        Err(e) if is_link_refusal(&e) => {}
+        Err(e) => return Err(Error::io("open lock file", path, e)),
+    }
+    // Something planted in its place: remove it (a link, never its target).
+    std::fs::remove_file(path).map_err(|e| Error::io("remove what is in the place of", path, e))?;
+    match open_no_follow(&mut options, path) {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => Ok(f),
+        Ok(_) => Err(Error::io(
+            "open lock file",
+            path,
+            io::Error::other("not a regular file"),
+        )),
+        Err(e) => Err(Error::io("open lock file", path, e)),
+    }
 }
 
 fn unsupported(e: &io::Error) -> bool {
-    const ENOLCK: i32 = if cfg!(target_os = "linux") { 37 } else { 77 };
-    e.kind() == io::ErrorKind::Unsupported || e.raw_os_error() == Some(ENOLCK)
+    #[cfg(unix)]
+    let enolck = e.raw_os_error() == Some(libc::ENOLCK);
+    #[cfg(not(unix))]
+    let enolck = false;
+    e.kind() == io::ErrorKind::Unsupported || enolck
 }
 
 #[cfg(test)]

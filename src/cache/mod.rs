@@ -1,25 +1,18 @@
-//! The on-disk, content-addressed cache. No network.
-//!
-//! ```text
-//! <root>/blobs/sha256/<hex>                            immutable content: manifests and layers
-//! <root>/refs/<registry>/<repository>/_tags/<tag>      "sha256:<hex>\n": the manifest a tag resolved to
-//! <root>/refs/<registry>/<repository>/_digests/<hex>   the same for a digest pin (keeps it from prune)
-//! <root>/tmp/                                          in-flight writes; <hex>.partial downloads resume
-//! <root>/locks/<hex>.lock                              per-blob download lock
-//! <root>/.lock                                         cache-wide: shared by pulls, exclusive for prune/clear
-//! ```
+//! The on-disk, content-addressed cache. No network. Paths are in [`layout`].
 //!
 //! A ref file's modification time is when it was last resolved against the registry.
-//! Refs live under `_tags/` and `_digests/` because a repository may have
-//! sub-repositories: `a/b:c` and `a/b/c:d` would otherwise need `a/b/c` to be both
-//! a file and a directory. No path component can start with `_`, so they never collide.
 //!
-//! Invariants: a file under `blobs/` always hashes to its name (content is verified
-//! while streaming and renamed into place whole); reads take no lock, so a
-//! read-only or pre-seeded cache serves hits; only one process at a time downloads
-//! a given blob, and a waiter re-checks `blobs/` before downloading.
+//! Invariants: a file under `blobs/` always hashes to its name (each writer
+//! verifies its own file while streaming and renames exactly that file into
+//! place, see [`commit`]); reads take no lock, so a read-only or pre-seeded cache
+//! serves hits; a hit is a regular file of the descriptor's size (a `stat`, not
+//! a hash), anything else is a miss that repairs it; only one process at a time
+//! downloads a given blob while locks work, and a waiter re-checks `blobs/`
+//! before downloading; nothing is written through a link planted in the cache.
 
 mod commit;
+mod files;
+mod layout;
 mod lock;
 mod ops;
 
@@ -38,6 +31,9 @@ use crate::manifest::{
 use crate::reference::Reference;
 
 pub(crate) use commit::CommitError;
+use commit::{Mode, Target};
+use files::{ensure_dir, ensure_dirs_below, open_no_follow, open_regular, regular_len};
+use layout::Layout;
 use lock::{LockMode, Waiting, with_lock};
 pub use ops::{CacheEntry, CorruptBlob, PruneOptions, PruneReport, VerifyReport};
 
@@ -106,7 +102,7 @@ impl Documents {
 /// that inspect and maintain it. Get one from [`Client::cache`](crate::Client::cache).
 #[derive(Debug, Clone)]
 pub struct Cache {
-    root: PathBuf,
+    layout: Layout,
     policy: Policy,
     events: Events,
 }
@@ -114,7 +110,7 @@ pub struct Cache {
 impl Cache {
     pub(crate) fn new(root: PathBuf, policy: Policy, events: Events) -> Cache {
         Cache {
-            root,
+            layout: Layout::new(root),
             policy,
             events,
         }
@@ -122,54 +118,55 @@ impl Cache {
 
     /// The cache root.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
     }
 
     pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm())
-            .join(digest.hex())
+        self.layout.blob(digest)
     }
 
-    fn blob_dir(&self) -> PathBuf {
-        self.root.join("blobs").join("sha256")
-    }
-
-    /// Where `r` is recorded: its digest pin if it has one, else its tag.
-    pub(crate) fn ref_path(&self, r: &Reference) -> PathBuf {
-        // The grammar already excludes `/`, `..` and NUL; `:` (host:port) is the
-        // one character some file systems refuse, and `_` never occurs in a host.
-        let mut p = self.root.join("refs").join(r.registry().replace(':', "_"));
-        p.extend(r.repository().split('/'));
-        match (r.digest(), r.tag()) {
-            (Some(d), _) => p.join("_digests").join(d.hex()),
-            (None, tag) => p.join("_tags").join(tag.unwrap_or("latest")),
-        }
-    }
-
-    pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+    /// Whether blob `digest` of `size` bytes is cached: a regular file (never a
+    /// link) of that length. A stat, not a hash: `verify` is what re-hashes.
+    pub(crate) fn has_blob(&self, digest: &Digest, size: u64) -> bool {
+        regular_len(&self.layout.blob(digest)) == Some(size)
     }
 
     /// The manifest digest recorded for `r` and when it was resolved. A missing or
     /// unreadable ref is a miss, never an error: the registry can answer instead.
     pub(crate) fn read_ref(&self, r: &Reference) -> Option<(Digest, SystemTime)> {
-        read_ref_file(&self.ref_path(r))
+        read_ref_file(&self.layout.ref_file(r)).or_else(|| {
+            // Written by a version that kept upper case in tag file names. On a
+            // case-insensitive file system that name may be another tag's, so it
+            // counts only where the directory lists it exactly.
+            let legacy = self.layout.legacy_ref_file(r)?;
+            let (dir, name) = (legacy.parent()?, legacy.file_name()?);
+            let listed = fs::read_dir(dir)
+                .ok()?
+                .flatten()
+                .any(|e| e.file_name() == name);
+            listed.then(|| read_ref_file(&legacy)).flatten()
+        })
     }
 
     /// Records that `r` resolved to `manifest`, now.
     pub(crate) fn write_ref(&self, r: &Reference, manifest: &Digest) -> Result<()> {
-        let path = self.ref_path(r);
-        if let Some(dir) = path.parent() {
-            create_dir(dir)?;
-        }
-        commit::write_bytes(&self.tmp_dir()?, &path, format!("{manifest}\n").as_bytes())
+        let (dirs, _) = Layout::ref_components(r);
+        let refs = self.layout.refs_dir();
+        ensure_dir(&refs)?;
+        ensure_dirs_below(&refs, &dirs)?;
+        let bytes = format!("{manifest}\n");
+        commit::write_bytes(
+            &self.tmp_dir()?,
+            &self.layout.ref_file(r),
+            bytes.as_bytes(),
+            Mode::Mutable,
+        )
     }
 
     /// Marks `r` as resolved now. Best effort: a read-only cache keeps the old time.
     pub(crate) fn touch_ref(&self, r: &Reference) {
-        if let Ok(f) = fs::OpenOptions::new().append(true).open(self.ref_path(r)) {
+        let path = self.layout.ref_file(r);
+        if let Ok(f) = open_no_follow(fs::OpenOptions::new().append(true), &path) {
             let _ = f.set_modified(SystemTime::now());
         }
     }
@@ -178,10 +175,8 @@ impl Cache {
     /// that does not hash to its name, or is over the size limit, is a miss.
     pub(crate) fn read_manifest(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
         let path = self.blob_path(digest);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open", path, e)),
+        let Some(file) = open_regular(&path).map_err(|e| Error::io("open", &path, e))? else {
+            return Ok(None);
         };
         let limit = self.policy.max_manifest_size;
         let mut bytes = Vec::new();
@@ -209,7 +204,7 @@ impl Cache {
         };
         let layer = self.select_layer(r, &docs.image)?;
         let layer_digest = self.descriptor_digest(r, layer)?;
-        if !self.has_blob(&layer_digest) {
+        if !self.has_blob(&layer_digest, layer.size) {
             return Ok(None);
         }
         Ok(Some(Resolved {
@@ -283,14 +278,23 @@ impl Cache {
         })
     }
 
-    /// Stores bytes already in memory (manifests) under their digest.
+    /// Stores bytes already in memory (manifests) under their digest, replacing
+    /// a cached copy that is damaged.
     pub(crate) fn store_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
         debug_assert_eq!(Digest::of(bytes), *digest);
-        if self.has_blob(digest) {
+        if self
+            .read_manifest(digest)?
+            .is_some_and(|cached| cached == bytes)
+        {
             return Ok(());
         }
-        create_dir(self.blob_dir())?;
-        commit::write_bytes(&self.tmp_dir()?, &self.blob_path(digest), bytes)
+        ensure_dir(&self.layout.blob_dir())?;
+        commit::write_bytes(
+            &self.tmp_dir()?,
+            &self.blob_path(digest),
+            bytes,
+            Mode::Immutable,
+        )
     }
 
     fn waiting(&self) -> impl Fn(&Path) + '_ {
@@ -318,16 +322,21 @@ impl Cache {
         r: &Reference,
         f: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        let dirs = [
-            self.root.clone(),
-            self.tmp_path(),
-            self.root.join("locks"),
-            self.blob_dir(),
-        ];
-        let result = dirs
-            .iter()
-            .try_for_each(create_dir)
-            .and_then(|()| self.lock(&self.root.join(".lock"), LockMode::Shared, f));
+        // The directories are made under the lock: `clear` removes them under the
+        // same lock held exclusively, so a pull never finds them gone.
+        // The root itself may be a link the user made (`~/.cache` on another disk).
+        let root = self.root();
+        let result = fs::create_dir_all(root)
+            .map_err(|e| Error::io("create directory", root, e))
+            .and_then(|()| {
+                self.lock(&self.layout.cache_lock(), LockMode::Shared, || {
+                    self.layout
+                        .writable_dirs()
+                        .iter()
+                        .try_for_each(|d| ensure_dir(d))?;
+                    f()
+                })
+            });
         match result {
             // Any write the pull attempts failing this way means the cache is not ours to write.
             Err(Error::Io { path, source, .. }) if is_read_only(&source) => {
@@ -352,20 +361,15 @@ impl Cache {
         mut open_at: impl FnMut(u64) -> Result<(R, u64)>,
     ) -> std::result::Result<(PathBuf, bool), CommitError> {
         let dest = self.blob_path(digest);
-        if dest.is_file() {
+        if self.has_blob(digest, size) {
             return Ok((dest, false));
         }
-        let lock_path = self
-            .root
-            .join("locks")
-            .join(format!("{}.lock", digest.hex()));
-        let partial = self.tmp_path().join(format!("{}.partial", digest.hex()));
         let downloaded = self.lock(
-            &lock_path,
+            &self.layout.blob_lock(digest),
             LockMode::Exclusive,
             || -> Result<bool, CommitError> {
                 // Whoever held the lock before us may have finished the job.
-                if dest.is_file() {
+                if self.has_blob(digest, size) {
                     return Ok(false);
                 }
                 // Every 256 KiB is often enough for a progress bar and rare enough to cost nothing.
@@ -381,49 +385,48 @@ impl Cache {
                         });
                     }
                 };
-                commit::download(&partial, &dest, digest, size, &mut open_at, &mut progress)?;
+                let (tmp_dir, partial) = (self.tmp_dir()?, self.layout.partial(digest));
+                let target = Target {
+                    tmp_dir: &tmp_dir,
+                    partial: &partial,
+                    dest: &dest,
+                    digest,
+                    size,
+                };
+                commit::download(&target, &mut open_at, &mut progress)?;
                 Ok(true)
             },
         )?;
         Ok((dest, downloaded))
     }
 
-    fn tmp_path(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
     fn tmp_dir(&self) -> Result<PathBuf> {
-        let tmp = self.tmp_path();
-        create_dir(&tmp)?;
+        let tmp = self.layout.tmp_dir();
+        ensure_dir(&tmp)?;
         Ok(tmp)
     }
 }
 
 fn read_ref_file(path: &Path) -> Option<(Digest, SystemTime)> {
-    let file = fs::File::open(path).ok()?;
+    let file = open_regular(path).ok()??;
     let modified = file.metadata().and_then(|m| m.modified()).ok()?;
     let mut text = String::new();
     file.take(128).read_to_string(&mut text).ok()?;
     Some((text.trim().parse().ok()?, modified))
 }
 
-fn is_read_only(e: &io::Error) -> bool {
+pub(crate) fn is_read_only(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
     )
 }
 
-fn create_dir(dir: impl AsRef<Path>) -> Result<()> {
-    let dir = dir.as_ref();
-    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    pub(super) fn cache_in(dir: &Path) -> Cache {
+    fn cache_in(dir: &Path) -> Cache {
         let policy = Policy {
             platforms: Platform::wasm_defaults(),
             layer_media_types: vec!["application/wasm".into()],
@@ -433,40 +436,38 @@ mod tests {
         Cache::new(dir.to_path_buf(), policy, Events::default())
     }
 
-    #[test]
-    fn blob_path_layout() {
-        let c = cache_in(Path::new("/tmp/x"));
-        let d = Digest::of(b"hello");
-        assert_eq!(
-            c.blob_path(&d),
-            PathBuf::from(format!("/tmp/x/blobs/sha256/{}", d.hex()))
-        );
+    /// A cache whose directories exist, as inside a pull.
+    fn ready_cache(dir: &Path) -> Cache {
+        let c = cache_in(dir);
+        let r: Reference = "localhost/x:1".parse().unwrap();
+        c.with_pull_lock(&r, || Ok(())).unwrap();
+        c
     }
 
-    #[test]
-    fn ref_path_layout_encodes_port_and_keeps_nesting_apart() {
-        let c = cache_in(Path::new("/c"));
-        let r: Reference = "localhost:5000/owner/repo:1.0.0".parse().unwrap();
-        assert_eq!(
-            c.ref_path(&r),
-            PathBuf::from("/c/refs/localhost_5000/owner/repo/_tags/1.0.0")
-        );
-        let d = Digest::of(b"m");
-        let pinned: Reference = format!("ghcr.io/o/r:1.0@{d}").parse().unwrap();
-        assert_eq!(
-            c.ref_path(&pinned),
-            PathBuf::from(format!("/c/refs/ghcr.io/o/r/_digests/{}", d.hex()))
-        );
-        let parent: Reference = "ghcr.io/a/b:c".parse().unwrap();
-        let child: Reference = "ghcr.io/a/b/c:d".parse().unwrap();
-        let (p, ch) = (c.ref_path(&parent), c.ref_path(&child));
-        assert!(!ch.starts_with(&p), "{p:?} vs {ch:?}");
+    fn tmp_entries(c: &Cache) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(c.layout.tmp_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Serves `blob` from any offset, recording the offsets asked for.
+    fn source<'a>(
+        blob: &'static [u8],
+        asked: &'a mut Vec<u64>,
+    ) -> impl FnMut(u64) -> Result<(&'static [u8], u64)> + 'a {
+        move |offset| {
+            asked.push(offset);
+            Ok((&blob[offset as usize..], offset))
+        }
     }
 
     #[test]
     fn round_trip_blob_and_ref() {
         let dir = tempfile::tempdir().unwrap();
-        let c = cache_in(dir.path());
+        let c = ready_cache(dir.path());
         let d = Digest::of(b"hello");
         assert!(c.read_manifest(&d).unwrap().is_none());
         c.store_bytes(&d, b"hello").unwrap();
@@ -476,84 +477,225 @@ mod tests {
         assert_eq!(c.read_ref(&r), None);
         c.write_ref(&r, &d).unwrap();
         assert_eq!(c.read_ref(&r).unwrap().0, d);
-        assert_eq!(
-            fs::read_dir(c.tmp_path()).unwrap().count(),
-            0,
-            "temp files left behind"
-        );
+        assert!(tmp_entries(&c).is_empty(), "temp files left behind");
     }
 
     #[test]
-    fn corrupt_manifest_is_a_miss() {
+    fn a_corrupt_manifest_is_a_miss_and_storing_it_again_heals_it() {
         let dir = tempfile::tempdir().unwrap();
-        let c = cache_in(dir.path());
+        let c = ready_cache(dir.path());
         let d = Digest::of(b"hello");
         c.store_bytes(&d, b"hello").unwrap();
-        fs::write(c.blob_path(&d), b"HELLO").unwrap();
+        let path = c.blob_path(&d);
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"HELLO").unwrap();
         assert!(c.read_manifest(&d).unwrap().is_none());
+        c.store_bytes(&d, b"hello").unwrap();
+        assert_eq!(c.read_manifest(&d).unwrap().unwrap(), b"hello");
     }
 
-    fn fetch(
-        c: &Cache,
-        d: &Digest,
-        source: &'static [u8],
-    ) -> std::result::Result<(PathBuf, bool), CommitError> {
-        let r: Reference = "localhost/x:1".parse().unwrap();
-        c.with_pull_lock(&r, || Ok(())).unwrap();
-        c.fetch_blob(d, 8, |_| Ok((source, 0)))
+    #[test]
+    fn tags_differing_in_case_are_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ready_cache(dir.path());
+        let (lower, upper): (Reference, Reference) = (
+            "ghcr.io/o/r:v1".parse().unwrap(),
+            "ghcr.io/o/r:V1".parse().unwrap(),
+        );
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        c.write_ref(&lower, &a).unwrap();
+        assert_eq!(c.read_ref(&upper), None);
+        c.write_ref(&upper, &b).unwrap();
+        assert_eq!(c.read_ref(&lower).unwrap().0, a);
+        assert_eq!(c.read_ref(&upper).unwrap().0, b);
+        let names: Vec<_> = c
+            .list()
+            .unwrap()
+            .iter()
+            .map(|e| e.reference().to_string())
+            .collect();
+        assert_eq!(names, ["ghcr.io/o/r:V1", "ghcr.io/o/r:v1"]);
+
+        // A ref an older version wrote under the tag's own spelling is still read.
+        let old: Reference = "ghcr.io/o/r:Old".parse().unwrap();
+        let legacy = c.layout.legacy_ref_file(&old).unwrap();
+        fs::write(&legacy, format!("{a}\n")).unwrap();
+        assert_eq!(c.read_ref(&old).unwrap().0, a);
     }
 
     #[test]
     fn failed_verification_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let c = cache_in(dir.path());
+        let c = ready_cache(dir.path());
         let d = Digest::of(b"expected");
         assert!(matches!(
-            fetch(&c, &d, b"tampered"),
+            c.fetch_blob(&d, 8, |_| Ok((&b"tampered"[..], 0))),
             Err(CommitError::Read(_))
         ));
-        assert!(!c.has_blob(&d));
-        assert_eq!(fs::read_dir(c.tmp_path()).unwrap().count(), 0);
-        let (path, downloaded) = fetch(&c, &d, b"expected").unwrap();
+        assert!(!c.has_blob(&d, 8));
+        assert!(tmp_entries(&c).is_empty());
+        let (path, downloaded) = c.fetch_blob(&d, 8, |_| Ok((&b"expected"[..], 0))).unwrap();
         assert!(downloaded);
         assert_eq!(fs::read(path).unwrap(), b"expected");
-        let (_, again) = fetch(&c, &d, b"").unwrap();
+        let (_, again) = c.fetch_blob(&d, 8, |_| Ok((&b""[..], 0))).unwrap();
         assert!(!again, "a cached blob is not fetched again");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn blobs_are_read_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let c = ready_cache(dir.path());
+        let d = Digest::of(b"expected");
+        let (path, _) = c.fetch_blob(&d, 8, |_| Ok((&b"expected"[..], 0))).unwrap();
+        let m = Digest::of(b"manifest");
+        c.store_bytes(&m, b"manifest").unwrap();
+        for p in [path, c.blob_path(&m)] {
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o444,
+                "{p:?}"
+            );
+        }
     }
 
     #[test]
     fn a_partial_download_is_resumed_from_where_it_stopped() {
         let dir = tempfile::tempdir().unwrap();
-        let c = cache_in(dir.path());
+        let c = ready_cache(dir.path());
         let d = Digest::of(b"expected");
-        c.with_pull_lock(&"localhost/x:1".parse().unwrap(), || Ok(()))
-            .unwrap();
-        fs::write(c.tmp_path().join(format!("{}.partial", d.hex())), b"expe").unwrap();
+        fs::write(c.layout.partial(&d), b"expe").unwrap();
         let mut asked = Vec::new();
         let (path, _) = c
-            .fetch_blob(&d, 8, |offset| {
-                asked.push(offset);
-                Ok((&b"expected"[offset as usize..], offset))
-            })
+            .fetch_blob(&d, 8, source(b"expected", &mut asked))
             .unwrap();
         assert_eq!(asked, [4]);
         assert_eq!(fs::read(path).unwrap(), b"expected");
+        assert!(tmp_entries(&c).is_empty());
 
         // A server that ignores the range sends everything: start over.
         let d2 = Digest::of(b"abcdefgh");
-        fs::write(c.tmp_path().join(format!("{}.partial", d2.hex())), b"abcd").unwrap();
+        fs::write(c.layout.partial(&d2), b"abcd").unwrap();
         let (path, _) = c.fetch_blob(&d2, 8, |_| Ok((&b"abcdefgh"[..], 0))).unwrap();
         assert_eq!(fs::read(path).unwrap(), b"abcdefgh");
+    }
 
-        // A partial that is not a prefix of the blob fails verification and is discarded.
-        let d3 = Digest::of(b"12345678");
-        let partial = c.tmp_path().join(format!("{}.partial", d3.hex()));
-        fs::write(&partial, b"XXXX").unwrap();
+    #[test]
+    fn a_partial_that_is_not_a_prefix_is_fetched_once_more_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ready_cache(dir.path());
+        let d = Digest::of(b"12345678");
+        fs::write(c.layout.partial(&d), b"XXXX").unwrap();
+        let mut asked = Vec::new();
+        let (path, _) = c
+            .fetch_blob(&d, 8, source(b"12345678", &mut asked))
+            .unwrap();
+        assert_eq!(asked, [4, 0]);
+        assert_eq!(fs::read(path).unwrap(), b"12345678");
+
+        // Only once: a source that is itself wrong fails, leaving nothing.
+        let bad = Digest::of(b"abcdefgh");
+        fs::write(c.layout.partial(&bad), b"XXXX").unwrap();
+        let mut asked = Vec::new();
         assert!(
-            c.fetch_blob(&d3, 8, |o| Ok((&b"12345678"[o as usize..], o)))
+            c.fetch_blob(&bad, 8, source(b"zzzzzzzz", &mut asked))
                 .is_err()
         );
-        assert!(!partial.exists());
-        assert!(!c.has_blob(&d3));
+        assert_eq!(asked, [4, 0]);
+        assert!(!c.has_blob(&bad, 8));
+        assert!(tmp_entries(&c).is_empty());
+    }
+
+    #[test]
+    fn a_complete_partial_is_finished_without_the_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ready_cache(dir.path());
+        let d = Digest::of(b"complete");
+        fs::write(c.layout.partial(&d), b"complete").unwrap();
+        let (path, downloaded) = c
+            .fetch_blob(&d, 8, |_| -> Result<(&[u8], u64)> {
+                panic!("no request is needed")
+            })
+            .unwrap();
+        assert!(downloaded);
+        assert_eq!(fs::read(path).unwrap(), b"complete");
+
+        // A complete partial with the wrong bytes is fetched from zero instead.
+        let d2 = Digest::of(b"rightful");
+        fs::write(c.layout.partial(&d2), b"wrongful").unwrap();
+        let mut asked = Vec::new();
+        let (path, _) = c
+            .fetch_blob(&d2, 8, source(b"rightful", &mut asked))
+            .unwrap();
+        assert_eq!(asked, [0]);
+        assert_eq!(fs::read(path).unwrap(), b"rightful");
+    }
+
+    /// Reads `data`, then fails as a dropped connection does.
+    struct CutAfter(&'static [u8]);
+
+    impl Read for CutAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            let n = self.0.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_cut_download_is_released_as_the_partial_and_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ready_cache(dir.path());
+        let d = Digest::of(b"interrupted");
+        let cut = c.fetch_blob(&d, 11, |_| Ok((CutAfter(b"inter"), 0)));
+        assert!(matches!(cut, Err(CommitError::Read(_))));
+        let partial = c.layout.partial(&d);
+        assert_eq!(fs::read(&partial).unwrap(), b"inter");
+        assert_eq!(tmp_entries(&c), [format!("{}.partial", d.hex())]);
+
+        // The rest, then no clean end (a lost chunked terminator): the hash decides.
+        let mut asked = Vec::new();
+        let (path, _) = c
+            .fetch_blob(&d, 11, |o| {
+                asked.push(o);
+                Ok((CutAfter(&b"interrupted"[o as usize..]), o))
+            })
+            .unwrap();
+        assert_eq!(asked, [5]);
+        assert_eq!(fs::read(path).unwrap(), b"interrupted");
+        assert!(tmp_entries(&c).is_empty());
+
+        // A partial left whole by a writer killed before its rename is finished locally.
+        let d2 = Digest::of(b"whole");
+        let cut = c.fetch_blob(&d2, 5, |_| Ok((CutAfter(b"who"), 0)));
+        assert!(cut.is_err());
+        fs::write(c.layout.partial(&d2), b"whole").unwrap();
+        let (path, _) = c
+            .fetch_blob(&d2, 5, |_| -> Result<(&[u8], u64)> {
+                panic!("no request is needed")
+            })
+            .unwrap();
+        assert_eq!(fs::read(path).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn a_hit_is_a_regular_file_of_the_right_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ready_cache(dir.path());
+        let d = Digest::of(b"expected");
+        let (path, _) = c.fetch_blob(&d, 8, |_| Ok((&b"expected"[..], 0))).unwrap();
+        assert!(c.has_blob(&d, 8));
+        assert!(!c.has_blob(&d, 9), "the descriptor's size is what counts");
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"expec").unwrap();
+        assert!(!c.has_blob(&d, 8), "a truncated blob is a miss");
+        let (path, downloaded) = c.fetch_blob(&d, 8, |_| Ok((&b"expected"[..], 0))).unwrap();
+        assert!(downloaded, "and is repaired");
+        assert_eq!(fs::read(path).unwrap(), b"expected");
     }
 }

@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::files::open_regular;
 use super::lock::LockMode;
 use super::{Cache, read_ref_file};
 use crate::digest::{Digest, Hasher};
@@ -96,14 +97,15 @@ pub struct VerifyReport {
     pub corrupt: Vec<CorruptBlob>,
 }
 
-/// A blob whose content does not hash to its name.
+/// An entry under `blobs/` that was not a regular file hashing to its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CorruptBlob {
     /// Where it was.
     pub path: PathBuf,
-    /// What its content hashes to.
-    pub actual: Digest,
+    /// What its content hashed to; `None` when it was not a regular file (a
+    /// symbolic link, a directory…) and so was not read.
+    pub actual: Option<Digest>,
 }
 
 impl Cache {
@@ -167,10 +169,10 @@ impl Cache {
                     live.push(digest);
                 }
             }
-            remove_empty_dirs(&self.root().join("refs"))?;
+            remove_empty_dirs(&self.layout.refs_dir())?;
 
             let reachable = self.reachable(live);
-            for path in files_in(&self.blob_dir())? {
+            for path in files_in(&self.layout.blob_dir())? {
                 let name = path
                     .file_name()
                     .and_then(|n| n.to_str())
@@ -180,14 +182,14 @@ impl Cache {
                 }
             }
             // No pull is running: every temporary file is a leftover, and no one waits on a blob lock.
-            for path in files_in(&self.tmp_path())? {
+            for path in files_in(&self.layout.tmp_dir())? {
                 remove(
                     &path,
                     &mut report.temp_files_removed,
                     &mut report.bytes_freed,
                 )?;
             }
-            for path in files_in(&self.root().join("locks"))? {
+            for path in files_in(&self.layout.locks_dir())? {
                 remove(&path, &mut 0, &mut 0)?;
             }
             Ok(report)
@@ -195,33 +197,45 @@ impl Cache {
     }
 
     /// Re-hashes every blob and removes those whose content does not match their
-    /// name (the next pull fetches them again). Hits do not hash blobs (it would
-    /// cost a full read per hit), so this is how corruption on disk is found.
+    /// name, and anything under `blobs/` that is not a regular file (the next pull
+    /// fetches them again). Hits do not hash blobs (it would cost a full read per
+    /// hit), so this is how corruption on disk is found. A report with entries in
+    /// [`VerifyReport::corrupt`] means the cache was damaged and has been repaired;
+    /// the CLI exits 1 then, as `fsck` does when it corrected errors.
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::LockTimeout`].
     pub fn verify(&self) -> Result<VerifyReport> {
-        let lock = self.root().join(".lock");
-        if !lock.exists() {
-            return Ok(VerifyReport::default()); // never written to: nothing to verify
+        if !self.root().exists() {
+            return Ok(VerifyReport::default());
         }
-        self.lock(&lock, LockMode::Shared, || {
+        // A cache copied without its `.lock` (`cp -r dir/*`) is verified all the
+        // same: the lock file is made if it can be, and a cache that cannot be
+        // written is read without it (nothing can be running a pull there).
+        let run = || {
             let mut report = VerifyReport::default();
-            for path in files_in(&self.blob_dir())? {
-                let actual = match hash_file(&path) {
-                    Ok(d) => d,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io("read", &path, e)),
+            for path in files_in(&self.layout.blob_dir())? {
+                let Some(actual) = hash_regular(&path)? else {
+                    remove(&path, &mut 0, &mut 0)?;
+                    report.corrupt.push(CorruptBlob { path, actual: None });
+                    continue;
                 };
                 report.blobs_checked += 1;
-                report.bytes_checked += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                if path.file_name().and_then(|n| n.to_str()) != Some(actual.hex()) {
-                    fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
-                    report.corrupt.push(CorruptBlob { path, actual });
+                report.bytes_checked += actual.1;
+                if path.file_name().and_then(|n| n.to_str()) != Some(actual.0.hex()) {
+                    remove(&path, &mut 0, &mut 0)?;
+                    report.corrupt.push(CorruptBlob {
+                        path,
+                        actual: Some(actual.0),
+                    });
                 }
             }
             Ok(report)
-        })
+        };
+        match self.lock(&self.layout.cache_lock(), LockMode::Shared, run) {
+            Err(Error::Io { source, .. }) if super::is_read_only(&source) => run(),
+            other => other,
+        }
     }
 
     /// Removes everything the cache holds. Waits for running pulls to finish first.
@@ -230,8 +244,7 @@ impl Cache {
     /// [`Error::Io`] or [`Error::LockTimeout`].
     pub fn clear(&self) -> Result<()> {
         self.exclusively(|| {
-            for dir in ["blobs", "refs", "tmp", "locks"] {
-                let path = self.root().join(dir);
+            for path in self.layout.content_dirs() {
                 match fs::remove_dir_all(&path) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
                         return Err(Error::io("remove", path, e));
@@ -247,15 +260,14 @@ impl Cache {
         if !self.root().exists() {
             return f(); // nothing to lock, nothing to race
         }
-        self.lock(&self.root().join(".lock"), LockMode::Exclusive, f)
+        self.lock(&self.layout.cache_lock(), LockMode::Exclusive, f)
     }
 
     /// Every ref file with the reference it records.
     fn ref_files(&self) -> Result<Vec<(Reference, PathBuf)>> {
-        let refs = self.root().join("refs");
         let mut found = Vec::new();
-        walk_files(&refs, &mut |path, _| {
-            if let Some(r) = reference_of(&refs, path) {
+        walk_files(&self.layout.refs_dir(), &mut |path, _| {
+            if let Some(r) = self.layout.reference_of(path) {
                 found.push((r, path.to_path_buf()));
             }
         })?;
@@ -281,24 +293,8 @@ impl Cache {
     }
 }
 
-/// Rebuilds the reference a ref file records from its path under `refs/`.
-fn reference_of(refs: &Path, path: &Path) -> Option<Reference> {
-    let rel = path.strip_prefix(refs).ok()?;
-    let parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
-    let [registry, repo @ .., kind, name] = parts.as_slice() else {
-        return None;
-    };
-    let registry = registry.replace('_', ":");
-    let text = match *kind {
-        "_tags" => format!("{registry}/{}:{name}", repo.join("/")),
-        "_digests" => format!("{registry}/{}@sha256:{name}", repo.join("/")),
-        _ => return None,
-    };
-    text.parse().ok()
-}
-
 fn remove(path: &Path, count: &mut usize, bytes: &mut u64) -> Result<()> {
-    let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let len = fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
     match fs::remove_file(path) {
         Ok(()) => {
             *count += 1;
@@ -310,14 +306,17 @@ fn remove(path: &Path, count: &mut usize, bytes: &mut u64) -> Result<()> {
     }
 }
 
+/// Every entry of `dir` but directories: files, and links or anything else
+/// someone put there (a link is never followed, so never taken for a directory).
 fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     match fs::read_dir(dir) {
         Ok(entries) => entries
-            .map(|e| {
-                e.map(|e| e.path())
-                    .map_err(|e| Error::io("read directory", dir, e))
+            .map(|e| e.map_err(|e| Error::io("read directory", dir, e)))
+            .filter(|e| {
+                e.as_ref()
+                    .map_or(true, |e| e.file_type().is_ok_and(|t| !t.is_dir()))
             })
-            .filter(|p| p.as_ref().map_or(true, |p| p.is_file()))
+            .map(|e| e.map(|e| e.path()))
             .collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io("read directory", dir, e)),
@@ -360,28 +359,12 @@ fn remove_empty_dirs(dir: &Path) -> Result<bool> {
     Ok(empty)
 }
 
-fn hash_file(path: &Path) -> io::Result<Digest> {
+/// The digest and length of the regular file at `path`; `None` for anything else.
+fn hash_regular(path: &Path) -> Result<Option<(Digest, u64)>> {
+    let Some(mut file) = open_regular(path).map_err(|e| Error::io("open", path, e))? else {
+        return Ok(None);
+    };
     let mut hasher = Hasher::default();
-    io::copy(&mut fs::File::open(path)?, &mut hasher)?;
-    Ok(hasher.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reference_of_round_trips_ref_paths() {
-        let c = super::super::tests::cache_in(Path::new("/c"));
-        let refs = Path::new("/c/refs");
-        for s in [
-            "localhost:5000/a/b/c:1.0",
-            "ghcr.io/o/r:latest",
-            "[::1]:5000/x:y",
-            "ghcr.io/o/r@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        ] {
-            let r: Reference = s.parse().unwrap();
-            assert_eq!(reference_of(refs, &c.ref_path(&r)).unwrap(), r, "{s}");
-        }
-    }
+    let len = io::copy(&mut file, &mut hasher).map_err(|e| Error::io("read", path, e))?;
+    Ok(Some((hasher.finish(), len)))
 }
