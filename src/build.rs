@@ -61,6 +61,7 @@ pub fn fetch(reference: &str) -> Result<PathBuf, BuildError> {
 }
 
 /// Fetches `reference` and copies it to `$OUT_DIR/<file_name>`, returning that path.
+/// The copy replaces any file there whole, as [`Artifact::copy_to`] does.
 ///
 /// # Errors
 /// A [`BuildError`] explaining the failure, including a missing `OUT_DIR`
@@ -70,12 +71,9 @@ pub fn fetch_to_out_dir(reference: &str, file_name: &str) -> Result<PathBuf, Bui
     let out_dir =
         std::env::var_os("OUT_DIR").ok_or_else(|| BuildError::new(reference, Kind::NoOutDir))?;
     let dest = Path::new(&out_dir).join(file_name);
-    std::fs::copy(artifact.path(), &dest).map_err(|e| {
-        BuildError::new(
-            reference,
-            Kind::Pull(Error::io("copy the artifact to", &dest, e)),
-        )
-    })?;
+    artifact
+        .copy_to(&dest)
+        .map_err(|e| BuildError::new(reference, Kind::Pull(e)))?;
     Ok(dest)
 }
 

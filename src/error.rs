@@ -171,7 +171,7 @@ pub enum Error {
         cache: PathBuf,
     },
 
-    /// A file-system operation on the cache failed.
+    /// A file-system operation failed, in the cache or on a copy out of it.
     #[error("cannot {action} {}", path.display())]
     Io {
         /// What was being done (`create directory`, `write`, `lock`, …).
@@ -181,6 +181,21 @@ pub enum Error {
         /// The underlying failure.
         #[source]
         source: std::io::Error,
+    },
+
+    /// A copy out of the cache ([`Artifact::copy_to`](crate::Artifact::copy_to)) was
+    /// asked to write onto the cached file itself: its path, or a symbolic or hard
+    /// link to it. Nothing was written; the cached file is intact.
+    #[error(
+        "cannot copy the artifact to {}: that is the cached file {} itself; choose another destination",
+        destination.display(),
+        cached.display()
+    )]
+    DestinationIsCached {
+        /// The destination given.
+        destination: PathBuf,
+        /// The cached file it leads to.
+        cached: PathBuf,
     },
 
     /// Another process held a cache lock longer than the configured lock timeout.
