@@ -219,11 +219,14 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// A network setting cannot be used: a TLS certificate bundle that cannot be
-    /// read or holds no certificate, or a proxy URL that does not parse.
+    /// A setting cannot be used: an empty cache directory (from
+    /// [`ClientBuilder::cache_dir`](crate::ClientBuilder::cache_dir) or `FORGE_CACHE_DIR`),
+    /// a TLS certificate bundle that cannot be read or holds no certificate, or a
+    /// proxy URL that does not parse.
     #[error("cannot use {setting} `{value}`: {reason}")]
     Config {
-        /// The setting: `SSL_CERT_FILE`, `proxy`, `ClientBuilder::root_certificate`, ….
+        /// The setting: `FORGE_CACHE_DIR`, `ClientBuilder::cache_dir`, `SSL_CERT_FILE`,
+        /// `proxy`, `ClientBuilder::root_certificate`, ….
         setting: &'static str,
         /// Its value (a proxy URL with any password replaced).
         value: String,

@@ -221,3 +221,85 @@ fn dash_o_on_a_full_disk_leaves_the_old_file_intact() {
     );
     assert_cache_serves(work.path(), &server, &cache, &payload);
 }
+
+/// A working directory that looks like a cache root, and a filled user cache:
+/// what an empty path must never reach.
+fn seed(work: &Path) -> Vec<PathBuf> {
+    let user_cache = work.join("user-cache/openapi-forge/plugins");
+    let mut files = Vec::new();
+    for root in [work, &user_cache] {
+        for dir in ["tmp", "refs", "blobs", "locks"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+            let file = root.join(dir).join("keep");
+            fs::write(&file, dir).unwrap();
+            files.push(file);
+        }
+    }
+    files
+}
+
+fn assert_untouched(files: &[PathBuf]) {
+    for file in files {
+        assert!(file.exists(), "{} was deleted", file.display());
+    }
+}
+
+#[test]
+fn empty_path_options_are_usage_errors_that_touch_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let files = seed(work.path());
+    for (args, flag) in [
+        (&["cache", "clear", "--cache-dir", ""][..], "--cache-dir"),
+        (&["cache", "prune", "--cache-dir", ""], "--cache-dir"),
+        (&["cache", "--cache-dir", "", "verify"], "--cache-dir"),
+        (
+            &["pull", "127.0.0.1:1/a/b:1", "--cache-dir", ""],
+            "--cache-dir",
+        ),
+        (
+            &["resolve", "127.0.0.1:1/a/b:1", "--cache-dir", ""],
+            "--cache-dir",
+        ),
+        (
+            &["inspect", "--cache-dir", "", "127.0.0.1:1/a/b:1"],
+            "--cache-dir",
+        ),
+        (&["pull", "127.0.0.1:1/a/b:1", "-o", ""], "-o"),
+        (&["pull", "127.0.0.1:1/a/b:1", "--output", ""], "--output"),
+    ] {
+        let out = forge_oci(work.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.starts_with(&format!(
+                "error: `{flag}` needs a path, not an empty string"
+            )),
+            "{args:?}: {message}"
+        );
+        assert!(message.contains("usage: forge-oci"), "{message}");
+        assert!(out.stdout.is_empty());
+    }
+    assert_untouched(&files);
+}
+
+#[test]
+fn an_empty_forge_cache_dir_is_refused_not_taken_for_the_default() {
+    let work = tempfile::tempdir().unwrap();
+    let files = seed(work.path());
+    for value in ["", " "] {
+        let out = forge_oci(work.path())
+            .env("FORGE_CACHE_DIR", value)
+            .args(["cache", "clear"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{value:?}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.starts_with(&format!(
+                "error: cannot use FORGE_CACHE_DIR `{value}`: an empty path would mean the current directory"
+            )),
+            "{message}"
+        );
+    }
+    assert_untouched(&files);
+}
