@@ -26,7 +26,7 @@
 #![allow(clippy::print_stdout)]
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::client::{Artifact, Client};
 use crate::config::ClientBuilder;
@@ -61,22 +61,44 @@ pub fn fetch(reference: &str) -> Result<PathBuf, BuildError> {
 }
 
 /// Fetches `reference` and copies it to `$OUT_DIR/<file_name>`, returning that path.
+/// The copy replaces any file there whole, as [`Artifact::copy_to`] does.
+///
+/// `file_name` is a plain file name such as `plugin.wasm`: one path component,
+/// not empty, without `/` or `\`, and neither `.` nor `..`, so the copy stays in
+/// `OUT_DIR`. Anything else is refused before any I/O (nothing is fetched).
 ///
 /// # Errors
-/// A [`BuildError`] explaining the failure, including a missing `OUT_DIR`
-/// (not running under cargo).
+/// A [`BuildError`] explaining the failure, including a `file_name` that is not a
+/// plain file name and a missing `OUT_DIR` (not running under cargo), both found
+/// before anything is fetched.
 pub fn fetch_to_out_dir(reference: &str, file_name: &str) -> Result<PathBuf, BuildError> {
-    let artifact = fetch_with(Client::builder(), reference)?;
+    if !is_plain_file_name(file_name) {
+        return Err(BuildError::new(
+            reference,
+            Kind::NotAFileName(file_name.to_owned()),
+        ));
+    }
     let out_dir =
         std::env::var_os("OUT_DIR").ok_or_else(|| BuildError::new(reference, Kind::NoOutDir))?;
+    let artifact = fetch_with(Client::builder(), reference)?;
     let dest = Path::new(&out_dir).join(file_name);
-    std::fs::copy(artifact.path(), &dest).map_err(|e| {
-        BuildError::new(
-            reference,
-            Kind::Pull(Error::io("copy the artifact to", &dest, e)),
-        )
-    })?;
+    artifact
+        .copy_to(&dest)
+        .map_err(|e| BuildError::new(reference, Kind::Pull(e)))?;
     Ok(dest)
+}
+
+/// Whether `name` is exactly one normal path component, so that joined to a
+/// directory it names a file in that directory. Both separators are refused on
+/// every platform, so a build script behaves the same everywhere.
+fn is_plain_file_name(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    // Comparing the component with the whole name also refuses what `components`
+    // would quietly normalise away: `a/`, `a/.`, `./a`.
+    matches!(
+        (components.next(), components.next()),
+        (Some(Component::Normal(c)), None) if c == name
+    ) && !name.contains(['/', '\\'])
 }
 
 /// [`fetch`] with a builder of your own (platforms, media types, cache directory…).
@@ -111,6 +133,8 @@ pub struct BuildError {
 enum Kind {
     Pull(Error),
     NoOutDir,
+    /// The `file_name` given to [`fetch_to_out_dir`].
+    NotAFileName(String),
 }
 
 impl BuildError {
@@ -124,13 +148,16 @@ impl BuildError {
     pub fn error(&self) -> Option<&Error> {
         match &self.inner.1 {
             Kind::Pull(e) => Some(e),
-            Kind::NoOutDir => None,
+            Kind::NoOutDir | Kind::NotAFileName(_) => None,
         }
     }
 
     fn hint(&self) -> &'static str {
         match &self.inner.1 {
             Kind::NoOutDir => "call it from a build script: cargo sets OUT_DIR there",
+            Kind::NotAFileName(_) => {
+                "pass a plain file name such as `plugin.wasm`; it is created in OUT_DIR"
+            }
             Kind::Pull(Error::NotCached { .. }) => {
                 "build once with network access (unset CARGO_NET_OFFLINE / FORGE_OFFLINE) to fill the cache"
             }
@@ -166,6 +193,10 @@ impl fmt::Display for BuildError {
                 }
             }
             Kind::NoOutDir => writeln!(f, "  error: OUT_DIR is not set")?,
+            Kind::NotAFileName(name) => writeln!(
+                f,
+                "  error: `{name}` is not a plain file name (one path component, not `.` or `..`): the copy would not stay in OUT_DIR"
+            )?,
         }
         write!(f, "  help: {}", self.hint())
     }
@@ -180,3 +211,28 @@ impl fmt::Debug for BuildError {
 /// No `source()`: the message already carries the whole cause chain, and a
 /// reporter that walks sources would print it twice. Use [`BuildError::error`].
 impl std::error::Error for BuildError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_file_names() {
+        for good in [
+            "plugin.wasm",
+            "a",
+            "..a",
+            "a..",
+            ".hidden",
+            "with space.wasm",
+        ] {
+            assert!(is_plain_file_name(good), "{good:?}");
+        }
+        for bad in [
+            "", ".", "..", "../x", "../../x", "/abs", "a/b", "a/", "a/.", "./a", "/", "a\\b",
+            "..\\x",
+        ] {
+            assert!(!is_plain_file_name(bad), "{bad:?}");
+        }
+    }
+}

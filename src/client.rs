@@ -77,6 +77,27 @@ impl Artifact {
     pub fn read(&self) -> Result<Vec<u8>> {
         std::fs::read(&self.path).map_err(|e| Error::io("read", &self.path, e))
     }
+
+    /// Copies the blob to `dest`, replacing any file there.
+    ///
+    /// The bytes go to a temporary file in `dest`'s directory, which is flushed to
+    /// disk and then renamed over `dest`: `dest` holds either its old content or the
+    /// whole blob, never part of it, even when the disk fills up or the process
+    /// dies, and no temporary file is left behind by a failure. This needs write
+    /// access to `dest`'s directory. A symbolic link at `dest` is replaced by the
+    /// copy, not followed. The copy is an ordinary file of the caller's, readable by
+    /// others (`0644` before the umask) and writable, even though the cached blob is
+    /// read-only.
+    ///
+    /// # Errors
+    /// - [`Error::DestinationIsCached`] when `dest` is the cached file itself (its
+    ///   path, or a symbolic or hard link to it); nothing is written.
+    /// - [`Error::Io`], naming the path, when the blob cannot be read or the copy
+    ///   cannot be written (a missing or read-only directory, a full disk, `dest`
+    ///   is a directory); `dest` is then as it was.
+    pub fn copy_to(&self, dest: &Path) -> Result<()> {
+        crate::export::copy_out(&self.path, dest)
+    }
 }
 
 /// What a reference resolves to, from [`Client::resolve`]: no blob is downloaded.

@@ -1,6 +1,7 @@
 //! [`ClientBuilder`] and the policy types it takes: every setting in one place,
 //! with its default, some of them read from the environment.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,11 +43,22 @@ pub enum TagPolicy {
     MaxAge(Duration),
 }
 
+/// Where the cache root comes from; resolved, and checked, by [`ClientBuilder::build`].
+#[derive(Debug)]
+enum CacheDir {
+    /// `<user cache dir>/openapi-forge/plugins`.
+    Default,
+    /// `FORGE_CACHE_DIR` as set; the root is `openapi-forge/plugins` under it.
+    Env(OsString),
+    /// [`ClientBuilder::cache_dir`]: the root itself.
+    Given(PathBuf),
+}
+
 /// Configures a [`Client`]. Start from [`Client::builder`]; every setter overrides
 /// a default, and some defaults come from the environment.
 #[must_use]
 pub struct ClientBuilder {
-    cache_dir: Option<PathBuf>,
+    cache_dir: CacheDir,
     insecure_hosts: Vec<String>,
     layer_media_types: Vec<String>,
     platforms: Vec<Platform>,
@@ -79,8 +91,8 @@ impl Default for ClientBuilder {
         let offline =
             env("FORGE_OFFLINE").is_some_and(is_on) || env("CARGO_NET_OFFLINE").is_some_and(is_on);
         ClientBuilder {
-            cache_dir: env("FORGE_CACHE_DIR")
-                .map(|d| CACHE_SUBDIR.iter().fold(PathBuf::from(d), |p, s| p.join(s))),
+            // Set but empty is kept, for build() to refuse: not silently the default.
+            cache_dir: std::env::var_os("FORGE_CACHE_DIR").map_or(CacheDir::Default, CacheDir::Env),
             insecure_hosts: env("FORGE_OCI_INSECURE_HOSTS")
                 .map(|v| {
                     v.split(',')
@@ -152,8 +164,12 @@ impl fmt::Debug for ClientBuilder {
 impl ClientBuilder {
     /// The cache root itself (blobs go in `<dir>/blobs`). Defaults to
     /// `$FORGE_CACHE_DIR/openapi-forge/plugins`, else `<user cache dir>/openapi-forge/plugins`.
+    ///
+    /// An empty path, or a `FORGE_CACHE_DIR` set to an empty (or all-blank) value, is
+    /// refused by [`build`](Self::build): it would silently mean the current
+    /// directory, and `clear` would empty that. Pass `"."` to mean it.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cache_dir = Some(dir.into());
+        self.cache_dir = CacheDir::Given(dir.into());
         self
     }
 
@@ -301,11 +317,25 @@ impl ClientBuilder {
     /// Builds the client. Does no I/O: directories are created on first write.
     ///
     /// # Errors
-    /// [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
+    /// - [`Error::Config`] naming `ClientBuilder::cache_dir` or `FORGE_CACHE_DIR` when
+    ///   the cache directory given is empty.
+    /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
     pub fn build(self) -> Result<Client> {
+        let empty = |setting: &'static str, value: &OsString| Error::Config {
+            setting,
+            value: value.to_string_lossy().into_owned(),
+            reason: "an empty path would mean the current directory; name a directory".into(),
+        };
         let root = match self.cache_dir {
-            Some(d) => d,
-            None => {
+            CacheDir::Given(d) if d.as_os_str().is_empty() => {
+                return Err(empty("ClientBuilder::cache_dir", &d.into_os_string()));
+            }
+            CacheDir::Given(d) => d,
+            CacheDir::Env(v) if v.to_str().is_some_and(|s| s.trim().is_empty()) => {
+                return Err(empty("FORGE_CACHE_DIR", &v));
+            }
+            CacheDir::Env(v) => CACHE_SUBDIR.iter().fold(PathBuf::from(v), |p, s| p.join(s)),
+            CacheDir::Default => {
                 let base = dirs::cache_dir().ok_or(Error::NoCacheDir)?;
                 CACHE_SUBDIR.iter().fold(base, |p, s| p.join(s))
             }

@@ -171,7 +171,7 @@ pub enum Error {
         cache: PathBuf,
     },
 
-    /// A file-system operation on the cache failed.
+    /// A file-system operation failed, in the cache or on a copy out of it.
     #[error("cannot {action} {}", path.display())]
     Io {
         /// What was being done (`create directory`, `write`, `lock`, …).
@@ -181,6 +181,21 @@ pub enum Error {
         /// The underlying failure.
         #[source]
         source: std::io::Error,
+    },
+
+    /// A copy out of the cache ([`Artifact::copy_to`](crate::Artifact::copy_to)) was
+    /// asked to write onto the cached file itself: its path, or a symbolic or hard
+    /// link to it. Nothing was written; the cached file is intact.
+    #[error(
+        "cannot copy the artifact to {}: that is the cached file {} itself; choose another destination",
+        destination.display(),
+        cached.display()
+    )]
+    DestinationIsCached {
+        /// The destination given.
+        destination: PathBuf,
+        /// The cached file it leads to.
+        cached: PathBuf,
     },
 
     /// Another process held a cache lock longer than the configured lock timeout.
@@ -204,11 +219,14 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// A network setting cannot be used: a TLS certificate bundle that cannot be
-    /// read or holds no certificate, or a proxy URL that does not parse.
+    /// A setting cannot be used: an empty cache directory (from
+    /// [`ClientBuilder::cache_dir`](crate::ClientBuilder::cache_dir) or `FORGE_CACHE_DIR`),
+    /// a TLS certificate bundle that cannot be read or holds no certificate, or a
+    /// proxy URL that does not parse.
     #[error("cannot use {setting} `{value}`: {reason}")]
     Config {
-        /// The setting: `SSL_CERT_FILE`, `proxy`, `ClientBuilder::root_certificate`, ….
+        /// The setting: `FORGE_CACHE_DIR`, `ClientBuilder::cache_dir`, `SSL_CERT_FILE`,
+        /// `proxy`, `ClientBuilder::root_certificate`, ….
         setting: &'static str,
         /// Its value (a proxy URL with any password replaced).
         value: String,

@@ -30,6 +30,7 @@ mod config;
 pub mod digest;
 mod error;
 mod event;
+mod export;
 pub mod manifest;
 mod reference;
 mod registry;

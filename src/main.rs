@@ -14,6 +14,7 @@ macro_rules! out {
 }
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -104,19 +105,16 @@ fn client(args: &RefArgs) -> Result<Client, Error> {
 
 fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
     let artifact = client(args)?.pull(&args.reference)?;
-    let write_err = |path: &str, e| Error::Io {
-        action: "write",
-        path: path.into(),
-        source: e,
-    };
     match output {
         Some("-") => match std::io::stdout().lock().write_all(&artifact.read()?) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other.map_err(|e| write_err("<stdout>", e))?,
+            other => other.map_err(|e| Error::Io {
+                action: "write",
+                path: "<stdout>".into(),
+                source: e,
+            })?,
         },
-        Some(file) => {
-            std::fs::copy(artifact.path(), file).map_err(|e| write_err(file, e))?;
-        }
+        Some(file) => artifact.copy_to(Path::new(file))?,
         None if !args.json => out!("{}", artifact.path().display()),
         None => {}
     }

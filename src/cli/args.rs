@@ -123,7 +123,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             let mut output = None;
             let parsed = parse_ref_args(args, &usage, &mut |flag, next| match flag {
                 "-o" | "--output" => {
-                    output = Some(next(flag)?);
+                    let value = next(flag)?;
+                    output = Some(non_empty_path(flag, value).map_err(|message| UsageError {
+                        message,
+                        usage: usage.clone(),
+                    })?);
                     Ok(true)
                 }
                 _ => Ok(false),
@@ -183,7 +187,9 @@ fn parse_ref_args(
             "--json" => out.json = true,
             "-q" | "--quiet" => out.quiet = true,
             "--insecure" => out.insecure.push(next(&arg)?),
-            "--cache-dir" => out.cache_dir = Some(next(&arg)?.into()),
+            "--cache-dir" => {
+                out.cache_dir = Some(non_empty_path(&arg, next(&arg)?).map_err(err)?.into())
+            }
             "--media-type" => out.media_types.push(next(&arg)?),
             "--platform" => {
                 let value = next(&arg)?;
@@ -240,7 +246,11 @@ fn parse_cache(args: impl Iterator<Item = String>) -> Result<Command, UsageError
         };
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help(CACHE_USAGE.into())),
-            "--cache-dir" => cache_dir = Some(PathBuf::from(next(&arg)?)),
+            "--cache-dir" => {
+                cache_dir = Some(PathBuf::from(
+                    non_empty_path(&arg, next(&arg)?).map_err(err)?,
+                ));
+            }
             "--json" => json = true,
             "--older-than" => older_than = Some(parse_duration(&next(&arg)?).map_err(err)?),
             flag if flag.starts_with('-') => return Err(err(format!("unknown option `{flag}`"))),
@@ -268,6 +278,17 @@ fn parse_cache(args: impl Iterator<Item = String>) -> Result<Command, UsageError
         ));
     }
     Ok(Command::Cache { command, cache_dir })
+}
+
+/// The value of an option that takes a path. An empty one is a usage error: the
+/// file system would take it as the current directory (and `cache clear` would
+/// empty that), or fail with a message that names no option.
+fn non_empty_path(flag: &str, value: String) -> Result<String, String> {
+    if value.is_empty() {
+        Err(format!("`{flag}` needs a path, not an empty string"))
+    } else {
+        Ok(value)
+    }
 }
 
 /// `90`, `90s`, `15m`, `12h`, `7d` or `2w`.
@@ -344,6 +365,25 @@ mod tests {
         assert_eq!(msg("cache"), "missing cache command");
         assert!(msg("cache verify --json").contains("--json"));
         assert_eq!(msg("frobnicate"), "unknown command `frobnicate`");
+        let empty = |v: &[&str]| {
+            parse(v.iter().map(|s| (*s).to_owned()))
+                .unwrap_err()
+                .message
+        };
+        for (line, flag) in [
+            (&["pull", "r", "--cache-dir", ""][..], "--cache-dir"),
+            (&["resolve", "r", "--cache-dir", ""], "--cache-dir"),
+            (&["inspect", "--cache-dir", "", "r"], "--cache-dir"),
+            (&["pull", "r", "-o", ""], "-o"),
+            (&["pull", "r", "--output", ""], "--output"),
+            (&["cache", "clear", "--cache-dir", ""], "--cache-dir"),
+        ] {
+            assert_eq!(
+                empty(line),
+                format!("`{flag}` needs a path, not an empty string"),
+                "{line:?}"
+            );
+        }
     }
 
     #[test]

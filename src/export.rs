@@ -1,0 +1,166 @@
+//! Copying a file out of the cache to a path the caller chose: never onto the
+//! cached file itself, and never leaving a half-written destination behind.
+//!
+//! Every copy out of the cache goes through [`copy_out`] ([`Artifact::copy_to`],
+//! hence the CLI's `-o FILE` and [`build::fetch_to_out_dir`]), so a faster copy
+//! (reflink, `copy_file_range`) has one place to go.
+//!
+//! [`Artifact::copy_to`]: crate::Artifact::copy_to
+//! [`build::fetch_to_out_dir`]: crate::build::fetch_to_out_dir
+
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Copies `source` to `dest` through a temporary file in `dest`'s directory that
+/// is renamed over `dest` once complete and on disk.
+///
+/// Whatever fails, `dest` keeps its old content and no temporary file remains
+/// (the temporary file is removed when dropped). A symlink at `dest` is replaced,
+/// never written through, so even a link swapped in after the check below cannot
+/// make the copy truncate the cached file.
+pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
+    let mut from = File::open(source).map_err(|e| Error::io("open", source, e))?;
+    let from_meta = from.metadata().map_err(|e| Error::io("stat", source, e))?;
+    if same_file(source, &from_meta, dest)? {
+        return Err(Error::DestinationIsCached {
+            destination: dest.to_path_buf(),
+            cached: source.to_path_buf(),
+        });
+    }
+    if dest.file_name().is_none() {
+        return Err(Error::io(
+            "copy the artifact to",
+            dest,
+            io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"),
+        ));
+    }
+    let dir = match dest.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".forge-oci-").suffix(".tmp");
+    // tempfile creates 0600; a copy is the user's own ordinary file, readable as
+    // any file they create (0644 before the umask), and writable even though the
+    // cached blob is read-only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temporary file in", dir, e))?;
+    io::copy(&mut from, tmp.as_file_mut())
+        .map_err(|e| Error::io("copy the artifact to", dest, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+    tmp.persist(dest)
+        .map_err(|e| Error::io("replace", dest, e.error))?;
+    sync_dir(dir)
+}
+
+/// Whether `dest` is the file `source` is: its path, a hard link, or a symlink to it.
+#[cfg(unix)]
+fn same_file(_source: &Path, source_meta: &fs::Metadata, dest: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    // `metadata` follows a symlink at `dest`: a link to the blob is the blob.
+    match fs::metadata(dest) {
+        Ok(m) => Ok(m.dev() == source_meta.dev() && m.ino() == source_meta.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("stat", dest, e)),
+    }
+}
+
+/// Whether `dest` is the file `source` is, by canonical path (links resolved).
+#[cfg(not(unix))]
+fn same_file(source: &Path, _source_meta: &fs::Metadata, dest: &Path) -> Result<bool> {
+    match (fs::canonicalize(source), fs::canonicalize(dest)) {
+        (Ok(a), Ok(b)) => Ok(a == b),
+        _ => Ok(false),
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<()> {
+    // Windows cannot open a directory as a file; its rename is already durable enough.
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn blob(dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("blob");
+        fs::write(&path, b"cached bytes").unwrap();
+        path
+    }
+
+    #[test]
+    fn replaces_the_destination_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = blob(dir.path());
+        let dest = dir.path().join("out.wasm");
+        fs::write(&dest, b"old").unwrap();
+        copy_out(&source, &dest).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"cached bytes");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_the_source_by_path_hard_link_and_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = blob(dir.path());
+        let hard = dir.path().join("hard");
+        fs::hard_link(&source, &hard).unwrap();
+        let soft = dir.path().join("soft");
+        std::os::unix::fs::symlink(&source, &soft).unwrap();
+        for dest in [&source, &hard, &soft] {
+            let err = copy_out(&source, dest).unwrap_err();
+            assert!(
+                matches!(&err, Error::DestinationIsCached { destination, .. } if destination == dest),
+                "{err}"
+            );
+        }
+        assert_eq!(fs::read(&source).unwrap(), b"cached bytes");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_to_another_file_is_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = blob(dir.path());
+        let other = dir.path().join("other");
+        fs::write(&other, b"keep me").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        copy_out(&source, &link).unwrap();
+        assert_eq!(fs::read(&other).unwrap(), b"keep me");
+        assert!(fs::symlink_metadata(&link).unwrap().is_file());
+        assert_eq!(fs::read(&link).unwrap(), b"cached bytes");
+    }
+
+    #[test]
+    fn a_path_without_a_file_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = blob(dir.path());
+        let err = copy_out(&source, &dir.path().join("..")).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+    }
+}

@@ -1,0 +1,305 @@
+//! The `forge-oci` command against the fake registry in `common/server.rs`: where
+//! `pull -o` writes and what it refuses, and path options given empty.
+//!
+//! Every command runs in its own working directory with `HOME` and
+//! `XDG_CACHE_HOME` pointed into it, so nothing here can reach the user's cache.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::server::FakeRegistry;
+use common::*;
+
+const REPO: &str = "cli/plugin";
+
+/// The CLI in `work`, with no cache or network setting from our environment.
+fn forge_oci(work: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge-oci"));
+    cmd.current_dir(work)
+        .env("HOME", work)
+        .env("XDG_CACHE_HOME", work.join("user-cache"))
+        .env_remove("FORGE_CACHE_DIR")
+        .env_remove("FORGE_OCI_INSECURE_HOSTS")
+        .env_remove("FORGE_OFFLINE")
+        .env_remove("CARGO_NET_OFFLINE");
+    cmd
+}
+
+/// `forge-oci pull REF --cache-dir CACHE --insecure HOST` plus `extra`.
+fn pull(work: &Path, server: &FakeRegistry, cache: &Path, extra: &[&str]) -> Output {
+    forge_oci(work)
+        .args(["pull", &format!("{}/{REPO}:1.0", server.host())])
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--insecure", server.host()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Pulls the artifact once and returns the cached blob's path.
+fn pull_to_cache(work: &Path, server: &FakeRegistry, cache: &Path) -> PathBuf {
+    let out = pull(work, server, cache, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The next pull still serves the right bytes, from the cache.
+fn assert_cache_serves(work: &Path, server: &FakeRegistry, cache: &Path, payload: &[u8]) {
+    let bytes = pull(work, server, cache, &["-o", "-"]);
+    assert!(bytes.status.success(), "{}", stderr(&bytes));
+    assert_eq!(bytes.stdout, payload);
+    let json = pull(work, server, cache, &["--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["from_cache"], true);
+    assert_eq!(json["size"], payload.len());
+}
+
+#[test]
+fn dash_o_onto_the_cached_blob_or_a_link_to_it_is_refused() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("do not truncate me", 100_000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let blob = pull_to_cache(work.path(), &server, &cache);
+    let link = work.path().join("link.wasm");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&blob, &link).unwrap();
+    #[cfg(not(unix))]
+    let link = blob.clone();
+
+    for dest in [&blob, &link] {
+        let out = pull(
+            work.path(),
+            &server,
+            &cache,
+            &["-o", dest.to_str().unwrap()],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.starts_with(&format!(
+                "error: cannot copy the artifact to {}: that is the cached file",
+                dest.display()
+            )),
+            "{message}"
+        );
+        assert_eq!(fs::read(&blob).unwrap(), payload, "{}", dest.display());
+    }
+    assert_eq!(verified_blobs(&cache).len(), 2);
+    assert_cache_serves(work.path(), &server, &cache, &payload);
+}
+
+#[test]
+fn dash_o_replaces_the_file_whole_with_an_ordinary_writable_copy() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("copied out", 50_000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let out_dir = work.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let dest = out_dir.join("plugin.wasm");
+    fs::write(
+        &dest,
+        b"an older copy, read-only as copies of read-only blobs were",
+    )
+    .unwrap();
+    let mut read_only = fs::metadata(&dest).unwrap().permissions();
+    read_only.set_readonly(true);
+    fs::set_permissions(&dest, read_only).unwrap();
+
+    let out = pull(
+        work.path(),
+        &server,
+        &cache,
+        &["-o", dest.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(fs::read(&dest).unwrap(), payload);
+    assert!(!fs::metadata(&dest).unwrap().permissions().readonly());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o600, 0o600, "mode {mode:o}");
+    }
+    let names: Vec<_> = fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["plugin.wasm"], "no temporary file is left");
+
+    // A relative FILE is relative to the working directory.
+    let out = pull(work.path(), &server, &cache, &["-o", "here.wasm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(work.path().join("here.wasm")).unwrap(), payload);
+}
+
+/// Unmounts on drop, so a failed assertion does not leave a mount behind.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn dash_o_on_a_full_disk_leaves_the_old_file_intact() {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    if !is_root {
+        eprintln!(
+            "\n*** SKIPPED dash_o_on_a_full_disk_leaves_the_old_file_intact: \
+             mounting a small tmpfs needs root ***\n"
+        );
+        return;
+    }
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("too big for the disk", 256 << 10);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let disk = work.path().join("disk");
+    fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    if !mounted.status.success() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the full-disk test: {}",
+            stderr(&mounted)
+        );
+        eprintln!(
+            "\n*** SKIPPED dash_o_on_a_full_disk_leaves_the_old_file_intact: cannot mount a tmpfs: {} ***\n",
+            stderr(&mounted).trim()
+        );
+        return;
+    }
+    let _mount = Mount(disk.clone());
+    let dest = disk.join("plugin.wasm");
+    let old = wasm_payload("the copy from last time", 8 << 10);
+    fs::write(&dest, &old).unwrap();
+
+    let out = pull(
+        work.path(),
+        &server,
+        &cache,
+        &["-o", dest.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.starts_with(&format!(
+            "error: cannot copy the artifact to {}",
+            dest.display()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("caused by: "), "{message}");
+    assert_eq!(fs::read(&dest).unwrap(), old, "the old file must be intact");
+    assert_eq!(
+        fs::read_dir(&disk).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    assert_cache_serves(work.path(), &server, &cache, &payload);
+}
+
+/// A working directory that looks like a cache root, and a filled user cache:
+/// what an empty path must never reach.
+fn seed(work: &Path) -> Vec<PathBuf> {
+    let user_cache = work.join("user-cache/openapi-forge/plugins");
+    let mut files = Vec::new();
+    for root in [work, &user_cache] {
+        for dir in ["tmp", "refs", "blobs", "locks"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+            let file = root.join(dir).join("keep");
+            fs::write(&file, dir).unwrap();
+            files.push(file);
+        }
+    }
+    files
+}
+
+fn assert_untouched(files: &[PathBuf]) {
+    for file in files {
+        assert!(file.exists(), "{} was deleted", file.display());
+    }
+}
+
+#[test]
+fn empty_path_options_are_usage_errors_that_touch_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let files = seed(work.path());
+    for (args, flag) in [
+        (&["cache", "clear", "--cache-dir", ""][..], "--cache-dir"),
+        (&["cache", "prune", "--cache-dir", ""], "--cache-dir"),
+        (&["cache", "--cache-dir", "", "verify"], "--cache-dir"),
+        (
+            &["pull", "127.0.0.1:1/a/b:1", "--cache-dir", ""],
+            "--cache-dir",
+        ),
+        (
+            &["resolve", "127.0.0.1:1/a/b:1", "--cache-dir", ""],
+            "--cache-dir",
+        ),
+        (
+            &["inspect", "--cache-dir", "", "127.0.0.1:1/a/b:1"],
+            "--cache-dir",
+        ),
+        (&["pull", "127.0.0.1:1/a/b:1", "-o", ""], "-o"),
+        (&["pull", "127.0.0.1:1/a/b:1", "--output", ""], "--output"),
+    ] {
+        let out = forge_oci(work.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.starts_with(&format!(
+                "error: `{flag}` needs a path, not an empty string"
+            )),
+            "{args:?}: {message}"
+        );
+        assert!(message.contains("usage: forge-oci"), "{message}");
+        assert!(out.stdout.is_empty());
+    }
+    assert_untouched(&files);
+}
+
+#[test]
+fn an_empty_forge_cache_dir_is_refused_not_taken_for_the_default() {
+    let work = tempfile::tempdir().unwrap();
+    let files = seed(work.path());
+    for value in ["", " "] {
+        let out = forge_oci(work.path())
+            .env("FORGE_CACHE_DIR", value)
+            .args(["cache", "clear"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{value:?}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.starts_with(&format!(
+                "error: cannot use FORGE_CACHE_DIR `{value}`: an empty path would mean the current directory"
+            )),
+            "{message}"
+        );
+    }
+    assert_untouched(&files);
+}
