@@ -12,6 +12,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 
+use crate::cache::sync_parent;
 use crate::error::{Error, Result};
 
 /// Copies `source` to `dest` through a temporary file in `dest`'s directory that
@@ -62,7 +63,7 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync", tmp.path(), e))?;
     tmp.persist(dest)
         .map_err(|e| Error::io("replace", dest, e.error))?;
-    sync_dir(dir)
+    sync_parent(dest)
 }
 
 /// Whether `dest` is the file `source` is: its path, a hard link, or a symlink to it.
@@ -84,19 +85,6 @@ fn same_file(source: &Path, _source_meta: &fs::Metadata, dest: &Path) -> Result<
         (Ok(a), Ok(b)) => Ok(a == b),
         _ => Ok(false),
     }
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<()> {
-    // Windows cannot open a directory as a file; its rename is already durable enough.
-    Ok(())
 }
 
 #[cfg(test)]

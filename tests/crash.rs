@@ -8,7 +8,7 @@
 //!
 //! Without strace these tests are skipped with a loud message, except in CI
 //! (`CI` set), where a missing strace is a failure.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
 

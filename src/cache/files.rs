@@ -128,10 +128,13 @@ pub(crate) fn is_link_refusal(e: &io::Error) -> bool {
 }
 
 /// Fsyncs the directory holding `path`, so a rename into it survives a crash.
+/// Also used for copies out of the cache (`export`).
 #[cfg(unix)]
 pub(crate) fn sync_parent(path: &Path) -> Result<()> {
-    let Some(dir) = path.parent() else {
-        return Ok(());
+    let dir = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(()),
     };
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -32,6 +32,7 @@ use crate::reference::Reference;
 
 pub(crate) use commit::CommitError;
 use commit::{Mode, Target};
+pub(crate) use files::sync_parent;
 use files::{ensure_dir, ensure_dirs_below, open_no_follow, open_regular, regular_len};
 use layout::Layout;
 use lock::{LockMode, Waiting, with_lock};

@@ -22,6 +22,7 @@ pub struct Route {
     chunk: usize,
     delay: Duration,
     ranges: bool,
+    refuse_ranges: bool,
     cut_after: Option<usize>,
     content_length: Option<u64>,
     trickle_headers: Option<Duration>,
@@ -40,6 +41,7 @@ impl Route {
             chunk: 64 << 10,
             delay: Duration::ZERO,
             ranges: false,
+            refuse_ranges: false,
             cut_after: None,
             content_length: None,
             trickle_headers: None,
@@ -102,9 +104,16 @@ impl Route {
         self
     }
 
-    /// Answers `Range: bytes=N-` with 206 and the rest of the body.
+    /// Answers `Range: bytes=N-` with 206 and the rest of the body (416 when N
+    /// is at or past the end).
     pub fn ranges(mut self) -> Route {
         self.ranges = true;
+        self
+    }
+
+    /// Answers any `Range` with 416 Range Not Satisfiable.
+    pub fn refuse_ranges(mut self) -> Route {
+        self.refuse_ranges = true;
         self
     }
 }
@@ -274,6 +283,14 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     };
     let full = route.body.len() as u64;
     let (status, start) = match range {
+        // As real registries do, a range starting at or past the end is refused.
+        Some(start) if route.refuse_ranges || (route.ranges && start >= full) => {
+            write!(
+                out,
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{full}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            return Ok(());
+        }
         Some(start) if route.ranges && start < full => (206, start),
         _ => (route.status, 0),
     };

@@ -1,0 +1,293 @@
+//! A hostile local user: whoever can write the cache directory plants links,
+//! FIFOs, hard links and damaged files where the cache keeps its own. Each is
+//! never served, repaired, or refused with an error naming the path; nothing
+//! outside the cache is ever written.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![cfg(unix)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::server::{FakeRegistry, Route};
+use common::*;
+use forge_oci::{Client, Error, Network};
+
+const REPO: &str = "tamper/plugin";
+
+struct Setup {
+    server: FakeRegistry,
+    cache: tempfile::TempDir,
+    outside: tempfile::TempDir,
+    payload: Vec<u8>,
+    manifest: Vec<u8>,
+}
+
+impl Setup {
+    fn new(seed: &str, blob: impl FnOnce(Route) -> Route) -> Setup {
+        let server = FakeRegistry::start();
+        let payload = wasm_payload(seed, 100_000);
+        let manifest = server.artifact(REPO, "v1", &payload, blob);
+        Setup {
+            server,
+            cache: tempfile::tempdir().unwrap(),
+            outside: tempfile::tempdir().unwrap(),
+            payload,
+            manifest,
+        }
+    }
+
+    fn reference(&self) -> String {
+        format!("{}/{REPO}:v1", self.server.host())
+    }
+
+    fn client(&self) -> Client {
+        client(self.server.host(), self.cache.path())
+    }
+
+    fn root(&self) -> &Path {
+        self.cache.path()
+    }
+
+    fn hex(&self) -> String {
+        forge_oci::Digest::of(&self.payload).hex().to_owned()
+    }
+
+    fn blob(&self) -> PathBuf {
+        self.root().join("blobs/sha256").join(self.hex())
+    }
+
+    fn partial(&self) -> PathBuf {
+        self.root()
+            .join("tmp")
+            .join(format!("{}.partial", self.hex()))
+    }
+
+    fn blob_requests(&self) -> Vec<Option<u64>> {
+        self.server
+            .ranges(&format!("/v2/{REPO}/blobs/{}", digest(&self.payload)))
+    }
+
+    /// A file outside the cache with `content`, which must stay as it is.
+    fn victim(&self, content: &[u8]) -> PathBuf {
+        let path = self.outside.path().join("victim");
+        fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// Makes the cache's directories, as a first pull would, without a blob.
+    fn make_dirs(&self) {
+        for d in ["tmp", "locks", "blobs/sha256", "refs"] {
+            fs::create_dir_all(self.root().join(d)).unwrap();
+        }
+    }
+
+    /// Pulls and checks the bytes, that the blob is a regular file, and that
+    /// `blobs/` is sound.
+    fn pull_right_bytes(&self) -> forge_oci::Artifact {
+        let a = self.client().pull(&self.reference()).unwrap();
+        assert_eq!(a.read().unwrap(), self.payload);
+        assert!(fs::symlink_metadata(a.path()).unwrap().is_file());
+        verified_blobs(self.root());
+        a
+    }
+}
+
+#[test]
+fn a_partial_planted_as_a_link_is_not_written_through() {
+    let s = Setup::new("link partial", |r| r.ranges());
+    s.make_dirs();
+    let victim = s.victim(b"someone else's file");
+    symlink(&victim, s.partial()).unwrap();
+    s.pull_right_bytes();
+    assert_eq!(fs::read(&victim).unwrap(), b"someone else's file");
+    assert!(!s.partial().exists());
+}
+
+#[test]
+fn a_partial_planted_as_a_hard_link_is_not_written_through() {
+    let s = Setup::new("hard link partial", |r| r.ranges());
+    s.make_dirs();
+    // A prefix of the blob, so a writer that trusted it would append to it.
+    let victim = s.victim(&s.payload[..10]);
+    fs::hard_link(&victim, s.partial()).unwrap();
+    s.pull_right_bytes();
+    assert_eq!(fs::read(&victim).unwrap(), &s.payload[..10]);
+    assert_eq!(
+        s.blob_requests(),
+        [None],
+        "the planted prefix is not resumed"
+    );
+}
+
+#[test]
+fn a_partial_planted_as_a_fifo_does_not_hang_the_pull() {
+    let s = Setup::new("fifo partial", |r| r.ranges());
+    s.make_dirs();
+    mkfifo(&s.partial());
+    s.pull_right_bytes();
+}
+
+#[test]
+fn a_partial_that_is_not_a_prefix_is_fetched_again_from_zero() {
+    let s = Setup::new("bad prefix", |r| r.ranges());
+    s.make_dirs();
+    fs::write(s.partial(), vec![b'X'; 5_000]).unwrap();
+    s.pull_right_bytes();
+    assert_eq!(s.blob_requests(), [Some(5_000), None]);
+}
+
+#[test]
+fn a_partial_holding_the_whole_blob_is_finished_without_a_request() {
+    // The registry answers 416 to any range: a client that asked for the bytes
+    // after the end would be wedged.
+    let s = Setup::new("whole partial", |r| r.refuse_ranges());
+    s.make_dirs();
+    fs::write(s.partial(), &s.payload).unwrap();
+    s.pull_right_bytes();
+    assert_eq!(s.blob_requests(), Vec::<Option<u64>>::new());
+}
+
+#[test]
+fn a_lock_file_planted_as_a_link_is_not_followed() {
+    let s = Setup::new("link lock", |r| r);
+    s.make_dirs();
+    let target = s.outside.path().join("created-through-a-link");
+    symlink(
+        &target,
+        s.root().join("locks").join(format!("{}.lock", s.hex())),
+    )
+    .unwrap();
+    symlink(s.outside.path().join("cache-lock"), s.root().join(".lock")).unwrap();
+    s.pull_right_bytes();
+    assert!(!target.exists(), "a dangling link's target was created");
+    assert!(!s.outside.path().join("cache-lock").exists());
+}
+
+#[test]
+fn a_lock_file_planted_as_a_fifo_does_not_hang_the_pull() {
+    let s = Setup::new("fifo lock", |r| r);
+    s.make_dirs();
+    mkfifo(&s.root().join("locks").join(format!("{}.lock", s.hex())));
+    s.pull_right_bytes();
+}
+
+#[test]
+fn a_blob_that_is_a_link_is_never_served_and_is_replaced() {
+    let s = Setup::new("link blob", |r| r);
+    s.pull_right_bytes();
+    // Swap the blob for a link to a file outside with the very same bytes.
+    let victim = s.victim(&s.payload);
+    fs::remove_file(s.blob()).unwrap();
+    symlink(&victim, s.blob()).unwrap();
+    let a = s.pull_right_bytes();
+    assert!(!a.from_cache(), "a link is a miss");
+    assert_eq!(fs::read(&victim).unwrap(), s.payload);
+}
+
+#[test]
+fn a_truncated_blob_is_a_miss_that_is_repaired() {
+    let s = Setup::new("truncated blob", |r| r);
+    s.pull_right_bytes();
+    fs::remove_file(s.blob()).unwrap();
+    fs::write(s.blob(), &s.payload[..99_000]).unwrap();
+    let a = s.pull_right_bytes();
+    assert!(
+        !a.from_cache(),
+        "a blob shorter than its descriptor is a miss"
+    );
+    assert!(s.client().pull(&s.reference()).unwrap().from_cache());
+}
+
+#[test]
+fn a_corrupt_cached_manifest_is_replaced_so_offline_pulls_work_again() {
+    let s = Setup::new("corrupt manifest", |r| r);
+    s.pull_right_bytes();
+    let manifest = s
+        .root()
+        .join("blobs/sha256")
+        .join(forge_oci::Digest::of(&s.manifest).hex());
+    fs::remove_file(&manifest).unwrap();
+    fs::write(&manifest, b"{\"not\": \"the manifest\"}").unwrap();
+    // Online, the damaged manifest is a miss: fetched again, and stored again.
+    s.pull_right_bytes();
+    assert_eq!(fs::read(&manifest).unwrap(), s.manifest);
+    let offline = Client::builder()
+        .cache_dir(s.root())
+        .network(Network::Offline)
+        .build()
+        .unwrap();
+    assert_eq!(
+        offline.pull(&s.reference()).unwrap().read().unwrap(),
+        s.payload
+    );
+}
+
+#[test]
+fn cache_directories_replaced_by_links_are_refused_naming_the_path() {
+    for dir in ["tmp", "locks", "blobs/sha256"] {
+        let s = Setup::new(&format!("link dir {dir}"), |r| r);
+        fs::create_dir_all(s.root().join("blobs")).unwrap();
+        symlink(s.outside.path(), s.root().join(dir)).unwrap();
+        let e = s.client().pull(&s.reference()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Io { path, .. } if path.ends_with(dir)),
+            "{dir}: {e:?}"
+        );
+        assert_eq!(fs::read_dir(s.outside.path()).unwrap().count(), 0, "{dir}");
+    }
+}
+
+#[test]
+fn a_refs_directory_replaced_by_a_link_is_refused_naming_the_path() {
+    let s = Setup::new("link refs", |r| r);
+    let registry = s.server.host().replace(':', "_");
+    fs::create_dir_all(s.root().join("refs")).unwrap();
+    symlink(s.outside.path(), s.root().join("refs").join(&registry)).unwrap();
+    let e = s.client().pull(&s.reference()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, .. } if path.ends_with(&registry)),
+        "{e:?}"
+    );
+    assert_eq!(fs::read_dir(s.outside.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn verify_removes_links_and_strangers_from_blobs() {
+    let s = Setup::new("verify links", |r| r);
+    s.pull_right_bytes();
+    let victim = s.victim(b"outside");
+    let planted = s
+        .root()
+        .join("blobs/sha256")
+        .join(forge_oci::Digest::of(b"outside").hex());
+    symlink(&victim, &planted).unwrap();
+    let report = s.client().cache().verify().unwrap();
+    assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    assert_eq!(report.corrupt[0].path, planted);
+    assert_eq!(report.corrupt[0].actual, None);
+    assert!(fs::symlink_metadata(&planted).is_err());
+    assert_eq!(fs::read(&victim).unwrap(), b"outside");
+}
+
+fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(ok, "mkfifo {}", path.display());
+    // A pull that blocked on it would hang the test: fail it instead.
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        use std::os::unix::fs::FileTypeExt;
+        std::thread::sleep(Duration::from_secs(60));
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_fifo()) {
+            eprintln!(
+                "a pull still blocks on the FIFO {} after 60 s",
+                path.display()
+            );
+            std::process::exit(1);
+        }
+    });
+}
