@@ -453,6 +453,68 @@ fn prune_in_a_loop_never_breaks_a_pull() {
 }
 
 #[test]
+fn clear_in_a_loop_never_breaks_a_pull() {
+    let server = Arc::new(FakeRegistry::start());
+    let payloads: Vec<Vec<u8>> = (0..6)
+        .map(|i| wasm_payload(&format!("cleared {i}"), 30_000))
+        .collect();
+    for (i, p) in payloads.iter().enumerate() {
+        server.artifact(REPO, &format!("v{i}"), p, |r| {
+            r.slow(10_000, Duration::from_millis(1))
+        });
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clearer = {
+        let (c, stop) = (
+            client_with(&server, cache.path(), TagPolicy::CacheFirst),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                c.cache().clear().unwrap();
+                rounds += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            rounds
+        })
+    };
+    // 150 pulls, as many of them downloads as clear makes: none may fail.
+    let pullers: Vec<_> = (0..3)
+        .map(|t| {
+            let (server, cache) = (Arc::clone(&server), cache.path().to_owned());
+            std::thread::spawn(move || {
+                let mut failed = Vec::new();
+                for n in 0..50 {
+                    let c = client_with(&server, &cache, TagPolicy::CacheFirst);
+                    let reference = format!("{}/{REPO}:v{}", server.host(), (t + n) % 6);
+                    if let Err(e) = c.pull(&reference) {
+                        failed.push(e.to_string());
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let failed: Vec<String> = pullers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rounds = clearer.join().unwrap();
+    assert!(rounds > 1, "clear ran {rounds} times");
+    assert!(
+        failed.is_empty(),
+        "{} of 150 pulls failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    // And what the last pulls left is sound.
+    verified_blobs(cache.path());
+}
+
+#[test]
 fn a_pin_whose_layer_went_missing_refetches_only_the_blob() {
     let server = FakeRegistry::start();
     let payload = wasm_payload("pinned layer", 4000);

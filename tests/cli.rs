@@ -303,3 +303,38 @@ fn an_empty_forge_cache_dir_is_refused_not_taken_for_the_default() {
     }
     assert_untouched(&files);
 }
+
+#[test]
+fn cache_verify_exits_1_when_it_repaired_damage_even_without_a_lock_file() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("verify me", 50_000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let verify = || {
+        forge_oci(work.path())
+            .args(["cache", "verify", "--cache-dir"])
+            .arg(&cache)
+            .output()
+            .unwrap()
+    };
+    let blob = pull_to_cache(work.path(), &server, &cache);
+    assert_eq!(verify().status.code(), Some(0), "a sound cache");
+
+    // Copied as `cp -r dir/*` does: no `.lock`. Then one blob rots.
+    fs::remove_file(cache.join(".lock")).unwrap();
+    fs::remove_file(&blob).unwrap();
+    fs::write(&blob, b"rotten").unwrap();
+    let out = verify();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", stderr(&out));
+    assert!(stdout.contains("1 corrupt"), "{stdout}");
+    assert!(stdout.contains(&blob.display().to_string()), "{stdout}");
+    assert!(!blob.exists(), "the corrupt blob is removed");
+    // Repaired: the next verify is clean, and the next pull fetches the blob again.
+    assert_eq!(verify().status.code(), Some(0));
+    assert_eq!(
+        fs::read(pull_to_cache(work.path(), &server, &cache)).unwrap(),
+        payload
+    );
+}
