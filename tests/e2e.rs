@@ -405,7 +405,8 @@ impl Rng {
 
 /// A child pulling a 2 MiB blob from a slow server is killed with SIGKILL at a
 /// random moment, again and again. Each artifact is attacked three times, so
-/// kills land before, during and after resumed downloads. After every kill,
+/// kills land at different stages of its download (a killed writer's own file is
+/// not resumed: see `cache/commit.rs`; tests/crash.rs kills at each system call). After every kill,
 /// `blobs/` holds only files that hash to their names; at the end every
 /// artifact pulls correctly and prune leaves no temporary file behind.
 fn sigkill_at_random_moments() -> Outcome {
