@@ -235,13 +235,13 @@ impl Client {
                 if !online || self.tag_is_fresh(resolved_at) {
                     return Ok(self.hit(hit));
                 }
-                match inner.registry.head_manifest(r, deadline) {
+                match self.current_digest(r, deadline) {
                     Ok(Some(current)) if current == digest => {
                         inner.cache.touch_ref(r);
                         return Ok(self.hit(hit));
                     }
                     Ok(_) => {} // moved, or no digest to compare: pull it
-                    Err(error) if registry_unavailable(&error) => {
+                    Err(error) if cannot_tell_now(&error) => {
                         inner.events.emit(&Event::UsingCachedTag {
                             reference: r,
                             digest: &digest,
@@ -262,6 +262,17 @@ impl Client {
         inner
             .cache
             .with_pull_lock(r, || self.pull_from_registry(r, deadline))
+    }
+
+    /// The digest tag `r` points to now: a HEAD, or a GET of the manifest when the
+    /// registry does not answer HEAD (405, 501). `None` when it gives no digest.
+    fn current_digest(&self, r: &Reference, deadline: Option<Instant>) -> Result<Option<Digest>> {
+        match self.inner.registry.head_manifest(r, deadline) {
+            Err(Error::Registry {
+                status: 405 | 501, ..
+            }) => Ok(Some(self.fetch_manifest(r, None, None, deadline)?.digest)),
+            other => other,
+        }
     }
 
     fn tag_is_fresh(&self, resolved_at: SystemTime) -> bool {
@@ -467,12 +478,17 @@ impl Client {
     }
 }
 
-/// Failures after which a cached tag is still worth serving: the registry is
-/// unreachable or overloaded, not saying the tag is gone or forbidden.
-fn registry_unavailable(e: &Error) -> bool {
+/// Failures that say "can't tell now", after which a cached tag is still worth
+/// serving: the registry or its token service is unreachable, overloaded, broken
+/// or slower than the deadline. A real answer (the tag is gone, access is refused,
+/// the manifest is invalid) is not one of them.
+fn cannot_tell_now(e: &Error) -> bool {
+    let unavailable = |status: u16| status == 408 || status == 429 || status >= 500;
     match e {
-        Error::Transport { .. } => true,
-        Error::Registry { status, .. } => *status == 429 || *status >= 500,
+        Error::Transport { .. } | Error::Deadline { .. } => true,
+        Error::Registry { status, .. } => unavailable(*status),
+        // No status: the token service could not be reached, or answered nonsense.
+        Error::Token { status, .. } => status.is_none_or(unavailable),
         _ => false,
     }
 }

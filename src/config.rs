@@ -34,9 +34,12 @@ pub enum TagPolicy {
     /// Use a cached tag as it is; only a miss asks the registry.
     #[default]
     CacheFirst,
-    /// Ask the registry for the tag's digest (a HEAD request) on every pull and
-    /// download again only if it changed. When the registry cannot be reached the
-    /// cached digest is used and [`Event::UsingCachedTag`] is reported.
+    /// Ask the registry for the tag's digest (a HEAD request, or a GET where HEAD
+    /// is not allowed) on every pull and download again only if it changed. When
+    /// the registry cannot tell now (it or its token service is unreachable or
+    /// overloaded, or the pull's deadline passes) the cached digest is used and
+    /// [`Event::UsingCachedTag`] is reported; a real answer (not found, refused)
+    /// is an error.
     Revalidate,
     /// Like [`TagPolicy::CacheFirst`] while the tag was resolved less than this long
     /// ago, like [`TagPolicy::Revalidate`] after.

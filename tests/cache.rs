@@ -134,6 +134,107 @@ fn revalidate_uses_the_cache_when_the_registry_is_down_and_says_so() {
     );
 }
 
+/// Pulls `reference` with `TagPolicy::Revalidate`; returns the artifact and the events.
+fn revalidating_pull(
+    cache: &Path,
+    host: &str,
+    reference: &str,
+    timeout: Option<Duration>,
+) -> (forge_oci::Artifact, Vec<String>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    let mut b = Client::builder()
+        .cache_dir(cache)
+        .insecure_host(host)
+        .retries(0)
+        .tag_policy(TagPolicy::Revalidate)
+        .on_event(move |e| seen.lock().unwrap().push(e.to_string()));
+    if let Some(t) = timeout {
+        b = b.pull_timeout(t);
+    }
+    let a = b.build().unwrap().pull(reference).unwrap();
+    let events = events.lock().unwrap().clone();
+    (a, events)
+}
+
+#[test]
+fn revalidate_falls_back_to_a_get_where_head_is_not_allowed() {
+    let server = FakeRegistry::start();
+    let old = wasm_payload("head not allowed", 1000);
+    server.artifact(REPO, "1.0", &old, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    client_with(&server, cache.path(), TagPolicy::CacheFirst)
+        .pull(&reference)
+        .unwrap();
+    server.route_method("HEAD", &manifest_path("1.0"), Route::ok("").status(405));
+
+    // Unchanged: the GET says so, and the cached blob is served.
+    let (a, events) = revalidating_pull(cache.path(), server.host(), &reference, None);
+    assert!(a.from_cache() && events.is_empty(), "{events:?}");
+    assert_eq!(a.read().unwrap(), old);
+    assert_eq!(server.hits("GET", &manifest_path("1.0")), 2);
+
+    // Moved: the new build is pulled.
+    let new = wasm_payload("head not allowed, moved", 1000);
+    server.artifact(REPO, "1.0", &new, |r| r);
+    server.route_method("HEAD", &manifest_path("1.0"), Route::ok("").status(405));
+    let (a, _) = revalidating_pull(cache.path(), server.host(), &reference, None);
+    assert_eq!(a.read().unwrap(), new);
+}
+
+#[test]
+fn revalidate_serves_the_cached_tag_when_the_token_service_or_the_deadline_fails() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("token down", 1000);
+    let m = server.artifact(REPO, "1.0", &payload, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host().to_owned();
+    let reference = format!("{host}/{REPO}:1.0");
+    client_with(&server, cache.path(), TagPolicy::CacheFirst)
+        .pull(&reference)
+        .unwrap();
+    let cached = format!("using the cached {}", digest(&m));
+
+    // The registry now wants a token, and its token service is down.
+    let challenge = format!(r#"Bearer realm="http://{host}/token",service="fake""#);
+    server.route_method(
+        "HEAD",
+        &manifest_path("1.0"),
+        Route::ok("")
+            .status(401)
+            .header("www-authenticate", &challenge),
+    );
+    server.route("/token", Route::ok("down for maintenance").status(503));
+    let (a, events) = revalidating_pull(cache.path(), &host, &reference, None);
+    assert_eq!(a.read().unwrap(), payload);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].ends_with(&cached), "{}", events[0]);
+    assert_eq!(server.hits("GET", "/token"), 1);
+
+    // The registry answers too slowly for the pull's deadline.
+    server.route_method(
+        "HEAD",
+        &manifest_path("1.0"),
+        Route::ok("").trickle_headers(Duration::from_millis(50)),
+    );
+    let (a, events) = revalidating_pull(
+        cache.path(),
+        &host,
+        &reference,
+        Some(Duration::from_millis(300)),
+    );
+    assert_eq!(a.read().unwrap(), payload);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].contains("time allowed"), "{}", events[0]);
+    assert!(events[0].ends_with(&cached), "{}", events[0]);
+
+    // A real answer is not papered over: the tag is gone.
+    server.route_method("HEAD", &manifest_path("1.0"), Route::ok("").status(404));
+    let c = client_with(&server, cache.path(), TagPolicy::Revalidate);
+    assert!(matches!(c.pull(&reference), Err(Error::NotFound { .. })));
+}
+
 #[test]
 fn max_age_asks_again_only_once_the_tag_is_older() {
     let server = FakeRegistry::start();

@@ -158,6 +158,12 @@ impl FakeRegistry {
         &self.host
     }
 
+    /// Answers requests with `method` to `path` with `route`, before any route
+    /// set for the path alone.
+    pub fn route_method(&self, method: &str, path: &str, route: Route) {
+        self.route(&format!("{method} {path}"), route);
+    }
+
     pub fn route(&self, path: &str, route: Route) {
         self.state
             .routes
@@ -261,16 +267,17 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         .filter(|(_, p, _)| *p == path)
         .count()
         - 1;
-    let route = state
-        .routes
-        .lock()
-        .unwrap()
-        .get(&path)
-        .cloned()
-        .map(|r| match hit {
-            0 => r,
-            n => r.then.get(n - 1).or(r.then.last()).cloned().unwrap_or(r),
-        });
+    let route = {
+        let routes = state.routes.lock().unwrap();
+        routes
+            .get(&format!("{method} {path}"))
+            .or_else(|| routes.get(&path))
+            .cloned()
+    }
+    .map(|r| match hit {
+        0 => r,
+        n => r.then.get(n - 1).or(r.then.last()).cloned().unwrap_or(r),
+    });
     let mut out = stream;
     let Some(route) = route else {
         let body = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"no such path"}]}"#;
