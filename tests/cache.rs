@@ -434,6 +434,7 @@ fn verify_finds_corruption_and_the_next_pull_fetches_again() {
 
     let mut rotten = payload.clone();
     rotten[1234] ^= 0x40; // one flipped bit
+    fs::remove_file(a.path()).unwrap(); // blobs are read-only: replace, as damage would
     fs::write(a.path(), &rotten).unwrap();
     let report = c.cache().verify().unwrap();
     assert_eq!(report.corrupt.len(), 1);
