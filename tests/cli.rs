@@ -338,3 +338,34 @@ fn cache_verify_exits_1_when_it_repaired_damage_even_without_a_lock_file() {
         payload
     );
 }
+
+/// `s` followed by the byte 0xff, which is never UTF-8.
+#[cfg(unix)]
+fn not_utf8(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = s.as_bytes().to_vec();
+    bytes.push(0xff);
+    std::ffi::OsString::from_vec(bytes)
+}
+
+#[cfg(unix)]
+#[test]
+fn a_text_variable_that_is_not_utf8_is_an_error_naming_it() {
+    let work = tempfile::tempdir().unwrap();
+    for var in [
+        "FORGE_OFFLINE",
+        "CARGO_NET_OFFLINE",
+        "FORGE_OCI_INSECURE_HOSTS",
+    ] {
+        let out = forge_oci(work.path())
+            .env(var, not_utf8("1"))
+            .args(["cache", "path"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{var}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!("error: cannot use {var} `1\u{fffd}`: the value is not valid UTF-8\n")
+        );
+    }
+}
