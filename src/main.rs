@@ -18,12 +18,12 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use cli::args::{CacheCommand, Command, RefArgs};
+use cli::args::{CacheCommand, Command, Output, RefArgs};
 use cli::progress::{Progress, human};
 use forge_oci::{Client, ClientBuilder, Error, Event, Network, PruneOptions};
 
 fn main() -> ExitCode {
-    let command = match cli::args::parse(std::env::args().skip(1)) {
+    let command = match cli::args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(usage) => {
             eprintln!("error: {}\n\n{}", usage.message, usage.usage);
@@ -48,7 +48,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Help(text) => out!("{text}"),
         Command::Version => out!("forge-oci {}", env!("CARGO_PKG_VERSION")),
-        Command::Pull { args, output } => pull(&args, output.as_deref())?,
+        Command::Pull { args, output } => pull(&args, output.as_ref())?,
         Command::Resolve(args) => {
             let resolution = client(&args)?.resolve(&args.reference)?;
             if args.json {
@@ -103,10 +103,10 @@ fn client(args: &RefArgs) -> Result<Client, Error> {
     b.build()
 }
 
-fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
+fn pull(args: &RefArgs, output: Option<&Output>) -> Result<(), Error> {
     let artifact = client(args)?.pull(&args.reference)?;
     match output {
-        Some("-") => match std::io::stdout().lock().write_all(&artifact.read()?) {
+        Some(Output::Stdout) => match std::io::stdout().lock().write_all(&artifact.read()?) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
             other => other.map_err(|e| Error::Io {
                 action: "write",
@@ -114,22 +114,43 @@ fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
                 source: e,
             })?,
         },
-        Some(file) => artifact.copy_to(Path::new(file))?,
-        None if !args.json => out!("{}", artifact.path().display()),
+        Some(Output::File(file)) => artifact.copy_to(file)?,
+        None if !args.json => out_path(artifact.path()),
         None => {}
     }
     if args.json {
-        print_json(&serde_json::json!({
+        let mut json = serde_json::json!({
             "reference": args.reference,
-            "path": artifact.path(),
+            "path": artifact.path().to_string_lossy(),
             "layer_digest": artifact.layer_digest(),
             "manifest_digest": artifact.manifest_digest(),
             "media_type": artifact.media_type(),
             "size": artifact.size(),
             "from_cache": artifact.from_cache(),
-        }));
+        });
+        if let Some(bytes) = path_bytes(artifact.path()) {
+            json["path_bytes"] = bytes.into();
+        }
+        print_json(&json);
     }
     Ok(())
+}
+
+/// The bytes of a path that is not UTF-8, for `--json`: JSON strings are Unicode,
+/// so `path` holds it with U+FFFD for each byte that is not, and `path_bytes` the
+/// exact bytes for a tool that must open it. `None` for a UTF-8 path (and, off
+/// Unix, always: a path there is not bytes).
+fn path_bytes(path: &Path) -> Option<Vec<u8>> {
+    if path.to_str().is_some() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Some(path.as_os_str().as_bytes().to_vec())
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Runs a cache command; `verify` exits 1 when it found (and removed) damage,
@@ -137,7 +158,7 @@ fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
 fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
     let cache = client.cache();
     match command {
-        CacheCommand::Path => out!("{}", cache.root().display()),
+        CacheCommand::Path => out_path(cache.root()),
         CacheCommand::Ls { json } => {
             let entries = cache.list()?;
             let unix = |t: SystemTime| {
@@ -230,11 +251,26 @@ fn ago(secs: u64) -> String {
 }
 
 fn write_stdout(args: std::fmt::Arguments<'_>) {
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_fmt(args)
-        .and_then(|()| stdout.write_all(b"\n"))
+    write_line(|out| out.write_fmt(args));
+}
+
+/// Prints a path and a newline, as its bytes on Unix (so `$(forge-oci pull …)` is
+/// the path even when it is not UTF-8), with U+FFFD for what is not Unicode elsewhere.
+fn out_path(path: &Path) {
+    #[cfg(unix)]
     {
+        use std::os::unix::ffi::OsStrExt;
+        write_line(|out| out.write_all(path.as_os_str().as_bytes()));
+    }
+    #[cfg(not(unix))]
+    out!("{}", path.display());
+}
+
+/// Writes with `f` and a newline to standard output; a closed pipe ends the
+/// process quietly, any other failure with exit code 1.
+fn write_line(f: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = f(&mut stdout).and_then(|()| stdout.write_all(b"\n")) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

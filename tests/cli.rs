@@ -339,6 +339,26 @@ fn cache_verify_exits_1_when_it_repaired_damage_even_without_a_lock_file() {
     );
 }
 
+#[test]
+fn a_port_past_65535_is_refused_naming_it() {
+    let work = tempfile::tempdir().unwrap();
+    let out = forge_oci(work.path())
+        .args(["pull", "--offline", "localhost:99999/x"])
+        .arg("--cache-dir")
+        .arg(work.path().join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(
+            "error: invalid reference `localhost:99999/x`: port `99999` is not a port number"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!work.path().join("cache").exists());
+}
+
 /// `s` followed by the byte 0xff, which is never UTF-8.
 #[cfg(unix)]
 fn not_utf8(s: &str) -> std::ffi::OsString {
@@ -346,6 +366,121 @@ fn not_utf8(s: &str) -> std::ffi::OsString {
     let mut bytes = s.as_bytes().to_vec();
     bytes.push(0xff);
     std::ffi::OsString::from_vec(bytes)
+}
+
+#[cfg(unix)]
+fn bytes_of(path: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_reference_or_text_option_that_is_not_utf8_is_a_usage_error_naming_it() {
+    let work = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], bad: &str| {
+        forge_oci(work.path())
+            .args(args)
+            .arg(not_utf8(bad))
+            .output()
+            .unwrap()
+    };
+    for (args, bad, message) in [
+        (&["pull"][..], "a/b", "REF `a/b\u{fffd}` is not valid UTF-8"),
+        (
+            &["resolve", "a/b", "--platform"],
+            "wasip2/wasm",
+            "`--platform` needs UTF-8 text; `wasip2/wasm\u{fffd}` is not",
+        ),
+        (
+            &["inspect", "a/b", "--insecure"],
+            "host",
+            "`--insecure` needs UTF-8 text; `host\u{fffd}` is not",
+        ),
+        (
+            &["cache", "prune", "--older-than"],
+            "30d",
+            "`--older-than` needs UTF-8 text; `30d\u{fffd}` is not",
+        ),
+    ] {
+        let out = run(args, bad);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with(&format!("error: {message}")),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("usage: forge-oci"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn paths_that_are_not_utf8_are_used_as_they_are() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("a path in latin-1", 20_000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join(not_utf8("cach"));
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    let pull_with = |extra: &[std::ffi::OsString]| {
+        forge_oci(work.path())
+            .args(["pull", &reference, "--insecure", server.host()])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    // The path printed is the cached file's, byte for byte.
+    let out = pull_with(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let blob = cache
+        .join("blobs/sha256")
+        .join(&digest(&payload)["sha256:".len()..]);
+    assert_eq!(out.stdout, [bytes_of(&blob), b"\n".to_vec()].concat());
+    assert_eq!(fs::read(&blob).unwrap(), payload);
+
+    // `-o` to such a path.
+    let dest = work.path().join(not_utf8("copy"));
+    let out = pull_with(&["-o".into(), dest.clone().into()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(&dest).unwrap(), payload);
+
+    // `--json`: `path` with U+FFFD, `path_bytes` exact.
+    let out = pull_with(&["--json".into()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["path"], blob.to_string_lossy().as_ref());
+    assert!(json["path"].as_str().unwrap().contains("cach\u{fffd}"));
+    assert_eq!(json["path_bytes"], serde_json::json!(bytes_of(&blob)));
+
+    // A UTF-8 path has no `path_bytes`.
+    let utf8 = work.path().join("plain");
+    let out = forge_oci(work.path())
+        .args(["pull", &reference, "--json", "--insecure", server.host()])
+        .arg("--cache-dir")
+        .arg(&utf8)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json.get("path_bytes").is_none(), "{json}");
+
+    // FORGE_CACHE_DIR is a path too.
+    let out = forge_oci(work.path())
+        .env("FORGE_CACHE_DIR", not_utf8("env"))
+        .args(["cache", "path"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Relative, as given: the root is not made absolute.
+    let root = Path::new(&not_utf8("env")).join("openapi-forge/plugins");
+    assert_eq!(out.stdout, [bytes_of(&root), b"\n".to_vec()].concat());
 }
 
 #[cfg(unix)]

@@ -1,5 +1,11 @@
 //! Command-line parsing, by hand: the dependency list is a feature.
+//!
+//! Arguments arrive as `OsString`s (`std::env::args_os`): path values (`-o`,
+//! `--cache-dir`) are taken as they are, bytes that are not UTF-8 included; any
+//! other value, and the reference, must be UTF-8, else it is a usage error naming
+//! the option.
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -85,13 +91,22 @@ pub enum CacheCommand {
     Clear,
 }
 
+/// Where `pull -o` copies the artifact.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// `-o -`.
+    Stdout,
+    /// `-o FILE`.
+    File(PathBuf),
+}
+
 #[derive(Debug)]
 pub enum Command {
     Help(String),
     Version,
     Pull {
         args: RefArgs,
-        output: Option<String>,
+        output: Option<Output>,
     },
     Resolve(RefArgs),
     Inspect(RefArgs),
@@ -108,13 +123,14 @@ pub struct UsageError {
     pub usage: String,
 }
 
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> {
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter();
     let main = |message: String| UsageError {
         message,
         usage: MAIN_USAGE.to_owned(),
     };
-    match args.next().as_deref() {
+    let command = args.next();
+    match command.as_deref().map(OsStr::to_string_lossy).as_deref() {
         None => Err(main("no command given".into())),
         Some("-h" | "--help" | "help") => Ok(Command::Help(MAIN_USAGE.into())),
         Some("-V" | "--version") => Ok(Command::Version),
@@ -124,17 +140,21 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             let parsed = parse_ref_args(args, &usage, &mut |flag, next| match flag {
                 "-o" | "--output" => {
                     let value = next(flag)?;
-                    output = Some(non_empty_path(flag, value).map_err(|message| UsageError {
-                        message,
-                        usage: usage.clone(),
-                    })?);
+                    output = Some(if value == "-" {
+                        Output::Stdout
+                    } else {
+                        Output::File(non_empty_path(flag, value).map_err(|message| UsageError {
+                            message,
+                            usage: usage.clone(),
+                        })?)
+                    });
                     Ok(true)
                 }
                 _ => Ok(false),
             })?;
             Ok(match parsed {
                 Some(args) => {
-                    if args.json && output.as_deref() == Some("-") {
+                    if args.json && output == Some(Output::Stdout) {
                         return Err(UsageError {
                             message: "`--json` and `-o -` both want standard output".into(),
                             usage,
@@ -160,12 +180,23 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     }
 }
 
-type Next<'a> = dyn FnMut(&str) -> Result<String, UsageError> + 'a;
+/// The value after an option: `next(flag)`.
+type Next<'a> = dyn FnMut(&str) -> Result<OsString, UsageError> + 'a;
+
+/// The value of an option that takes text: UTF-8, or a usage error naming `flag`.
+fn text(flag: &str, value: OsString) -> Result<String, String> {
+    value.into_string().map_err(|value| {
+        format!(
+            "`{flag}` needs UTF-8 text; `{}` is not",
+            value.to_string_lossy()
+        )
+    })
+}
 
 /// Parses the options of a command that takes one reference. `extra` handles the
 /// command's own flags. `None` means help was asked for.
 fn parse_ref_args(
-    args: impl Iterator<Item = String>,
+    args: impl Iterator<Item = OsString>,
     usage: &str,
     extra: &mut dyn FnMut(&str, &mut Next<'_>) -> Result<bool, UsageError>,
 ) -> Result<Option<RefArgs>, UsageError> {
@@ -181,30 +212,27 @@ fn parse_ref_args(
             args.next()
                 .ok_or_else(|| err(format!("`{flag}` needs a value")))
         };
-        match arg.as_str() {
+        // An option is UTF-8; bytes that are not can only be a (bad) reference or
+        // an unknown option, and are shown with U+FFFD in their place.
+        let flag = arg.to_string_lossy();
+        match &*flag {
             "-h" | "--help" => return Ok(None),
             "--offline" => out.offline = true,
             "--json" => out.json = true,
             "-q" | "--quiet" => out.quiet = true,
-            "--insecure" => out.insecure.push(next(&arg)?),
+            "--insecure" => out.insecure.push(text(&flag, next(&flag)?).map_err(err)?),
             "--cache-dir" => {
-                out.cache_dir = Some(non_empty_path(&arg, next(&arg)?).map_err(err)?.into())
+                out.cache_dir = Some(non_empty_path(&flag, next(&flag)?).map_err(err)?)
             }
-            "--media-type" => out.media_types.push(next(&arg)?),
+            "--media-type" => out
+                .media_types
+                .push(text(&flag, next(&flag)?).map_err(err)?),
             "--platform" => {
-                let value = next(&arg)?;
-                let (os, arch) = value
-                    .split_once('/')
-                    .filter(|(os, arch)| !os.is_empty() && !arch.is_empty())
-                    .ok_or_else(|| {
-                        err(format!(
-                            "`--platform {value}`: expected OS/ARCH, e.g. wasip2/wasm"
-                        ))
-                    })?;
-                out.platforms.push(Platform::new(os, arch));
+                let value = text(&flag, next(&flag)?).map_err(err)?;
+                out.platforms.push(parse_platform(&value).map_err(err)?);
             }
             "--tag-policy" => {
-                let value = next(&arg)?;
+                let value = text(&flag, next(&flag)?).map_err(err)?;
                 out.tag_policy = Some(match value.as_str() {
                     "cache-first" => TagPolicy::CacheFirst,
                     "revalidate" => TagPolicy::Revalidate,
@@ -218,20 +246,34 @@ fn parse_ref_args(
                     },
                 });
             }
-            flag if flag.starts_with('-') && flag != "-" => {
-                if !extra(flag, &mut next)? {
-                    return Err(err(format!("unknown option `{flag}`")));
+            f if f.starts_with('-') && f != "-" => {
+                if !extra(f, &mut next)? {
+                    return Err(err(format!("unknown option `{f}`")));
                 }
             }
-            _ if reference.is_some() => return Err(err(format!("unexpected argument `{arg}`"))),
-            _ => reference = Some(arg),
+            _ if reference.is_some() => return Err(err(format!("unexpected argument `{flag}`"))),
+            _ if arg.to_str().is_none() => {
+                return Err(err(format!(
+                    "REF `{flag}` is not valid UTF-8 (references are ASCII)"
+                )));
+            }
+            _ => reference = Some(flag.into_owned()),
         }
     }
     out.reference = reference.ok_or_else(|| err("missing REF".into()))?;
     Ok(Some(out))
 }
 
-fn parse_cache(args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
+/// `OS/ARCH`, both parts non-empty.
+fn parse_platform(value: &str) -> Result<Platform, String> {
+    let (os, arch) = value
+        .split_once('/')
+        .filter(|(os, arch)| !os.is_empty() && !arch.is_empty())
+        .ok_or_else(|| format!("`--platform {value}`: expected OS/ARCH, e.g. wasip2/wasm"))?;
+    Ok(Platform::new(os, arch))
+}
+
+fn parse_cache(args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
     let err = |message: String| UsageError {
         message,
         usage: CACHE_USAGE.to_owned(),
@@ -244,18 +286,18 @@ fn parse_cache(args: impl Iterator<Item = String>) -> Result<Command, UsageError
             args.next()
                 .ok_or_else(|| err(format!("`{flag}` needs a value")))
         };
-        match arg.as_str() {
+        let flag = arg.to_string_lossy();
+        match &*flag {
             "-h" | "--help" => return Ok(Command::Help(CACHE_USAGE.into())),
-            "--cache-dir" => {
-                cache_dir = Some(PathBuf::from(
-                    non_empty_path(&arg, next(&arg)?).map_err(err)?,
-                ));
-            }
+            "--cache-dir" => cache_dir = Some(non_empty_path(&flag, next(&flag)?).map_err(err)?),
             "--json" => json = true,
-            "--older-than" => older_than = Some(parse_duration(&next(&arg)?).map_err(err)?),
-            flag if flag.starts_with('-') => return Err(err(format!("unknown option `{flag}`"))),
-            _ if sub.is_some() => return Err(err(format!("unexpected argument `{arg}`"))),
-            _ => sub = Some(arg),
+            "--older-than" => {
+                let value = text(&flag, next(&flag)?).map_err(err)?;
+                older_than = Some(parse_duration(&value).map_err(err)?);
+            }
+            f if f.starts_with('-') => return Err(err(format!("unknown option `{f}`"))),
+            _ if sub.is_some() => return Err(err(format!("unexpected argument `{flag}`"))),
+            _ => sub = Some(flag.into_owned()),
         }
     }
     let command = match sub.as_deref() {
@@ -280,14 +322,15 @@ fn parse_cache(args: impl Iterator<Item = String>) -> Result<Command, UsageError
     Ok(Command::Cache { command, cache_dir })
 }
 
-/// The value of an option that takes a path. An empty one is a usage error: the
-/// file system would take it as the current directory (and `cache clear` would
-/// empty that), or fail with a message that names no option.
-fn non_empty_path(flag: &str, value: String) -> Result<String, String> {
+/// The value of an option that takes a path, taken as it is (it need not be
+/// UTF-8). An empty one is a usage error: the file system would take it as the
+/// current directory (and `cache clear` would empty that), or fail with a message
+/// that names no option.
+fn non_empty_path(flag: &str, value: OsString) -> Result<PathBuf, String> {
     if value.is_empty() {
         Err(format!("`{flag}` needs a path, not an empty string"))
     } else {
-        Ok(value)
+        Ok(value.into())
     }
 }
 
@@ -316,8 +359,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_owned).collect()
+    fn args(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
     }
 
     #[test]
@@ -341,7 +384,7 @@ mod tests {
         let Command::Pull { args, output } = cmd else {
             panic!("{cmd:?}")
         };
-        assert_eq!(output.as_deref(), Some("out.wasm"));
+        assert_eq!(output, Some(Output::File("out.wasm".into())));
         assert_eq!(args.reference, "r:1");
         assert!(args.offline && args.quiet && !args.json);
         assert_eq!(args.insecure, ["a:5000", "b"]);
@@ -365,11 +408,7 @@ mod tests {
         assert_eq!(msg("cache"), "missing cache command");
         assert!(msg("cache verify --json").contains("--json"));
         assert_eq!(msg("frobnicate"), "unknown command `frobnicate`");
-        let empty = |v: &[&str]| {
-            parse(v.iter().map(|s| (*s).to_owned()))
-                .unwrap_err()
-                .message
-        };
+        let empty = |v: &[&str]| parse(v.iter().map(OsString::from)).unwrap_err().message;
         for (line, flag) in [
             (&["pull", "r", "--cache-dir", ""][..], "--cache-dir"),
             (&["resolve", "r", "--cache-dir", ""], "--cache-dir"),
@@ -398,5 +437,56 @@ mod tests {
         ] {
             assert!(matches!(parse(args(s)).unwrap(), Command::Help(_)), "{s}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bytes_that_are_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = || OsStr::from_bytes(b"caf\xe9").to_owned();
+        let parse_with = |before: &[&str], after: &[&str]| {
+            let line: Vec<OsString> = before
+                .iter()
+                .map(OsString::from)
+                .chain([bad()])
+                .chain(after.iter().map(OsString::from))
+                .collect();
+            parse(line)
+        };
+        // Paths are taken as they are.
+        let Command::Pull { args, output } = parse_with(&["pull", "r", "-o"], &[]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(output, Some(Output::File(PathBuf::from(bad()))));
+        assert_eq!(args.reference, "r");
+        let cmd = parse_with(&["pull", "r", "--cache-dir"], &[]).unwrap();
+        let Command::Pull { args, .. } = cmd else {
+            panic!()
+        };
+        assert_eq!(args.cache_dir, Some(PathBuf::from(bad())));
+        let cmd = parse_with(&["cache", "path", "--cache-dir"], &[]).unwrap();
+        let Command::Cache { cache_dir, .. } = cmd else {
+            panic!()
+        };
+        assert_eq!(cache_dir, Some(PathBuf::from(bad())));
+        // Anything else is a usage error that names the option.
+        let msg = |before: &[&str], after: &[&str]| parse_with(before, after).unwrap_err().message;
+        assert_eq!(
+            msg(&["pull"], &[]),
+            "REF `caf\u{fffd}` is not valid UTF-8 (references are ASCII)"
+        );
+        for flag in ["--platform", "--media-type", "--insecure", "--tag-policy"] {
+            assert_eq!(
+                msg(&["resolve", "r", flag], &[]),
+                format!("`{flag}` needs UTF-8 text; `caf\u{fffd}` is not")
+            );
+        }
+        assert!(msg(&["cache", "prune", "--older-than"], &[]).starts_with("`--older-than`"));
+        assert_eq!(
+            msg(&["pull", "r"], &[]),
+            "unexpected argument `caf\u{fffd}`"
+        );
+        assert_eq!(msg(&[], &[]), "unknown command `caf\u{fffd}`");
+        assert_eq!(msg(&["cache"], &[]), "unknown cache command `caf\u{fffd}`");
     }
 }
