@@ -63,6 +63,20 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             if let Some(dir) = cache_dir {
                 builder = builder.cache_dir(dir);
             }
+            // `ls` shows the layer a pull would return: the same selection applies.
+            if let CacheCommand::Ls {
+                platforms,
+                media_types,
+                ..
+            } = &command
+            {
+                if !platforms.is_empty() {
+                    builder = builder.platforms(platforms.clone());
+                }
+                if !media_types.is_empty() {
+                    builder = builder.layer_media_types(media_types.clone());
+                }
+            }
             return cache(builder.build()?, command);
         }
     }
@@ -159,7 +173,7 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
     let cache = client.cache();
     match command {
         CacheCommand::Path => out_path(cache.root()),
-        CacheCommand::Ls { json } => {
+        CacheCommand::Ls { json, .. } => {
             let entries = cache.list()?;
             let unix = |t: SystemTime| {
                 t.duration_since(SystemTime::UNIX_EPOCH)
@@ -174,6 +188,7 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
                             "manifest_digest": e.manifest_digest(),
                             "layer_digest": e.layer_digest(),
                             "size": e.size(),
+                            "missing_layer": e.missing_layer().map(ToString::to_string),
                             "resolved_at": unix(e.resolved_at()),
                         })
                     })
@@ -182,9 +197,11 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
             } else {
                 for e in &entries {
                     let age = e.resolved_at().elapsed().map_or(0, |d| d.as_secs());
-                    let size = e
-                        .size()
-                        .map_or_else(|| "layer not cached".to_owned(), human);
+                    let size = match (e.size(), e.missing_layer()) {
+                        (Some(size), _) => human(size),
+                        (None, Some(missing)) => missing.to_string(),
+                        (None, None) => "no layer".to_owned(),
+                    };
                     out!(
                         "{}  {}  {}  resolved {} ago",
                         e.reference(),

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::server::FakeRegistry;
+use common::server::{FakeRegistry, Route};
 use common::*;
 
 const REPO: &str = "cli/plugin";
@@ -503,4 +503,89 @@ fn a_text_variable_that_is_not_utf8_is_an_error_naming_it() {
             format!("error: cannot use {var} `1\u{fffd}`: the value is not valid UTF-8\n")
         );
     }
+}
+
+#[test]
+fn cache_ls_chooses_the_layer_as_pull_does_and_says_why_there_is_none() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("for a platform of its own", 10_000);
+    let m = manifest(&[(WASM, &payload)]);
+    let idx = index(&[(&m, "plugin-os", "wasm")]);
+    let document = |body: &[u8], media_type: &str| {
+        Route::ok(body.to_vec())
+            .header("content-type", media_type)
+            .header("docker-content-digest", &digest(body))
+    };
+    server.route(
+        &format!("/v2/{REPO}/manifests/1.0"),
+        document(&idx, OCI_INDEX),
+    );
+    server.route(
+        &format!("/v2/{REPO}/manifests/{}", digest(&m)),
+        document(&m, OCI_MANIFEST),
+    );
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(&payload)),
+        Route::ok(payload.clone()),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let out = pull(
+        work.path(),
+        &server,
+        &cache,
+        &["--platform", "plugin-os/wasm"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ls = |extra: &[&str]| {
+        let out = forge_oci(work.path())
+            .args(["cache", "ls", "--cache-dir"])
+            .arg(&cache)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = |extra: &[&str]| {
+        let text = ls(&[&["--json"], extra].concat());
+        let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+        rows[0].clone()
+    };
+
+    // With the pull's selection: the layer, cached.
+    let row = json(&["--platform", "plugin-os/wasm"]);
+    assert_eq!(row["layer_digest"], digest(&payload));
+    assert_eq!(row["size"], payload.len());
+    assert_eq!(row["missing_layer"], serde_json::Value::Null);
+    let text = ls(&["--platform", "plugin-os/wasm"]);
+    assert!(text.contains("9.8 KiB"), "{text}");
+
+    // With the default platforms: no layer, and why.
+    let row = json(&[]);
+    assert_eq!(row["layer_digest"], serde_json::Value::Null);
+    let why = row["missing_layer"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "no layer for this selection: the index has no manifest for platform wasip2/wasm"
+        ) && why.ends_with("it offers plugin-os/wasm"),
+        "{why}"
+    );
+    assert!(ls(&[]).contains(why), "{}", ls(&[]));
+
+    // The layer gone: named.
+    fs::remove_file(cache.join("blobs/sha256").join(&digest(&payload)[7..])).unwrap();
+    let row = json(&["--platform", "plugin-os/wasm"]);
+    assert_eq!(
+        row["missing_layer"],
+        format!("layer {} not cached", digest(&payload))
+    );
+    // The manifest the index selects gone: named.
+    fs::remove_file(cache.join("blobs/sha256").join(&digest(&m)[7..])).unwrap();
+    let row = json(&["--platform", "plugin-os/wasm"]);
+    assert_eq!(
+        row["missing_layer"],
+        format!("manifest {} not cached", digest(&m))
+    );
 }

@@ -59,7 +59,9 @@ usage: forge-oci cache COMMAND [--cache-dir DIR]
 
 commands:
   path                     print the cache root
-  ls [--json]              list cached references: digest, layer, size, when resolved
+  ls [--json] [--platform OS/ARCH] [--media-type TYPE]
+                           list cached references: digest, layer, size, when resolved;
+                           the layer is chosen as pull chooses it, with these options
   prune [--older-than D]   remove unreferenced blobs and leftovers (and references older than D: 30d, 12h)
   verify                   re-hash every blob; remove corrupt ones
   clear                    remove everything
@@ -85,8 +87,15 @@ pub struct RefArgs {
 #[derive(Debug)]
 pub enum CacheCommand {
     Path,
-    Ls { json: bool },
-    Prune { older_than: Option<Duration> },
+    /// `platforms` and `media_types` choose the layer shown, as they do for a pull.
+    Ls {
+        json: bool,
+        platforms: Vec<Platform>,
+        media_types: Vec<String>,
+    },
+    Prune {
+        older_than: Option<Duration>,
+    },
     Verify,
     Clear,
 }
@@ -281,6 +290,7 @@ fn parse_cache(args: impl Iterator<Item = OsString>) -> Result<Command, UsageErr
     let mut args = args.peekable();
     let mut sub = None;
     let (mut cache_dir, mut json, mut older_than) = (None, false, None);
+    let (mut platforms, mut media_types) = (Vec::new(), Vec::new());
     while let Some(arg) = args.next() {
         let mut next = |flag: &str| {
             args.next()
@@ -291,6 +301,11 @@ fn parse_cache(args: impl Iterator<Item = OsString>) -> Result<Command, UsageErr
             "-h" | "--help" => return Ok(Command::Help(CACHE_USAGE.into())),
             "--cache-dir" => cache_dir = Some(non_empty_path(&flag, next(&flag)?).map_err(err)?),
             "--json" => json = true,
+            "--platform" => {
+                let value = text(&flag, next(&flag)?).map_err(err)?;
+                platforms.push(parse_platform(&value).map_err(err)?);
+            }
+            "--media-type" => media_types.push(text(&flag, next(&flag)?).map_err(err)?),
             "--older-than" => {
                 let value = text(&flag, next(&flag)?).map_err(err)?;
                 older_than = Some(parse_duration(&value).map_err(err)?);
@@ -300,23 +315,29 @@ fn parse_cache(args: impl Iterator<Item = OsString>) -> Result<Command, UsageErr
             _ => sub = Some(flag.into_owned()),
         }
     }
+    let selection = !platforms.is_empty() || !media_types.is_empty();
     let command = match sub.as_deref() {
         Some("path") => CacheCommand::Path,
-        Some("ls") => CacheCommand::Ls { json },
+        Some("ls") => CacheCommand::Ls {
+            json,
+            platforms,
+            media_types,
+        },
         Some("prune") => CacheCommand::Prune { older_than },
         Some("verify") => CacheCommand::Verify,
         Some("clear") => CacheCommand::Clear,
         Some(other) => return Err(err(format!("unknown cache command `{other}`"))),
         None => return Err(err("missing cache command".into())),
     };
-    let misplaced = match (&command, json, older_than.is_some()) {
-        (CacheCommand::Ls { .. }, _, true) | (CacheCommand::Prune { .. }, true, _) => true,
-        (CacheCommand::Ls { .. } | CacheCommand::Prune { .. }, _, _) => false,
-        (_, json, older) => json || older,
+    let misplaced = match &command {
+        CacheCommand::Ls { .. } => older_than.is_some(),
+        CacheCommand::Prune { .. } => json || selection,
+        _ => json || selection || older_than.is_some(),
     };
     if misplaced {
         return Err(err(
-            "`--json` goes with `ls`, `--older-than` with `prune`".into()
+            "`--json`, `--platform` and `--media-type` go with `ls`, `--older-than` with `prune`"
+                .into(),
         ));
     }
     Ok(Command::Cache { command, cache_dir })
@@ -407,6 +428,8 @@ mod tests {
         assert!(msg("pull r --json -o -").contains("standard output"));
         assert_eq!(msg("cache"), "missing cache command");
         assert!(msg("cache verify --json").contains("--json"));
+        assert!(msg("cache prune --platform wasip1/wasm").contains("--platform"));
+        assert!(msg("cache ls --media-type").contains("needs a value"));
         assert_eq!(msg("frobnicate"), "unknown command `frobnicate`");
         let empty = |v: &[&str]| parse(v.iter().map(OsString::from)).unwrap_err().message;
         for (line, flag) in [
@@ -423,6 +446,29 @@ mod tests {
                 "{line:?}"
             );
         }
+    }
+
+    #[test]
+    fn cache_ls_takes_the_selection_of_a_pull() {
+        let cmd = parse(args(
+            "cache ls --platform wasip1/wasm --media-type application/x-plugin --json",
+        ))
+        .unwrap();
+        let Command::Cache {
+            command:
+                CacheCommand::Ls {
+                    json,
+                    platforms,
+                    media_types,
+                },
+            ..
+        } = cmd
+        else {
+            panic!("{cmd:?}")
+        };
+        assert!(json);
+        assert_eq!(platforms, [Platform::new("wasip1", "wasm")]);
+        assert_eq!(media_types, ["application/x-plugin"]);
     }
 
     #[test]
