@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use cli::args::{CacheCommand, Command, Output, RefArgs};
-use cli::progress::{Progress, human};
+use cli::progress::{Progress, Style, human};
 use forge_oci::{Client, ClientBuilder, Error, Event, Network, PruneOptions};
 
 fn main() -> ExitCode {
@@ -84,7 +84,13 @@ fn run(command: Command) -> Result<ExitCode, Error> {
 }
 
 fn client(args: &RefArgs) -> Result<Client, Error> {
-    let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
+    // TERM and COLUMNS are read only for a terminal: nothing else draws.
+    let progress = if !args.quiet && std::io::stderr().is_terminal() {
+        let style = Style::from_env(std::env::var_os("TERM"), std::env::var_os("COLUMNS"))?;
+        Progress::new(style, &args.reference)
+    } else {
+        Progress::silent()
+    };
     let quiet = args.quiet;
     let mut b: ClientBuilder = Client::builder().on_event(move |event| match event {
         Event::Downloading {

@@ -589,3 +589,91 @@ fn cache_ls_chooses_the_layer_as_pull_does_and_says_why_there_is_none() {
         format!("manifest {} not cached", digest(&m))
     );
 }
+
+/// Runs `forge-oci ARGS` on a pseudo-terminal (`script` from util-linux) with
+/// `TERM` and `COLUMNS` set; returns what the terminal received, or `None` when
+/// there is no `script` to run.
+fn on_a_terminal(work: &Path, args: &[&str], term: &str, columns: &str) -> Option<String> {
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the terminal test: `script` (util-linux) is missing"
+        );
+        eprintln!("\n*** SKIPPED a progress bar test: `script` (util-linux) is missing ***\n");
+        return None;
+    }
+    // Paths here are temporary directories and loopback addresses: nothing to quote.
+    let line = std::iter::once(env!("CARGO_BIN_EXE_forge-oci"))
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(work)
+        .env("HOME", work)
+        .env("XDG_CACHE_HOME", work.join("user-cache"))
+        .env("TERM", term)
+        .env("COLUMNS", columns)
+        .env_remove("FORGE_CACHE_DIR")
+        .env_remove("FORGE_OCI_INSECURE_HOSTS")
+        .env_remove("FORGE_OFFLINE")
+        .env_remove("CARGO_NET_OFFLINE")
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{transcript}{}", stderr(&out));
+    Some(transcript)
+}
+
+#[test]
+fn the_progress_bar_names_the_reference_fits_the_width_and_knows_dumb_terminals() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("big enough for a bar", 5 << 20);
+    server.artifact(REPO, "1.0", &payload, |r| {
+        r.slow(512 << 10, std::time::Duration::from_millis(30))
+    });
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    let work = tempfile::tempdir().unwrap();
+    let pull_into = |cache: &str, term: &str, columns: &str| {
+        let args = [
+            "pull",
+            &reference,
+            "--insecure",
+            server.host(),
+            "--cache-dir",
+            cache,
+            "-o",
+            "/dev/null",
+        ];
+        on_a_terminal(work.path(), &args, term, columns)
+    };
+
+    let Some(bar) = pull_into("bar", "xterm", "40") else {
+        return;
+    };
+    let frames: Vec<&str> = bar
+        .split(['\r', '\n'])
+        .map(|f| f.trim_start_matches("\x1b[2K"))
+        .filter(|f| !f.is_empty())
+        .collect();
+    assert!(frames.len() >= 2, "{bar:?}");
+    for frame in &frames {
+        assert!(frame.chars().count() < 40, "{frame:?} in {bar:?}");
+        assert!(
+            frame.starts_with('…')
+                && reference.ends_with(frame.split(' ').next().unwrap().trim_start_matches('…')),
+            "{frame:?} does not name {reference}"
+        );
+    }
+    assert!(frames.last().unwrap().contains("100%"), "{bar:?}");
+
+    let dumb = pull_into("dumb", "dumb", "40").unwrap();
+    assert!(!dumb.contains('\x1b'), "{dumb:?}");
+    let lines: Vec<&str> = dumb.lines().map(str::trim_end).collect();
+    assert_eq!(lines.len(), 2, "{dumb:?}");
+    assert_eq!(lines[0], format!("downloading {reference} (5.0 MiB)"));
+    assert!(
+        lines[1].starts_with(&format!("downloaded {reference}: 5.0 MiB in ")),
+        "{dumb:?}"
+    );
+}

@@ -38,7 +38,8 @@ pub const PULL_USAGE: &str = "\
 usage: forge-oci pull REF [-o FILE | -o -] [OPTIONS]
 
 Pull REF into the cache and print the cached file's path, or copy it to FILE
-(`-`: standard output). A progress bar is drawn on a terminal for large downloads.
+(`-`: standard output). A progress bar is drawn on a terminal for large downloads,
+as wide as COLUMNS (default 80); with TERM=dumb, a line at its start and end.
 
   -o, --output FILE        copy the artifact to FILE (`-`: standard output)";
 
