@@ -64,8 +64,12 @@ impl Artifact {
         self.size
     }
 
-    /// Whether the content came from the cache: nothing was downloaded, and at
-    /// most a revalidation request (HEAD) was sent.
+    /// Whether the blob came from the cache: it was not downloaded by this pull.
+    ///
+    /// Manifests may still have been asked for: a revalidation request (HEAD), or
+    /// the manifest of a tag that was not cached or has moved, when it leads to a
+    /// blob the cache already holds (another tag's, or one another process has
+    /// just downloaded). `false` means this pull downloaded the blob.
     pub fn from_cache(&self) -> bool {
         self.from_cache
     }
@@ -309,7 +313,7 @@ impl Client {
         // A connection dropped mid-download is retried, resuming from the partial
         // file; content that fails verification is not (the next try would be the same).
         let mut attempt = 0;
-        let path = loop {
+        let (path, downloaded) = loop {
             let fetched = cache.fetch_blob(&layer_digest, layer.size, |offset| {
                 registry.open_blob(r, &layer_digest, offset, deadline)
             });
@@ -320,7 +324,7 @@ impl Client {
                     attempt += 1;
                     std::thread::sleep(crate::registry::backoff(attempt - 1));
                 }
-                other => break other.map_err(|e| commit_error(r, &layer_digest, e))?.0,
+                other => break other.map_err(|e| commit_error(r, &layer_digest, e))?,
             }
         };
         // Manifests after the blob, the ref last: a ref never points at something missing.
@@ -335,7 +339,7 @@ impl Client {
             media_type: layer.media_type.clone(),
             size: layer.size,
         };
-        Ok(Artifact::new(path, resolved, false))
+        Ok(Artifact::new(path, resolved, !downloaded))
     }
 
     /// What `reference` resolves to, without downloading the layer. A tag is asked

@@ -16,6 +16,8 @@ use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
 use crate::registry::{Proxies, Registry, RegistryConfig, TransportConfig};
 
 const CACHE_SUBDIR: [&str; 2] = ["openapi-forge", "plugins"];
+/// The variables behind the default [`Network`].
+const OFFLINE_VARS: [&str; 2] = ["FORGE_OFFLINE", "CARGO_NET_OFFLINE"];
 
 /// Whether the client may use the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,11 +59,22 @@ enum CacheDir {
     Given(PathBuf),
 }
 
+/// An environment variable set to a value that is not UTF-8, where text is needed:
+/// [`ClientBuilder::build`] refuses it rather than silently using the default.
+#[derive(Debug)]
+struct NotUtf8 {
+    name: &'static str,
+    value: OsString,
+}
+
 /// Configures a [`Client`]. Start from [`Client::builder`]; every setter overrides
 /// a default, and some defaults come from the environment.
 #[must_use]
 pub struct ClientBuilder {
     cache_dir: CacheDir,
+    /// Variables read for a default that could not be used; the setter that
+    /// replaces the default removes its variables from here.
+    not_utf8: Vec<NotUtf8>,
     insecure_hosts: Vec<String>,
     layer_media_types: Vec<String>,
     platforms: Vec<Platform>,
@@ -82,21 +95,34 @@ pub struct ClientBuilder {
 
 impl Default for ClientBuilder {
     /// The defaults, with `FORGE_CACHE_DIR`, `FORGE_OCI_INSECURE_HOSTS`,
-    /// `FORGE_OFFLINE` and `CARGO_NET_OFFLINE` read from the environment.
+    /// `FORGE_OFFLINE` and `CARGO_NET_OFFLINE` read from the environment. A text
+    /// variable that is not UTF-8 is kept for [`build`](ClientBuilder::build) to refuse.
     fn default() -> Self {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut not_utf8 = Vec::new();
+        let mut env = |name: &'static str| match std::env::var(name) {
+            Ok(v) => Some(v).filter(|v| !v.trim().is_empty()),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(value)) => {
+                not_utf8.push(NotUtf8 { name, value });
+                None
+            }
+        };
         let is_on = |v: String| {
             !matches!(
                 v.trim().to_ascii_lowercase().as_str(),
                 "0" | "false" | "no" | "off"
             )
         };
-        let offline =
-            env("FORGE_OFFLINE").is_some_and(is_on) || env("CARGO_NET_OFFLINE").is_some_and(is_on);
+        // Both are read, so that either one not being UTF-8 is found.
+        let [forge_offline, cargo_offline] = OFFLINE_VARS.map(|name| env(name).is_some_and(is_on));
+        let offline = forge_offline || cargo_offline;
+        let insecure_hosts = env("FORGE_OCI_INSECURE_HOSTS");
         ClientBuilder {
             // Set but empty is kept, for build() to refuse: not silently the default.
+            // A path need not be UTF-8: it is used as it is.
             cache_dir: std::env::var_os("FORGE_CACHE_DIR").map_or(CacheDir::Default, CacheDir::Env),
-            insecure_hosts: env("FORGE_OCI_INSECURE_HOSTS")
+            not_utf8,
+            insecure_hosts: insecure_hosts
                 .map(|v| {
                     v.split(',')
                         .map(str::trim)
@@ -137,6 +163,7 @@ impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("cache_dir", &self.cache_dir)
+            .field("not_utf8", &self.not_utf8)
             .field("insecure_hosts", &self.insecure_hosts)
             .field("layer_media_types", &self.layer_media_types)
             .field("platforms", &self.platforms)
@@ -177,7 +204,8 @@ impl ClientBuilder {
     }
 
     /// Adds a `host[:port]` reached over plain HTTP. A bare host matches any port.
-    /// Defaults to the comma-separated list in `FORGE_OCI_INSECURE_HOSTS`.
+    /// Defaults to the comma-separated list in `FORGE_OCI_INSECURE_HOSTS` (the hosts
+    /// added here come on top of it).
     pub fn insecure_host(mut self, host: impl Into<String>) -> Self {
         self.insecure_hosts.push(host.into());
         self
@@ -203,8 +231,11 @@ impl ClientBuilder {
 
     /// Online or offline. Defaults to offline when `FORGE_OFFLINE` or
     /// `CARGO_NET_OFFLINE` is set to anything but `0`/`false`/`no`/`off`, else online.
+    /// Setting it makes those variables irrelevant, so one that is not UTF-8 is
+    /// no longer refused.
     pub fn network(mut self, network: Network) -> Self {
         self.network = network;
+        self.not_utf8.retain(|v| !OFFLINE_VARS.contains(&v.name));
         self
     }
 
@@ -322,8 +353,19 @@ impl ClientBuilder {
     /// # Errors
     /// - [`Error::Config`] naming `ClientBuilder::cache_dir` or `FORGE_CACHE_DIR` when
     ///   the cache directory given is empty.
+    /// - [`Error::Config`] naming the variable when `FORGE_OCI_INSECURE_HOSTS`,
+    ///   `FORGE_OFFLINE` or `CARGO_NET_OFFLINE` is set to something that is not UTF-8
+    ///   (the offline ones not once [`network`](Self::network) is set). A
+    ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
     /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
     pub fn build(self) -> Result<Client> {
+        if let Some(NotUtf8 { name, value }) = self.not_utf8.first() {
+            return Err(Error::Config {
+                setting: name,
+                value: value.to_string_lossy().into_owned(),
+                reason: "the value is not valid UTF-8".into(),
+            });
+        }
         let empty = |setting: &'static str, value: &OsString| Error::Config {
             setting,
             value: value.to_string_lossy().into_owned(),

@@ -36,7 +36,9 @@ mod reference;
 mod registry;
 
 pub use auth::Credentials;
-pub use cache::{Cache, CacheEntry, CorruptBlob, PruneOptions, PruneReport, VerifyReport};
+pub use cache::{
+    Cache, CacheEntry, CorruptBlob, MissingLayer, PruneOptions, PruneReport, VerifyReport,
+};
 pub use client::{Artifact, Client, Inspection, Resolution};
 pub use config::{ClientBuilder, Network, TagPolicy};
 pub use digest::{Digest, ParseDigestError, VerifyingReader};

@@ -18,12 +18,12 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use cli::args::{CacheCommand, Command, RefArgs};
-use cli::progress::{Progress, human};
+use cli::args::{CacheCommand, Command, Output, RefArgs};
+use cli::progress::{Progress, Style, human};
 use forge_oci::{Client, ClientBuilder, Error, Event, Network, PruneOptions};
 
 fn main() -> ExitCode {
-    let command = match cli::args::parse(std::env::args().skip(1)) {
+    let command = match cli::args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(usage) => {
             eprintln!("error: {}\n\n{}", usage.message, usage.usage);
@@ -48,7 +48,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Help(text) => out!("{text}"),
         Command::Version => out!("forge-oci {}", env!("CARGO_PKG_VERSION")),
-        Command::Pull { args, output } => pull(&args, output.as_deref())?,
+        Command::Pull { args, output } => pull(&args, output.as_ref())?,
         Command::Resolve(args) => {
             let resolution = client(&args)?.resolve(&args.reference)?;
             if args.json {
@@ -63,6 +63,20 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             if let Some(dir) = cache_dir {
                 builder = builder.cache_dir(dir);
             }
+            // `ls` shows the layer a pull would return: the same selection applies.
+            if let CacheCommand::Ls {
+                platforms,
+                media_types,
+                ..
+            } = &command
+            {
+                if !platforms.is_empty() {
+                    builder = builder.platforms(platforms.clone());
+                }
+                if !media_types.is_empty() {
+                    builder = builder.layer_media_types(media_types.clone());
+                }
+            }
             return cache(builder.build()?, command);
         }
     }
@@ -70,7 +84,13 @@ fn run(command: Command) -> Result<ExitCode, Error> {
 }
 
 fn client(args: &RefArgs) -> Result<Client, Error> {
-    let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
+    // TERM and COLUMNS are read only for a terminal: nothing else draws.
+    let progress = if !args.quiet && std::io::stderr().is_terminal() {
+        let style = Style::from_env(std::env::var_os("TERM"), std::env::var_os("COLUMNS"))?;
+        Progress::new(style, &args.reference)
+    } else {
+        Progress::silent()
+    };
     let quiet = args.quiet;
     let mut b: ClientBuilder = Client::builder().on_event(move |event| match event {
         Event::Downloading {
@@ -103,10 +123,10 @@ fn client(args: &RefArgs) -> Result<Client, Error> {
     b.build()
 }
 
-fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
+fn pull(args: &RefArgs, output: Option<&Output>) -> Result<(), Error> {
     let artifact = client(args)?.pull(&args.reference)?;
     match output {
-        Some("-") => match std::io::stdout().lock().write_all(&artifact.read()?) {
+        Some(Output::Stdout) => match std::io::stdout().lock().write_all(&artifact.read()?) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
             other => other.map_err(|e| Error::Io {
                 action: "write",
@@ -114,22 +134,43 @@ fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
                 source: e,
             })?,
         },
-        Some(file) => artifact.copy_to(Path::new(file))?,
-        None if !args.json => out!("{}", artifact.path().display()),
+        Some(Output::File(file)) => artifact.copy_to(file)?,
+        None if !args.json => out_path(artifact.path()),
         None => {}
     }
     if args.json {
-        print_json(&serde_json::json!({
+        let mut json = serde_json::json!({
             "reference": args.reference,
-            "path": artifact.path(),
+            "path": artifact.path().to_string_lossy(),
             "layer_digest": artifact.layer_digest(),
             "manifest_digest": artifact.manifest_digest(),
             "media_type": artifact.media_type(),
             "size": artifact.size(),
             "from_cache": artifact.from_cache(),
-        }));
+        });
+        if let Some(bytes) = path_bytes(artifact.path()) {
+            json["path_bytes"] = bytes.into();
+        }
+        print_json(&json);
     }
     Ok(())
+}
+
+/// The bytes of a path that is not UTF-8, for `--json`: JSON strings are Unicode,
+/// so `path` holds it with U+FFFD for each byte that is not, and `path_bytes` the
+/// exact bytes for a tool that must open it. `None` for a UTF-8 path (and, off
+/// Unix, always: a path there is not bytes).
+fn path_bytes(path: &Path) -> Option<Vec<u8>> {
+    if path.to_str().is_some() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Some(path.as_os_str().as_bytes().to_vec())
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Runs a cache command; `verify` exits 1 when it found (and removed) damage,
@@ -137,8 +178,8 @@ fn pull(args: &RefArgs, output: Option<&str>) -> Result<(), Error> {
 fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
     let cache = client.cache();
     match command {
-        CacheCommand::Path => out!("{}", cache.root().display()),
-        CacheCommand::Ls { json } => {
+        CacheCommand::Path => out_path(cache.root()),
+        CacheCommand::Ls { json, .. } => {
             let entries = cache.list()?;
             let unix = |t: SystemTime| {
                 t.duration_since(SystemTime::UNIX_EPOCH)
@@ -153,6 +194,7 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
                             "manifest_digest": e.manifest_digest(),
                             "layer_digest": e.layer_digest(),
                             "size": e.size(),
+                            "missing_layer": e.missing_layer().map(ToString::to_string),
                             "resolved_at": unix(e.resolved_at()),
                         })
                     })
@@ -161,9 +203,11 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
             } else {
                 for e in &entries {
                     let age = e.resolved_at().elapsed().map_or(0, |d| d.as_secs());
-                    let size = e
-                        .size()
-                        .map_or_else(|| "layer not cached".to_owned(), human);
+                    let size = match (e.size(), e.missing_layer()) {
+                        (Some(size), _) => human(size),
+                        (None, Some(missing)) => missing.to_string(),
+                        (None, None) => "no layer".to_owned(),
+                    };
                     out!(
                         "{}  {}  {}  resolved {} ago",
                         e.reference(),
@@ -230,11 +274,26 @@ fn ago(secs: u64) -> String {
 }
 
 fn write_stdout(args: std::fmt::Arguments<'_>) {
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_fmt(args)
-        .and_then(|()| stdout.write_all(b"\n"))
+    write_line(|out| out.write_fmt(args));
+}
+
+/// Prints a path and a newline, as its bytes on Unix (so `$(forge-oci pull …)` is
+/// the path even when it is not UTF-8), with U+FFFD for what is not Unicode elsewhere.
+fn out_path(path: &Path) {
+    #[cfg(unix)]
     {
+        use std::os::unix::ffi::OsStrExt;
+        write_line(|out| out.write_all(path.as_os_str().as_bytes()));
+    }
+    #[cfg(not(unix))]
+    out!("{}", path.display());
+}
+
+/// Writes with `f` and a newline to standard output; a closed pipe ends the
+/// process quietly, any other failure with exit code 1.
+fn write_line(f: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = f(&mut stdout).and_then(|()| stdout.write_all(b"\n")) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

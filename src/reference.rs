@@ -7,7 +7,7 @@
 //! ```text
 //! reference  := name [ ":" tag ] [ "@" digest ]
 //! name       := [ domain "/" ] path-component ( "/" path-component )*
-//! domain     := host [ ":" port ]
+//! domain     := host [ ":" port ]        port: digits, 1 to 65535
 //! host       := domain-component ( "." domain-component )* | "[" ipv6 "]"
 //! domain-component := [a-zA-Z0-9] | [a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
 //! path-component   := [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
@@ -19,9 +19,14 @@
 //! The path after the registry, as normalised (`library/` included), is at most 255
 //! characters.
 //!
-//! One deliberate difference from distribution/reference: digests other than
-//! sha256 are rejected (see [`crate::Digest`]); distribution's own test suite
-//! rejects `sha512` too, because its test binary does not link that hash.
+//! Two deliberate differences from distribution/reference:
+//! - digests other than sha256 are rejected (see [`crate::Digest`]); distribution's
+//!   own test suite rejects `sha512` too, because its test binary does not link that
+//!   hash;
+//! - a port must be 1 to 65535 ([`ReferenceErrorKind::InvalidPort`]). The grammar
+//!   takes any run of digits, and upstream leaves the range to a later step; here
+//!   `localhost:99999` would otherwise name a cache entry for a registry nothing
+//!   can connect to (URL parsers refuse the port or wrap it to another one).
 
 use std::fmt;
 use std::str::FromStr;
@@ -161,9 +166,7 @@ fn parse(s: &str) -> Result<Reference, ReferenceErrorKind> {
         None => (name_and_tag, None),
     };
 
-    if !is_domain(registry) {
-        return Err(K::InvalidRegistry(registry.to_owned()));
-    }
+    check_domain(registry)?;
     if path.is_empty() {
         return Err(K::Empty);
     }
@@ -222,30 +225,39 @@ fn split_registry(s: &str) -> (&str, &str) {
     }
 }
 
-fn is_domain(s: &str) -> bool {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+/// `host[:port]` as the grammar has it, with the port in 1..=65535.
+fn check_domain(s: &str) -> Result<(), ReferenceErrorKind> {
+    let invalid = || ReferenceErrorKind::InvalidRegistry(s.to_owned());
+    let (host_ok, port) = if let Some(rest) = s.strip_prefix('[') {
         let Some((v6, after)) = rest.split_once(']') else {
-            return false;
+            return Err(invalid());
         };
-        if v6.is_empty() || !v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-            return false;
-        }
+        let v6_ok = !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
         match after {
-            "" => return true,
+            "" => (v6_ok, None),
             p => match p.strip_prefix(':') {
-                Some(port) => ("", Some(port)),
-                None => return false,
+                Some(port) => (v6_ok, Some(port)),
+                None => return Err(invalid()),
             },
         }
     } else {
-        match s.split_once(':') {
+        let (host, port) = match s.split_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
-        }
+        };
+        (host.split('.').all(is_domain_component), port)
     };
-    let host_ok = s.starts_with('[') || host.split('.').all(is_domain_component);
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    host_ok && port_ok
+    let digits = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !host_ok || !digits {
+        return Err(invalid());
+    }
+    match port {
+        // Digits only, so the parse fails only past u16::MAX.
+        Some(p) if !matches!(p.parse::<u16>(), Ok(1..)) => {
+            Err(ReferenceErrorKind::InvalidPort(p.to_owned()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn is_domain_component(c: &str) -> bool {
@@ -340,8 +352,10 @@ pub enum ReferenceErrorKind {
     Empty,
     /// A bare 64-character hex string, which would be mistaken for an image ID.
     HexName,
-    /// The registry host (or port) is not a valid `host[:port]`.
+    /// The registry is not a valid `host[:port]`; holds the registry as written.
     InvalidRegistry(String),
+    /// The registry's port is digits but not 1 to 65535; holds the port as written.
+    InvalidPort(String),
     /// A path component breaks the grammar (lowercase letters and digits joined by
     /// `.`, `_`, `__` or dashes).
     InvalidPathComponent(String),
@@ -364,6 +378,7 @@ impl fmt::Display for ReferenceErrorKind {
                 "a 64-character hex string is not a repository name (pin a digest with `name@sha256:…`)",
             ),
             K::InvalidRegistry(r) => write!(f, "registry `{r}` is not a valid host[:port]"),
+            K::InvalidPort(p) => write!(f, "port `{p}` is not a port number (1 to 65535)"),
             K::InvalidPathComponent(c) => write!(
                 f,
                 "repository component `{c}` must be lowercase letters and digits separated by `.`, `_`, `__` or `-`"
@@ -425,6 +440,24 @@ mod tests {
             ReferenceErrorKind::InvalidPathComponent("a..b".into())
         );
         assert!(matches!(kind("a@sha512:00"), ReferenceErrorKind::Digest(_)));
+        for (input, port) in [
+            ("localhost:99999/x", "99999"),
+            ("localhost:65536/x", "65536"),
+            ("localhost:0/x", "0"),
+            ("[::1]:70000/x", "70000"),
+            ("ghcr.io:99999999999999999999/a:1", "99999999999999999999"),
+        ] {
+            assert_eq!(
+                kind(input),
+                ReferenceErrorKind::InvalidPort(port.into()),
+                "{input}"
+            );
+        }
+        for ok in ["localhost:1/x", "localhost:65535/x", "[::1]:5000/x"] {
+            assert!(ok.parse::<Reference>().is_ok(), "{ok}");
+        }
+        let e = "localhost:99999/x".parse::<Reference>().unwrap_err();
+        assert!(e.to_string().contains("port `99999`"), "{e}");
         let e = "ghcr.io/a/b:-x"
             .parse::<Reference>()
             .unwrap_err()

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::server::FakeRegistry;
+use common::server::{FakeRegistry, Route};
 use common::*;
 
 const REPO: &str = "cli/plugin";
@@ -336,5 +336,344 @@ fn cache_verify_exits_1_when_it_repaired_damage_even_without_a_lock_file() {
     assert_eq!(
         fs::read(pull_to_cache(work.path(), &server, &cache)).unwrap(),
         payload
+    );
+}
+
+#[test]
+fn a_port_past_65535_is_refused_naming_it() {
+    let work = tempfile::tempdir().unwrap();
+    let out = forge_oci(work.path())
+        .args(["pull", "--offline", "localhost:99999/x"])
+        .arg("--cache-dir")
+        .arg(work.path().join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(
+            "error: invalid reference `localhost:99999/x`: port `99999` is not a port number"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!work.path().join("cache").exists());
+}
+
+/// `s` followed by the byte 0xff, which is never UTF-8.
+#[cfg(unix)]
+fn not_utf8(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = s.as_bytes().to_vec();
+    bytes.push(0xff);
+    std::ffi::OsString::from_vec(bytes)
+}
+
+#[cfg(unix)]
+fn bytes_of(path: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_reference_or_text_option_that_is_not_utf8_is_a_usage_error_naming_it() {
+    let work = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], bad: &str| {
+        forge_oci(work.path())
+            .args(args)
+            .arg(not_utf8(bad))
+            .output()
+            .unwrap()
+    };
+    for (args, bad, message) in [
+        (&["pull"][..], "a/b", "REF `a/b\u{fffd}` is not valid UTF-8"),
+        (
+            &["resolve", "a/b", "--platform"],
+            "wasip2/wasm",
+            "`--platform` needs UTF-8 text; `wasip2/wasm\u{fffd}` is not",
+        ),
+        (
+            &["inspect", "a/b", "--insecure"],
+            "host",
+            "`--insecure` needs UTF-8 text; `host\u{fffd}` is not",
+        ),
+        (
+            &["cache", "prune", "--older-than"],
+            "30d",
+            "`--older-than` needs UTF-8 text; `30d\u{fffd}` is not",
+        ),
+    ] {
+        let out = run(args, bad);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with(&format!("error: {message}")),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("usage: forge-oci"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn paths_that_are_not_utf8_are_used_as_they_are() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("a path in latin-1", 20_000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join(not_utf8("cach"));
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    let pull_with = |extra: &[std::ffi::OsString]| {
+        forge_oci(work.path())
+            .args(["pull", &reference, "--insecure", server.host()])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    // The path printed is the cached file's, byte for byte.
+    let out = pull_with(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let blob = cache
+        .join("blobs/sha256")
+        .join(&digest(&payload)["sha256:".len()..]);
+    assert_eq!(out.stdout, [bytes_of(&blob), b"\n".to_vec()].concat());
+    assert_eq!(fs::read(&blob).unwrap(), payload);
+
+    // `-o` to such a path.
+    let dest = work.path().join(not_utf8("copy"));
+    let out = pull_with(&["-o".into(), dest.clone().into()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(&dest).unwrap(), payload);
+
+    // `--json`: `path` with U+FFFD, `path_bytes` exact.
+    let out = pull_with(&["--json".into()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["path"], blob.to_string_lossy().as_ref());
+    assert!(json["path"].as_str().unwrap().contains("cach\u{fffd}"));
+    assert_eq!(json["path_bytes"], serde_json::json!(bytes_of(&blob)));
+
+    // A UTF-8 path has no `path_bytes`.
+    let utf8 = work.path().join("plain");
+    let out = forge_oci(work.path())
+        .args(["pull", &reference, "--json", "--insecure", server.host()])
+        .arg("--cache-dir")
+        .arg(&utf8)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json.get("path_bytes").is_none(), "{json}");
+
+    // FORGE_CACHE_DIR is a path too.
+    let out = forge_oci(work.path())
+        .env("FORGE_CACHE_DIR", not_utf8("env"))
+        .args(["cache", "path"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Relative, as given: the root is not made absolute.
+    let root = Path::new(&not_utf8("env")).join("openapi-forge/plugins");
+    assert_eq!(out.stdout, [bytes_of(&root), b"\n".to_vec()].concat());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_text_variable_that_is_not_utf8_is_an_error_naming_it() {
+    let work = tempfile::tempdir().unwrap();
+    for var in [
+        "FORGE_OFFLINE",
+        "CARGO_NET_OFFLINE",
+        "FORGE_OCI_INSECURE_HOSTS",
+    ] {
+        let out = forge_oci(work.path())
+            .env(var, not_utf8("1"))
+            .args(["cache", "path"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{var}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!("error: cannot use {var} `1\u{fffd}`: the value is not valid UTF-8\n")
+        );
+    }
+}
+
+#[test]
+fn cache_ls_chooses_the_layer_as_pull_does_and_says_why_there_is_none() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("for a platform of its own", 10_000);
+    let m = manifest(&[(WASM, &payload)]);
+    let idx = index(&[(&m, "plugin-os", "wasm")]);
+    let document = |body: &[u8], media_type: &str| {
+        Route::ok(body.to_vec())
+            .header("content-type", media_type)
+            .header("docker-content-digest", &digest(body))
+    };
+    server.route(
+        &format!("/v2/{REPO}/manifests/1.0"),
+        document(&idx, OCI_INDEX),
+    );
+    server.route(
+        &format!("/v2/{REPO}/manifests/{}", digest(&m)),
+        document(&m, OCI_MANIFEST),
+    );
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(&payload)),
+        Route::ok(payload.clone()),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let out = pull(
+        work.path(),
+        &server,
+        &cache,
+        &["--platform", "plugin-os/wasm"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ls = |extra: &[&str]| {
+        let out = forge_oci(work.path())
+            .args(["cache", "ls", "--cache-dir"])
+            .arg(&cache)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = |extra: &[&str]| {
+        let text = ls(&[&["--json"], extra].concat());
+        let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+        rows[0].clone()
+    };
+
+    // With the pull's selection: the layer, cached.
+    let row = json(&["--platform", "plugin-os/wasm"]);
+    assert_eq!(row["layer_digest"], digest(&payload));
+    assert_eq!(row["size"], payload.len());
+    assert_eq!(row["missing_layer"], serde_json::Value::Null);
+    let text = ls(&["--platform", "plugin-os/wasm"]);
+    assert!(text.contains("9.8 KiB"), "{text}");
+
+    // With the default platforms: no layer, and why.
+    let row = json(&[]);
+    assert_eq!(row["layer_digest"], serde_json::Value::Null);
+    let why = row["missing_layer"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "no layer for this selection: the index has no manifest for platform wasip2/wasm"
+        ) && why.ends_with("it offers plugin-os/wasm"),
+        "{why}"
+    );
+    assert!(ls(&[]).contains(why), "{}", ls(&[]));
+
+    // The layer gone: named.
+    fs::remove_file(cache.join("blobs/sha256").join(&digest(&payload)[7..])).unwrap();
+    let row = json(&["--platform", "plugin-os/wasm"]);
+    assert_eq!(
+        row["missing_layer"],
+        format!("layer {} not cached", digest(&payload))
+    );
+    // The manifest the index selects gone: named.
+    fs::remove_file(cache.join("blobs/sha256").join(&digest(&m)[7..])).unwrap();
+    let row = json(&["--platform", "plugin-os/wasm"]);
+    assert_eq!(
+        row["missing_layer"],
+        format!("manifest {} not cached", digest(&m))
+    );
+}
+
+/// Runs `forge-oci ARGS` on a pseudo-terminal (`script` from util-linux) with
+/// `TERM` and `COLUMNS` set; returns what the terminal received, or `None` when
+/// there is no `script` to run.
+fn on_a_terminal(work: &Path, args: &[&str], term: &str, columns: &str) -> Option<String> {
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the terminal test: `script` (util-linux) is missing"
+        );
+        eprintln!("\n*** SKIPPED a progress bar test: `script` (util-linux) is missing ***\n");
+        return None;
+    }
+    // Paths here are temporary directories and loopback addresses: nothing to quote.
+    let line = std::iter::once(env!("CARGO_BIN_EXE_forge-oci"))
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(work)
+        .env("HOME", work)
+        .env("XDG_CACHE_HOME", work.join("user-cache"))
+        .env("TERM", term)
+        .env("COLUMNS", columns)
+        .env_remove("FORGE_CACHE_DIR")
+        .env_remove("FORGE_OCI_INSECURE_HOSTS")
+        .env_remove("FORGE_OFFLINE")
+        .env_remove("CARGO_NET_OFFLINE")
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{transcript}{}", stderr(&out));
+    Some(transcript)
+}
+
+#[test]
+fn the_progress_bar_names_the_reference_fits_the_width_and_knows_dumb_terminals() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("big enough for a bar", 5 << 20);
+    server.artifact(REPO, "1.0", &payload, |r| {
+        r.slow(512 << 10, std::time::Duration::from_millis(30))
+    });
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    let work = tempfile::tempdir().unwrap();
+    let pull_into = |cache: &str, term: &str, columns: &str| {
+        let args = [
+            "pull",
+            &reference,
+            "--insecure",
+            server.host(),
+            "--cache-dir",
+            cache,
+            "-o",
+            "/dev/null",
+        ];
+        on_a_terminal(work.path(), &args, term, columns)
+    };
+
+    let Some(bar) = pull_into("bar", "xterm", "40") else {
+        return;
+    };
+    let frames: Vec<&str> = bar
+        .split(['\r', '\n'])
+        .map(|f| f.trim_start_matches("\x1b[2K"))
+        .filter(|f| !f.is_empty())
+        .collect();
+    assert!(frames.len() >= 2, "{bar:?}");
+    for frame in &frames {
+        assert!(frame.chars().count() < 40, "{frame:?} in {bar:?}");
+        assert!(
+            frame.starts_with('…')
+                && reference.ends_with(frame.split(' ').next().unwrap().trim_start_matches('…')),
+            "{frame:?} does not name {reference}"
+        );
+    }
+    assert!(frames.last().unwrap().contains("100%"), "{bar:?}");
+
+    let dumb = pull_into("dumb", "dumb", "40").unwrap();
+    assert!(!dumb.contains('\x1b'), "{dumb:?}");
+    let lines: Vec<&str> = dumb.lines().map(str::trim_end).collect();
+    assert_eq!(lines.len(), 2, "{dumb:?}");
+    assert_eq!(lines[0], format!("downloading {reference} (5.0 MiB)"));
+    assert!(
+        lines[1].starts_with(&format!("downloaded {reference}: 5.0 MiB in ")),
+        "{dumb:?}"
     );
 }

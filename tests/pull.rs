@@ -64,6 +64,28 @@ fn pulls_into_the_cache_then_serves_the_tag_with_the_registry_gone() {
 }
 
 #[test]
+fn a_tag_whose_blob_is_cached_is_from_the_cache_though_its_manifest_was_fetched() {
+    let mut server = Server::new();
+    let payload = wasm_payload("shared by two tags", 4096);
+    let m = manifest(&[(WASM, &payload)]);
+    mock_manifest(&mut server, REPO, "v1", &m, OCI_MANIFEST);
+    let blob = mock_blob(&mut server, REPO, &payload).expect(1);
+    let second_tag = mock_manifest(&mut server, REPO, "stable", &m, OCI_MANIFEST).expect(1);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+    let client = client(&host, cache.path());
+
+    let first = client.pull(&format!("{host}/{REPO}:v1")).unwrap();
+    assert!(!first.from_cache(), "the blob was downloaded");
+    // Another tag for the same content: its manifest is fetched, the blob is not.
+    let second = client.pull(&format!("{host}/{REPO}:stable")).unwrap();
+    assert!(second.from_cache(), "no blob was downloaded");
+    assert_eq!(second.read().unwrap(), payload);
+    second_tag.assert();
+    blob.assert();
+}
+
+#[test]
 fn digest_pinned_reference_is_verified_and_then_needs_no_network() {
     let mut server = Server::new();
     let payload = wasm_payload("pinned", 1000);

@@ -36,7 +36,7 @@ pub(crate) use files::sync_parent;
 use files::{ensure_dir, ensure_dirs_below, open_no_follow, open_regular, regular_len};
 use layout::Layout;
 use lock::{LockMode, Waiting, with_lock};
-pub use ops::{CacheEntry, CorruptBlob, PruneOptions, PruneReport, VerifyReport};
+pub use ops::{CacheEntry, CorruptBlob, MissingLayer, PruneOptions, PruneReport, VerifyReport};
 
 /// How the cache turns a manifest into the one blob to return, and how long it
 /// waits for locks. Set through the client's builder.

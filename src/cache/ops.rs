@@ -5,6 +5,7 @@
 //! never delete what a pull is about to reference. Verify holds it shared.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use super::lock::LockMode;
 use super::{Cache, read_ref_file};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, SelectError};
 use crate::reference::Reference;
 
 /// One reference recorded in the cache.
@@ -23,8 +24,38 @@ use crate::reference::Reference;
 pub struct CacheEntry {
     reference: Reference,
     manifest_digest: Digest,
-    layer: Option<(Digest, u64)>,
+    layer: std::result::Result<(Digest, u64), MissingLayer>,
     resolved_at: SystemTime,
+}
+
+/// Why a [`CacheEntry`] has no layer: what a pull of it with this client would
+/// have to fetch, or why it would fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingLayer {
+    /// This manifest (the one recorded, or the one its index selects) is not in
+    /// the cache, or no longer verifies.
+    Manifest(Digest),
+    /// The manifests are cached; the layer they select, this one, is not.
+    Blob(Digest),
+    /// The cached manifests offer no platform or layer the client accepts (its
+    /// [`platforms`](crate::ClientBuilder::platforms) and
+    /// [`layer_media_types`](crate::ClientBuilder::layer_media_types)): the
+    /// reference may have been pulled with others.
+    NoMatch(SelectError),
+    /// The cached manifests could not be read or used; the error's message.
+    Unreadable(String),
+}
+
+impl fmt::Display for MissingLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MissingLayer::Manifest(d) => write!(f, "manifest {d} not cached"),
+            MissingLayer::Blob(d) => write!(f, "layer {d} not cached"),
+            MissingLayer::NoMatch(e) => write!(f, "no layer for this selection: {e}"),
+            MissingLayer::Unreadable(e) => write!(f, "cannot read the manifests: {e}"),
+        }
+    }
 }
 
 impl CacheEntry {
@@ -38,14 +69,20 @@ impl CacheEntry {
         &self.manifest_digest
     }
 
-    /// The layer a pull would return, if it is cached.
+    /// The layer a pull with this client would return, if it is cached. The
+    /// layer is chosen with the client's platforms and layer media types.
     pub fn layer_digest(&self) -> Option<&Digest> {
-        self.layer.as_ref().map(|(d, _)| d)
+        self.layer.as_ref().ok().map(|(d, _)| d)
     }
 
     /// The size of that layer in bytes, if it is cached.
     pub fn size(&self) -> Option<u64> {
-        self.layer.as_ref().map(|(_, s)| *s)
+        self.layer.as_ref().ok().map(|(_, s)| *s)
+    }
+
+    /// Why [`layer_digest`](Self::layer_digest) is `None`; `None` when it is not.
+    pub fn missing_layer(&self) -> Option<&MissingLayer> {
+        self.layer.as_ref().err()
     }
 
     /// When the reference was last resolved against the registry.
@@ -109,7 +146,9 @@ pub struct CorruptBlob {
 }
 
 impl Cache {
-    /// Every reference recorded in the cache, sorted. Takes no lock.
+    /// Every reference recorded in the cache, sorted, with the layer a pull with
+    /// this cache's client would return (selected with the client's platforms and
+    /// layer media types), or why there is none. Takes no lock.
     ///
     /// # Errors
     /// [`Error::Io`] when the `refs/` tree cannot be read.
@@ -119,11 +158,7 @@ impl Cache {
             let Some((manifest_digest, resolved_at)) = read_ref_file(&path) else {
                 continue;
             };
-            let layer = self
-                .resolve(&reference, &manifest_digest)
-                .ok()
-                .flatten()
-                .map(|r| (r.layer_digest, r.size));
+            let layer = self.cached_layer(&reference, &manifest_digest);
             entries.push(CacheEntry {
                 reference,
                 manifest_digest,
@@ -133,6 +168,40 @@ impl Cache {
         }
         entries.sort_by_key(|e| e.reference.to_string());
         Ok(entries)
+    }
+
+    /// The layer manifest `top` leads to for `r`, as [`Cache::resolve`] finds it,
+    /// or which step failed.
+    fn cached_layer(
+        &self,
+        r: &Reference,
+        top: &Digest,
+    ) -> std::result::Result<(Digest, u64), MissingLayer> {
+        let unusable = |e: Error| match e {
+            Error::NoMatch { reason, .. } => MissingLayer::NoMatch(reason),
+            e => MissingLayer::Unreadable(e.to_string()),
+        };
+        let docs = self
+            .cached_documents(r, top)
+            .map_err(unusable)?
+            .ok_or_else(|| {
+                // The top manifest, or the one its index selects, is missing.
+                let child = match self.cached_manifest(top) {
+                    Ok(Some(Manifest::Index(index))) => self
+                        .select_platform(r, &index)
+                        .and_then(|d| self.descriptor_digest(r, d))
+                        .ok(),
+                    _ => None,
+                };
+                MissingLayer::Manifest(child.unwrap_or_else(|| top.clone()))
+            })?;
+        let layer = self.select_layer(r, &docs.image).map_err(unusable)?;
+        let digest = self.descriptor_digest(r, layer).map_err(unusable)?;
+        if self.has_blob(&digest, layer.size) {
+            Ok((digest, layer.size))
+        } else {
+            Err(MissingLayer::Blob(digest))
+        }
     }
 
     /// The bytes the cache occupies (blobs, partial downloads, refs). Takes no lock.

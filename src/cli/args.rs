@@ -1,5 +1,11 @@
 //! Command-line parsing, by hand: the dependency list is a feature.
+//!
+//! Arguments arrive as `OsString`s (`std::env::args_os`): path values (`-o`,
+//! `--cache-dir`) are taken as they are, bytes that are not UTF-8 included; any
+//! other value, and the reference, must be UTF-8, else it is a usage error naming
+//! the option.
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,7 +38,8 @@ pub const PULL_USAGE: &str = "\
 usage: forge-oci pull REF [-o FILE | -o -] [OPTIONS]
 
 Pull REF into the cache and print the cached file's path, or copy it to FILE
-(`-`: standard output). A progress bar is drawn on a terminal for large downloads.
+(`-`: standard output). A progress bar is drawn on a terminal for large downloads,
+as wide as COLUMNS (default 80); with TERM=dumb, a line at its start and end.
 
   -o, --output FILE        copy the artifact to FILE (`-`: standard output)";
 
@@ -53,7 +60,9 @@ usage: forge-oci cache COMMAND [--cache-dir DIR]
 
 commands:
   path                     print the cache root
-  ls [--json]              list cached references: digest, layer, size, when resolved
+  ls [--json] [--platform OS/ARCH] [--media-type TYPE]
+                           list cached references: digest, layer, size, when resolved;
+                           the layer is chosen as pull chooses it, with these options
   prune [--older-than D]   remove unreferenced blobs and leftovers (and references older than D: 30d, 12h)
   verify                   re-hash every blob; remove corrupt ones
   clear                    remove everything
@@ -79,10 +88,26 @@ pub struct RefArgs {
 #[derive(Debug)]
 pub enum CacheCommand {
     Path,
-    Ls { json: bool },
-    Prune { older_than: Option<Duration> },
+    /// `platforms` and `media_types` choose the layer shown, as they do for a pull.
+    Ls {
+        json: bool,
+        platforms: Vec<Platform>,
+        media_types: Vec<String>,
+    },
+    Prune {
+        older_than: Option<Duration>,
+    },
     Verify,
     Clear,
+}
+
+/// Where `pull -o` copies the artifact.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// `-o -`.
+    Stdout,
+    /// `-o FILE`.
+    File(PathBuf),
 }
 
 #[derive(Debug)]
@@ -91,7 +116,7 @@ pub enum Command {
     Version,
     Pull {
         args: RefArgs,
-        output: Option<String>,
+        output: Option<Output>,
     },
     Resolve(RefArgs),
     Inspect(RefArgs),
@@ -108,13 +133,14 @@ pub struct UsageError {
     pub usage: String,
 }
 
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> {
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter();
     let main = |message: String| UsageError {
         message,
         usage: MAIN_USAGE.to_owned(),
     };
-    match args.next().as_deref() {
+    let command = args.next();
+    match command.as_deref().map(OsStr::to_string_lossy).as_deref() {
         None => Err(main("no command given".into())),
         Some("-h" | "--help" | "help") => Ok(Command::Help(MAIN_USAGE.into())),
         Some("-V" | "--version") => Ok(Command::Version),
@@ -124,17 +150,21 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             let parsed = parse_ref_args(args, &usage, &mut |flag, next| match flag {
                 "-o" | "--output" => {
                     let value = next(flag)?;
-                    output = Some(non_empty_path(flag, value).map_err(|message| UsageError {
-                        message,
-                        usage: usage.clone(),
-                    })?);
+                    output = Some(if value == "-" {
+                        Output::Stdout
+                    } else {
+                        Output::File(non_empty_path(flag, value).map_err(|message| UsageError {
+                            message,
+                            usage: usage.clone(),
+                        })?)
+                    });
                     Ok(true)
                 }
                 _ => Ok(false),
             })?;
             Ok(match parsed {
                 Some(args) => {
-                    if args.json && output.as_deref() == Some("-") {
+                    if args.json && output == Some(Output::Stdout) {
                         return Err(UsageError {
                             message: "`--json` and `-o -` both want standard output".into(),
                             usage,
@@ -160,12 +190,23 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
     }
 }
 
-type Next<'a> = dyn FnMut(&str) -> Result<String, UsageError> + 'a;
+/// The value after an option: `next(flag)`.
+type Next<'a> = dyn FnMut(&str) -> Result<OsString, UsageError> + 'a;
+
+/// The value of an option that takes text: UTF-8, or a usage error naming `flag`.
+fn text(flag: &str, value: OsString) -> Result<String, String> {
+    value.into_string().map_err(|value| {
+        format!(
+            "`{flag}` needs UTF-8 text; `{}` is not",
+            value.to_string_lossy()
+        )
+    })
+}
 
 /// Parses the options of a command that takes one reference. `extra` handles the
 /// command's own flags. `None` means help was asked for.
 fn parse_ref_args(
-    args: impl Iterator<Item = String>,
+    args: impl Iterator<Item = OsString>,
     usage: &str,
     extra: &mut dyn FnMut(&str, &mut Next<'_>) -> Result<bool, UsageError>,
 ) -> Result<Option<RefArgs>, UsageError> {
@@ -181,30 +222,27 @@ fn parse_ref_args(
             args.next()
                 .ok_or_else(|| err(format!("`{flag}` needs a value")))
         };
-        match arg.as_str() {
+        // An option is UTF-8; bytes that are not can only be a (bad) reference or
+        // an unknown option, and are shown with U+FFFD in their place.
+        let flag = arg.to_string_lossy();
+        match &*flag {
             "-h" | "--help" => return Ok(None),
             "--offline" => out.offline = true,
             "--json" => out.json = true,
             "-q" | "--quiet" => out.quiet = true,
-            "--insecure" => out.insecure.push(next(&arg)?),
+            "--insecure" => out.insecure.push(text(&flag, next(&flag)?).map_err(err)?),
             "--cache-dir" => {
-                out.cache_dir = Some(non_empty_path(&arg, next(&arg)?).map_err(err)?.into())
+                out.cache_dir = Some(non_empty_path(&flag, next(&flag)?).map_err(err)?)
             }
-            "--media-type" => out.media_types.push(next(&arg)?),
+            "--media-type" => out
+                .media_types
+                .push(text(&flag, next(&flag)?).map_err(err)?),
             "--platform" => {
-                let value = next(&arg)?;
-                let (os, arch) = value
-                    .split_once('/')
-                    .filter(|(os, arch)| !os.is_empty() && !arch.is_empty())
-                    .ok_or_else(|| {
-                        err(format!(
-                            "`--platform {value}`: expected OS/ARCH, e.g. wasip2/wasm"
-                        ))
-                    })?;
-                out.platforms.push(Platform::new(os, arch));
+                let value = text(&flag, next(&flag)?).map_err(err)?;
+                out.platforms.push(parse_platform(&value).map_err(err)?);
             }
             "--tag-policy" => {
-                let value = next(&arg)?;
+                let value = text(&flag, next(&flag)?).map_err(err)?;
                 out.tag_policy = Some(match value.as_str() {
                     "cache-first" => TagPolicy::CacheFirst,
                     "revalidate" => TagPolicy::Revalidate,
@@ -218,20 +256,34 @@ fn parse_ref_args(
                     },
                 });
             }
-            flag if flag.starts_with('-') && flag != "-" => {
-                if !extra(flag, &mut next)? {
-                    return Err(err(format!("unknown option `{flag}`")));
+            f if f.starts_with('-') && f != "-" => {
+                if !extra(f, &mut next)? {
+                    return Err(err(format!("unknown option `{f}`")));
                 }
             }
-            _ if reference.is_some() => return Err(err(format!("unexpected argument `{arg}`"))),
-            _ => reference = Some(arg),
+            _ if reference.is_some() => return Err(err(format!("unexpected argument `{flag}`"))),
+            _ if arg.to_str().is_none() => {
+                return Err(err(format!(
+                    "REF `{flag}` is not valid UTF-8 (references are ASCII)"
+                )));
+            }
+            _ => reference = Some(flag.into_owned()),
         }
     }
     out.reference = reference.ok_or_else(|| err("missing REF".into()))?;
     Ok(Some(out))
 }
 
-fn parse_cache(args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
+/// `OS/ARCH`, both parts non-empty.
+fn parse_platform(value: &str) -> Result<Platform, String> {
+    let (os, arch) = value
+        .split_once('/')
+        .filter(|(os, arch)| !os.is_empty() && !arch.is_empty())
+        .ok_or_else(|| format!("`--platform {value}`: expected OS/ARCH, e.g. wasip2/wasm"))?;
+    Ok(Platform::new(os, arch))
+}
+
+fn parse_cache(args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
     let err = |message: String| UsageError {
         message,
         usage: CACHE_USAGE.to_owned(),
@@ -239,55 +291,68 @@ fn parse_cache(args: impl Iterator<Item = String>) -> Result<Command, UsageError
     let mut args = args.peekable();
     let mut sub = None;
     let (mut cache_dir, mut json, mut older_than) = (None, false, None);
+    let (mut platforms, mut media_types) = (Vec::new(), Vec::new());
     while let Some(arg) = args.next() {
         let mut next = |flag: &str| {
             args.next()
                 .ok_or_else(|| err(format!("`{flag}` needs a value")))
         };
-        match arg.as_str() {
+        let flag = arg.to_string_lossy();
+        match &*flag {
             "-h" | "--help" => return Ok(Command::Help(CACHE_USAGE.into())),
-            "--cache-dir" => {
-                cache_dir = Some(PathBuf::from(
-                    non_empty_path(&arg, next(&arg)?).map_err(err)?,
-                ));
-            }
+            "--cache-dir" => cache_dir = Some(non_empty_path(&flag, next(&flag)?).map_err(err)?),
             "--json" => json = true,
-            "--older-than" => older_than = Some(parse_duration(&next(&arg)?).map_err(err)?),
-            flag if flag.starts_with('-') => return Err(err(format!("unknown option `{flag}`"))),
-            _ if sub.is_some() => return Err(err(format!("unexpected argument `{arg}`"))),
-            _ => sub = Some(arg),
+            "--platform" => {
+                let value = text(&flag, next(&flag)?).map_err(err)?;
+                platforms.push(parse_platform(&value).map_err(err)?);
+            }
+            "--media-type" => media_types.push(text(&flag, next(&flag)?).map_err(err)?),
+            "--older-than" => {
+                let value = text(&flag, next(&flag)?).map_err(err)?;
+                older_than = Some(parse_duration(&value).map_err(err)?);
+            }
+            f if f.starts_with('-') => return Err(err(format!("unknown option `{f}`"))),
+            _ if sub.is_some() => return Err(err(format!("unexpected argument `{flag}`"))),
+            _ => sub = Some(flag.into_owned()),
         }
     }
+    let selection = !platforms.is_empty() || !media_types.is_empty();
     let command = match sub.as_deref() {
         Some("path") => CacheCommand::Path,
-        Some("ls") => CacheCommand::Ls { json },
+        Some("ls") => CacheCommand::Ls {
+            json,
+            platforms,
+            media_types,
+        },
         Some("prune") => CacheCommand::Prune { older_than },
         Some("verify") => CacheCommand::Verify,
         Some("clear") => CacheCommand::Clear,
         Some(other) => return Err(err(format!("unknown cache command `{other}`"))),
         None => return Err(err("missing cache command".into())),
     };
-    let misplaced = match (&command, json, older_than.is_some()) {
-        (CacheCommand::Ls { .. }, _, true) | (CacheCommand::Prune { .. }, true, _) => true,
-        (CacheCommand::Ls { .. } | CacheCommand::Prune { .. }, _, _) => false,
-        (_, json, older) => json || older,
+    let misplaced = match &command {
+        CacheCommand::Ls { .. } => older_than.is_some(),
+        CacheCommand::Prune { .. } => json || selection,
+        _ => json || selection || older_than.is_some(),
     };
     if misplaced {
         return Err(err(
-            "`--json` goes with `ls`, `--older-than` with `prune`".into()
+            "`--json`, `--platform` and `--media-type` go with `ls`, `--older-than` with `prune`"
+                .into(),
         ));
     }
     Ok(Command::Cache { command, cache_dir })
 }
 
-/// The value of an option that takes a path. An empty one is a usage error: the
-/// file system would take it as the current directory (and `cache clear` would
-/// empty that), or fail with a message that names no option.
-fn non_empty_path(flag: &str, value: String) -> Result<String, String> {
+/// The value of an option that takes a path, taken as it is (it need not be
+/// UTF-8). An empty one is a usage error: the file system would take it as the
+/// current directory (and `cache clear` would empty that), or fail with a message
+/// that names no option.
+fn non_empty_path(flag: &str, value: OsString) -> Result<PathBuf, String> {
     if value.is_empty() {
         Err(format!("`{flag}` needs a path, not an empty string"))
     } else {
-        Ok(value)
+        Ok(value.into())
     }
 }
 
@@ -316,8 +381,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_owned).collect()
+    fn args(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
     }
 
     #[test]
@@ -341,7 +406,7 @@ mod tests {
         let Command::Pull { args, output } = cmd else {
             panic!("{cmd:?}")
         };
-        assert_eq!(output.as_deref(), Some("out.wasm"));
+        assert_eq!(output, Some(Output::File("out.wasm".into())));
         assert_eq!(args.reference, "r:1");
         assert!(args.offline && args.quiet && !args.json);
         assert_eq!(args.insecure, ["a:5000", "b"]);
@@ -364,12 +429,10 @@ mod tests {
         assert!(msg("pull r --json -o -").contains("standard output"));
         assert_eq!(msg("cache"), "missing cache command");
         assert!(msg("cache verify --json").contains("--json"));
+        assert!(msg("cache prune --platform wasip1/wasm").contains("--platform"));
+        assert!(msg("cache ls --media-type").contains("needs a value"));
         assert_eq!(msg("frobnicate"), "unknown command `frobnicate`");
-        let empty = |v: &[&str]| {
-            parse(v.iter().map(|s| (*s).to_owned()))
-                .unwrap_err()
-                .message
-        };
+        let empty = |v: &[&str]| parse(v.iter().map(OsString::from)).unwrap_err().message;
         for (line, flag) in [
             (&["pull", "r", "--cache-dir", ""][..], "--cache-dir"),
             (&["resolve", "r", "--cache-dir", ""], "--cache-dir"),
@@ -387,6 +450,29 @@ mod tests {
     }
 
     #[test]
+    fn cache_ls_takes_the_selection_of_a_pull() {
+        let cmd = parse(args(
+            "cache ls --platform wasip1/wasm --media-type application/x-plugin --json",
+        ))
+        .unwrap();
+        let Command::Cache {
+            command:
+                CacheCommand::Ls {
+                    json,
+                    platforms,
+                    media_types,
+                },
+            ..
+        } = cmd
+        else {
+            panic!("{cmd:?}")
+        };
+        assert!(json);
+        assert_eq!(platforms, [Platform::new("wasip1", "wasm")]);
+        assert_eq!(media_types, ["application/x-plugin"]);
+    }
+
+    #[test]
     fn help_everywhere() {
         for s in [
             "--help",
@@ -398,5 +484,56 @@ mod tests {
         ] {
             assert!(matches!(parse(args(s)).unwrap(), Command::Help(_)), "{s}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bytes_that_are_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = || OsStr::from_bytes(b"caf\xe9").to_owned();
+        let parse_with = |before: &[&str], after: &[&str]| {
+            let line: Vec<OsString> = before
+                .iter()
+                .map(OsString::from)
+                .chain([bad()])
+                .chain(after.iter().map(OsString::from))
+                .collect();
+            parse(line)
+        };
+        // Paths are taken as they are.
+        let Command::Pull { args, output } = parse_with(&["pull", "r", "-o"], &[]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(output, Some(Output::File(PathBuf::from(bad()))));
+        assert_eq!(args.reference, "r");
+        let cmd = parse_with(&["pull", "r", "--cache-dir"], &[]).unwrap();
+        let Command::Pull { args, .. } = cmd else {
+            panic!()
+        };
+        assert_eq!(args.cache_dir, Some(PathBuf::from(bad())));
+        let cmd = parse_with(&["cache", "path", "--cache-dir"], &[]).unwrap();
+        let Command::Cache { cache_dir, .. } = cmd else {
+            panic!()
+        };
+        assert_eq!(cache_dir, Some(PathBuf::from(bad())));
+        // Anything else is a usage error that names the option.
+        let msg = |before: &[&str], after: &[&str]| parse_with(before, after).unwrap_err().message;
+        assert_eq!(
+            msg(&["pull"], &[]),
+            "REF `caf\u{fffd}` is not valid UTF-8 (references are ASCII)"
+        );
+        for flag in ["--platform", "--media-type", "--insecure", "--tag-policy"] {
+            assert_eq!(
+                msg(&["resolve", "r", flag], &[]),
+                format!("`{flag}` needs UTF-8 text; `caf\u{fffd}` is not")
+            );
+        }
+        assert!(msg(&["cache", "prune", "--older-than"], &[]).starts_with("`--older-than`"));
+        assert_eq!(
+            msg(&["pull", "r"], &[]),
+            "unexpected argument `caf\u{fffd}`"
+        );
+        assert_eq!(msg(&[], &[]), "unknown command `caf\u{fffd}`");
+        assert_eq!(msg(&["cache"], &[]), "unknown cache command `caf\u{fffd}`");
     }
 }
