@@ -775,3 +775,71 @@ fn a_trickling_blob_is_stopped_by_the_pull_deadline() {
     );
     assert!(verified_blobs(cache.path()).is_empty());
 }
+
+// 36
+#[test]
+fn a_token_that_claims_to_live_for_ever() {
+    let server = FakeRegistry::start();
+    let payload = behind_tokens(
+        &server,
+        Route::ok(r#"{"token":"t","expires_in":18446744073709551615}"#),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+}
+
+// 37
+#[test]
+fn a_retry_after_date_in_an_absurd_year() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("absurd retry-after", 1000);
+    let m = serve(&server, "t", &payload, Route::ok(payload.clone()));
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok("slow down")
+            .status(503)
+            .header("retry-after", "Sun, 06 Nov 99999999999999999 08:49:37 GMT")
+            .then(Route::ok(m).header("content-type", OCI_MANIFEST)),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+    assert_eq!(server.hits("GET", &format!("/v2/{REPO}/manifests/t")), 2);
+}
+
+// 38
+#[test]
+fn timeouts_and_limits_too_large_to_add_mean_none() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("no limits", 1000);
+    serve(&server, "t", &payload, Route::ok(payload.clone()));
+    let (r, _cache) = pull_with(&server, &reference(&server, "t"), |b| {
+        b.pull_timeout(Duration::MAX)
+            .connect_timeout(Duration::MAX)
+            .read_timeout(Duration::MAX)
+            .lock_timeout(Duration::MAX)
+            .retries(u32::MAX)
+    });
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+}
+
+// 39
+#[test]
+fn a_partial_answer_whose_content_range_ends_before_it_starts() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("bad range", 300_000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok(payload.clone()).cut_after(120_000).ranges().then(
+            Route::ok(payload.clone())
+                .status(206)
+                .header("content-range", "bytes 120000-99/300000"),
+        ),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(&r, Err(Error::Registry { status: 206, detail: Some(d), .. }) if d.contains("Content-Range")),
+        "{r:?}"
+    );
+}

@@ -13,4 +13,4 @@ pub use credentials::Credentials;
 #[cfg(feature = "__fuzz")]
 pub(crate) use credentials::parse_credential_file;
 pub(crate) use credentials::{CredentialSources, Lookup, Source, base64};
-pub(crate) use token::{Token, TokenResponse, TokenStore};
+pub(crate) use token::{Token, TokenStore, parse_token_answer};

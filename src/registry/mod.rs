@@ -12,12 +12,14 @@ use ureq::{Body, BodyReader};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+mod range;
 mod redirect;
 mod retry;
 mod status;
 mod token;
 mod transport;
 
+use range::parse_content_range;
 use redirect::is_redirect;
 pub(crate) use retry::backoff;
 use retry::{is_retryable_status, is_transient, retry_after};
@@ -40,6 +42,9 @@ const MAX_TOKEN_RESPONSE: u64 = 128 << 10;
 const MAX_ERROR_BODY: u64 = 64 << 10;
 /// The longest wait a `Retry-After` header may impose.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// The longest timeout handed to ureq, which adds timeouts to instants unchecked:
+/// a longer one (such as `Duration::MAX`) means no timeout. A century fits any clock.
+const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// Network settings taken from the client's builder.
 #[derive(Debug, Clone)]
@@ -141,7 +146,7 @@ impl Registry {
         let mut bytes = Vec::new();
         resp.into_body()
             .into_reader()
-            .take(limit + 1)
+            .take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| transport(r.api_host(), &action, e))?;
         if bytes.len() as u64 > limit {
@@ -203,29 +208,28 @@ impl Registry {
         if resp.status().as_u16() != 206 {
             return Ok((resp.into_body().into_reader(), 0));
         }
-        let starts_at = resp
+        let range = resp
             .headers()
             .get("content-range")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("bytes ")?
-                    .split('-')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            });
-        if starts_at != Some(offset) {
-            return Err(Error::Registry {
-                registry: r.registry().to_owned(),
-                url,
-                status: 206,
-                code: None,
-                detail: Some(format!(
-                    "a partial answer that does not start at byte {offset}"
-                )),
-            });
-        }
-        Ok((resp.into_body().into_reader(), offset))
+            .and_then(parse_content_range);
+        let detail = match range {
+            Some(range) if range.first == offset => {
+                return Ok((resp.into_body().into_reader(), offset));
+            }
+            Some(range) => format!(
+                "a partial answer from byte {} when byte {offset} was asked for",
+                range.first
+            ),
+            None => "a partial answer without a valid Content-Range".to_owned(),
+        };
+        Err(Error::Registry {
+            registry: r.registry().to_owned(),
+            url,
+            status: 206,
+            code: None,
+            detail: Some(detail),
+        })
     }
 
     /// A manifest request, accepting every manifest type we can read.
@@ -446,9 +450,14 @@ fn limited<B>(
     remaining: Option<Duration>,
 ) -> ureq::RequestBuilder<B> {
     match remaining {
-        Some(t) => req.config().timeout_global(Some(t)).build(),
+        Some(t) => req.config().timeout_global(finite(t)).build(),
         None => req,
     }
+}
+
+/// `t` as a timeout for ureq: `None` (no timeout) when longer than [`MAX_TIMEOUT`].
+pub(crate) fn finite(t: Duration) -> Option<Duration> {
+    (t <= MAX_TIMEOUT).then_some(t)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -476,6 +485,16 @@ fn host_without_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_timeouts_mean_none() {
+        assert_eq!(finite(Duration::MAX), None);
+        assert_eq!(finite(MAX_TIMEOUT + Duration::from_nanos(1)), None);
+        assert_eq!(
+            finite(Duration::from_secs(30)),
+            Some(Duration::from_secs(30))
+        );
+    }
 
     #[test]
     fn host_without_port_handles_ipv6() {

@@ -9,7 +9,7 @@ use ureq::Body;
 use ureq::http::Response;
 
 use super::{Call, MAX_TOKEN_RESPONSE, Registry, limited, transport};
-use crate::auth::{Challenge, Credentials, Source, Token, TokenResponse, parse_challenges};
+use crate::auth::{Challenge, Credentials, Source, Token, parse_challenges, parse_token_answer};
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 
@@ -148,25 +148,7 @@ impl Registry {
                 format!("the token response exceeds {MAX_TOKEN_RESPONSE} bytes"),
             ));
         }
-        // serde's message could quote part of the body, which may hold a token: give the position only.
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            fail(
-                realm,
-                None,
-                format!(
-                    "the token response is not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
-        parsed.into_token().ok_or_else(|| {
-            fail(
-                realm,
-                None,
-                "the token response has neither `token` nor `access_token`".to_owned(),
-            )
-        })
+        parse_token_answer(&body).map_err(|e| fail(realm, None, e.to_string()))
     }
 }
 

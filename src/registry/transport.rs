@@ -191,9 +191,10 @@ fn build(config: &TransportConfig) -> std::result::Result<Agents, (&'static str,
             };
             let config = Agent::config_builder()
                 .http_status_as_error(false)
-                .timeout_connect(Some(config.connect_timeout))
-                .timeout_recv_response(Some(config.read_timeout))
-                .timeout_per_read(Some(config.read_timeout))
+                // ureq adds timeouts to instants unchecked: an absurd one is none.
+                .timeout_connect(super::finite(config.connect_timeout))
+                .timeout_recv_response(super::finite(config.read_timeout))
+                .timeout_per_read(super::finite(config.read_timeout))
                 // Redirects are followed hop by hop in `redirect.rs`, which decides per
                 // hop whether Authorization goes along.
                 .max_redirects(0)
