@@ -43,6 +43,7 @@ pub use error::{Error, Result};
 pub use event::Event;
 pub use manifest::Platform;
 pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
+pub use registry::UrlRefusal;
 
 use std::path::PathBuf;
 

@@ -279,8 +279,9 @@ fn certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate<'static>>, 
     Ok(certs)
 }
 
-/// A proxy URL without its password, for messages.
+/// A proxy URL without its password, query string or fragment, for messages.
 fn redact(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             format!("{}://<credentials>@{}", &url[..s], &url[at + 1..])
