@@ -34,8 +34,10 @@ impl Progress {
             return;
         }
         let mut slot = self.bar.lock().unwrap_or_else(|p| p.into_inner());
+        // A download that starts over (the server ignored the range, or sent 416)
+        // counts down from where it was: start a new bar rather than subtract.
         let bar = match slot.as_mut() {
-            Some(bar) if bar.digest == digest => bar,
+            Some(bar) if bar.digest == digest && received >= bar.start_bytes => bar,
             _ => slot.insert(Bar {
                 digest: digest.to_owned(),
                 started: Instant::now(),
@@ -48,34 +50,47 @@ impl Progress {
             return;
         }
         bar.drawn = Some(Instant::now());
-        let elapsed = bar.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = (received - bar.start_bytes) as f64 / elapsed;
-        let eta = if rate > 0.0 {
-            (total - received) as f64 / rate
-        } else {
-            0.0
-        };
-        let short = digest.get(7..19).unwrap_or(digest);
+        let line = status_line(
+            digest,
+            received - bar.start_bytes,
+            received,
+            total,
+            bar.started,
+        );
         let mut err = std::io::stderr().lock();
         // A failed write to the terminal is not worth failing the download for.
-        let _ = write!(
-            err,
-            "\r\x1b[2K{short} {:>3}% {} / {}  {}/s  {}",
-            received * 100 / total,
-            human(received),
-            human(total),
-            human(rate as u64),
-            if done {
-                "done\n".to_owned()
-            } else {
-                format!("ETA {eta:.0}s")
-            },
-        );
+        let _ = write!(err, "\r\x1b[2K{line}");
         let _ = err.flush();
         if done {
             *slot = None;
         }
     }
+}
+
+/// The bar's text: `new` bytes arrived since `started`, `received` of `total` in
+/// all. `total` comes from the registry's manifest and may be anything: no
+/// arithmetic on it may overflow, and `received` may exceed it.
+fn status_line(digest: &str, new: u64, received: u64, total: u64, started: Instant) -> String {
+    let elapsed = started.elapsed().as_secs_f64().max(1e-3);
+    let rate = new as f64 / elapsed;
+    let eta = if rate > 0.0 {
+        total.saturating_sub(received) as f64 / rate
+    } else {
+        0.0
+    };
+    let percent = u128::from(received.min(total)) * 100 / u128::from(total.max(1));
+    let short = digest.get(7..19).unwrap_or(digest);
+    format!(
+        "{short} {percent:>3}% {} / {}  {}/s  {}",
+        human(received),
+        human(total),
+        human(rate as u64),
+        if received >= total {
+            "done\n".to_owned()
+        } else {
+            format!("ETA {eta:.0}s")
+        },
+    )
 }
 
 /// `1536` -> `1.5 KiB`.
@@ -96,6 +111,21 @@ pub fn human(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn absurd_sizes_draw_without_overflowing() {
+        let now = std::time::Instant::now();
+        let line = |received, total| {
+            super::status_line("sha256:0123456789abcdef", 0, received, total, now)
+        };
+        assert!(line(u64::MAX / 2, u64::MAX).starts_with("0123456789ab  49%"));
+        assert!(line(u64::MAX, u64::MAX).contains("100%"));
+        assert!(
+            line(9 << 20, 5 << 20).contains("100%"),
+            "more than announced"
+        );
+        assert!(line(1, 0).contains("done"));
+    }
+
     #[test]
     fn human_sizes() {
         assert_eq!(super::human(512), "512 B");
