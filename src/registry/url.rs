@@ -60,7 +60,7 @@ pub(crate) struct Url {
     host: String,
     /// As written, if written.
     port: Option<u16>,
-    /// From the first `/` on, or empty; never a query or fragment.
+    /// From the first `/` on (`/` when none is written); never a query or fragment.
     path: String,
     /// Without the `?`.
     query: Option<String>,
@@ -116,7 +116,8 @@ impl Url {
             https,
             host: host.to_ascii_lowercase(),
             port,
-            path: path.to_owned(),
+            // `http://h` and `http://h/` ask for the same thing.
+            path: if path.is_empty() { "/" } else { path }.to_owned(),
             query,
         };
         // What ureq will connect to must be what was judged.
@@ -222,7 +223,7 @@ pub(crate) fn redact(s: &str) -> String {
     if has_scheme(s) {
         let scheme = s.split(':').next().unwrap_or_default();
         if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return format!("a `{}:` URL", printable(scheme));
+            return format!("a `{}:` URL", printable(scheme, 40));
         }
     }
     // User information runs from the `//` before an `@` (or the start) to the `@`,
@@ -239,14 +240,14 @@ pub(crate) fn redact(s: &str) -> String {
         rest = &rest[at + 1..];
     }
     out.push_str(rest);
-    printable(&out)
+    printable(&out, 200)
 }
 
-/// At most 200 characters, control characters replaced.
-fn printable(s: &str) -> String {
+/// At most `max` characters, control characters replaced.
+fn printable(s: &str, max: usize) -> String {
     s.chars()
-        .take(200)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .take(max)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect()
 }
 
