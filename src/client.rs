@@ -184,7 +184,9 @@ impl Client {
 
     /// When the operation starting now must be done by, if a pull timeout is set.
     fn deadline(&self) -> Option<Instant> {
-        self.inner.pull_timeout.map(|t| Instant::now() + t)
+        // A deadline past what an `Instant` can hold is no deadline.
+        let now = Instant::now();
+        self.inner.pull_timeout.and_then(|t| now.checked_add(t))
     }
 
     /// A builder with the defaults.

@@ -366,7 +366,9 @@ impl<R: Read> Read for VerifyingReader<R> {
         }
         // Ask for one byte more than remains, so an over-long stream is caught
         // on its first extra byte instead of after the whole of it.
-        let remaining = self.expected_size - self.count;
+        // `count` never passes the size here, but a resumed count could claim to:
+        // then nothing more is wanted, and any byte is one too many.
+        let remaining = self.expected_size.saturating_sub(self.count);
         let want = buf.len().min(
             usize::try_from(remaining)
                 .unwrap_or(usize::MAX)
@@ -393,6 +395,15 @@ mod tests {
     use super::*;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn a_resumed_count_past_the_size_is_an_error_not_an_underflow() {
+        let data = b"abc";
+        let mut r =
+            VerifyingReader::resume(&data[..], Digest::of(data), 2, Hasher(Sha256::new()), 5);
+        let e = io::Read::read(&mut r, &mut [0u8; 8]).unwrap_err();
+        assert!(e.to_string().contains("2"), "{e}");
+    }
 
     #[test]
     fn empty_input_digest() {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use crate::digest::{Digest, ParseDigestError, VerifyError};
 use crate::manifest::{ParseManifestError, SelectError};
 use crate::reference::ParseReferenceError;
+use crate::registry::UrlRefusal;
 
 /// Shorthand for `Result<T, forge_oci::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -64,13 +65,31 @@ pub enum Error {
     Registry {
         /// The registry host asked.
         registry: String,
-        /// The URL requested.
+        /// The URL requested, without query string.
         url: String,
         /// The HTTP status.
         status: u16,
         /// The first error code of a registry error body (`MANIFEST_UNKNOWN`, …).
         code: Option<String>,
         /// The registry's error body, summarised.
+        detail: Option<String>,
+    },
+
+    /// A host the registry redirected to (a CDN, a storage bucket) answered with an
+    /// error status, whichever it was: its 401, 403 or 404 says nothing of the
+    /// reference or of the registry's credentials.
+    #[error("{host} answered HTTP {status} for {url}, where {registry} redirected{}", detail_suffix(.detail))]
+    RedirectTarget {
+        /// The registry that redirected.
+        registry: String,
+        /// The host that answered, `host[:port]`.
+        host: String,
+        /// The URL that answered, without user information, query string or
+        /// fragment (a presigned URL's signature is in its query).
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// Its error body, summarised; left out if it quotes the query string.
         detail: Option<String>,
     },
 
@@ -99,12 +118,29 @@ pub enum Error {
     Token {
         /// The registry that asked for the token.
         registry: String,
-        /// The token endpoint (without query).
+        /// The token endpoint, without user information, query string or fragment.
         realm: String,
         /// The token endpoint's HTTP status, when it answered with an error.
         status: Option<u16>,
         /// What went wrong.
         reason: String,
+    },
+
+    /// A URL a server sent, a token realm or a redirect's `Location`, was refused
+    /// before anything was sent to it.
+    #[error("{registry} sent a {what} that was refused: {reason} ({url})")]
+    RefusedUrl {
+        /// The registry being talked to.
+        registry: String,
+        /// What the URL was for: `"token realm"` or `"redirect target"`.
+        what: &'static str,
+        /// `host[:port]` the URL would have led to, when it names one; for a URL
+        /// with user information, the host after it.
+        host: Option<String>,
+        /// The URL without user information, query string or fragment.
+        url: String,
+        /// Why it was refused.
+        reason: UrlRefusal,
     },
 
     /// A manifest (or token response) exceeded its size limit; reading stopped there.

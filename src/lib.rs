@@ -46,10 +46,11 @@ pub use error::{Error, Result};
 pub use event::Event;
 pub use manifest::Platform;
 pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
+pub use registry::UrlRefusal;
 
 use std::path::PathBuf;
 
-#[cfg(feature = "__fuzz")]
+#[cfg(any(feature = "__fuzz", test))]
 #[doc(hidden)]
 pub mod __fuzz {
     //! What the fuzz targets in `fuzz/` call. Each function panics only on a bug:
@@ -101,6 +102,101 @@ pub mod __fuzz {
         crate::auth::parse_credential_file(data, "registry.example:5000");
         crate::auth::parse_credential_file(data, "docker.io");
     }
+
+    /// A token endpoint's answer, whatever its numbers, gives a token or a reason
+    /// without panicking; the token's `Debug` never shows it, and storing and
+    /// looking it up again never panics either.
+    pub fn token_answer(data: &[u8]) {
+        match crate::auth::parse_token_answer(data) {
+            Ok(token) => {
+                assert!(token.header().starts_with("Bearer "));
+                assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+                let store = crate::auth::TokenStore::default();
+                store.put("h", "s", token);
+                let _ = store.get("h", "s");
+            }
+            Err(e) => {
+                let _ = e.to_string();
+            }
+        }
+    }
+
+    /// A `Retry-After` value, read at any time from 1970 to 9999, never asks for
+    /// more than the cap and never panics.
+    pub fn retry_after(data: &[u8]) {
+        use std::time::{Duration, UNIX_EPOCH};
+        let (clock, value) = match data.split_first_chunk::<8>() {
+            Some((clock, value)) => (u64::from_le_bytes(*clock), value),
+            None => (0, data),
+        };
+        let Ok(value) = std::str::from_utf8(value) else {
+            return;
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(clock % 253_402_300_800);
+        if let Some(wait) = crate::registry::retry::parse_retry_after(value, now) {
+            assert!(
+                wait <= Duration::from_secs(60),
+                "{value:?} asks for {wait:?}"
+            );
+        }
+    }
+
+    /// A `Content-Range` parses into a range that starts no later than it ends
+    /// and ends before the complete length, and prints back to what it was read from.
+    pub fn content_range(s: &str) {
+        if let Some(r) = crate::registry::range::parse_content_range(s) {
+            assert!(r.first <= r.last, "{s:?}");
+            assert!(r.complete.is_none_or(|c| r.last < c), "{s:?}");
+            let complete = r.complete.map_or("*".to_owned(), |c| c.to_string());
+            let printed = format!("bytes {}-{}/{complete}", r.first, r.last);
+            assert_eq!(
+                crate::registry::range::parse_content_range(&printed),
+                Some(r)
+            );
+        }
+    }
+
+    /// A URL from a server (a realm, a `Location`) either parses into parts that
+    /// hold no user information and print without query or fragment, or is
+    /// refused; read against a base, the same holds; redacting any text drops
+    /// what follows `?` or `#` and any user information.
+    pub fn url(s: &str) {
+        use crate::registry::url::{Url, redact};
+        // No `@` before the path: what is printed names no user.
+        let no_user = |printed: &str| {
+            let after_scheme = printed.split_once("://").map_or(printed, |(_, rest)| rest);
+            !after_scheme
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .contains('@')
+        };
+        let check = |u: &Url| {
+            let printed = u.redacted();
+            assert!(!printed.contains(['?', '#']), "{s:?} -> {printed}");
+            assert!(no_user(&printed), "{s:?} -> {printed}");
+            assert!(!u.host().is_empty() && !u.host().contains('@'), "{s:?}");
+            let again = Url::parse(&u.as_request()).unwrap_or_else(|e| panic!("{s:?}: {e:?}"));
+            assert_eq!(&again, u, "{s:?} does not reparse to itself");
+        };
+        if let Ok(u) = Url::parse(s) {
+            check(&u);
+        }
+        for base in [
+            "https://reg.example:5000/v2/a/blobs/sha256:1?x=y",
+            "http://[::1]/",
+        ] {
+            if let Ok(u) = Url::parse(base).and_then(|b| b.join(s)) {
+                check(&u);
+            }
+        }
+        let r = redact(s);
+        assert!(!r.contains(['?', '#']), "{s:?} -> {r}");
+        if r.contains("://") {
+            assert!(no_user(&r), "{s:?} -> {r}");
+        }
+        assert!(r.chars().count() <= 200);
+    }
 }
 
 /// Pulls `reference` with a default [`Client`] and returns the blob's bytes.
@@ -117,4 +213,39 @@ pub fn fetch_to_bytes(reference: &str) -> Result<Vec<u8>> {
 /// As [`Client::pull`].
 pub fn fetch_to_path(reference: &str) -> Result<PathBuf> {
     Ok(Client::new()?.pull(reference)?.path().to_path_buf())
+}
+
+/// Inputs that once crashed the fuzz targets for outside input (fuzz/), kept in
+/// `tests/fixtures/fuzz/<target>/` so they never do again.
+#[cfg(test)]
+mod fuzz_regressions {
+    #[test]
+    fn token_answer_retry_after_content_range_url() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+        let inputs = |target: &str| -> Vec<Vec<u8>> {
+            // A target with no saved crash has no directory (git keeps no empty ones).
+            std::fs::read_dir(dir.join(target))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect()
+        };
+        for data in inputs("token_answer") {
+            super::__fuzz::token_answer(&data);
+        }
+        for data in inputs("retry_after") {
+            super::__fuzz::retry_after(&data);
+        }
+        for data in inputs("content_range") {
+            if let Ok(s) = std::str::from_utf8(&data) {
+                super::__fuzz::content_range(s);
+            }
+        }
+        for data in inputs("url") {
+            if let Ok(s) = std::str::from_utf8(&data) {
+                super::__fuzz::url(s);
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@ use common::server::{FakeRegistry, Route};
 use common::*;
 use forge_oci::digest::VerifyError;
 use forge_oci::manifest::ManifestErrorKind;
-use forge_oci::{Artifact, Client, Error};
+use forge_oci::{Artifact, Client, Credentials, Error, UrlRefusal};
 
 const REPO: &str = "hostile/plugin";
 
@@ -521,7 +521,14 @@ fn redirect_to_a_non_http_url() {
     );
     let (r, _cache) = pull(&server, &reference(&server, "t"));
     assert!(
-        matches!(&r, Err(Error::Registry { detail: Some(d), .. }) if d.contains("not an http(s) URL")),
+        matches!(
+            &r,
+            Err(Error::RefusedUrl {
+                what: "redirect target",
+                reason: UrlRefusal::NotHttp,
+                ..
+            })
+        ),
         "{r:?}"
     );
 }
@@ -779,4 +786,189 @@ fn a_trickling_blob_is_stopped_by_the_pull_deadline() {
         started.elapsed()
     );
     assert!(verified_blobs(cache.path()).is_empty());
+}
+
+// 36
+#[test]
+fn a_token_that_claims_to_live_for_ever() {
+    let server = FakeRegistry::start();
+    let payload = behind_tokens(
+        &server,
+        Route::ok(r#"{"token":"t","expires_in":18446744073709551615}"#),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+}
+
+// 37
+#[test]
+fn a_retry_after_date_in_an_absurd_year() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("absurd retry-after", 1000);
+    let m = serve(&server, "t", &payload, Route::ok(payload.clone()));
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok("slow down")
+            .status(503)
+            .header("retry-after", "Sun, 06 Nov 99999999999999999 08:49:37 GMT")
+            .then(Route::ok(m).header("content-type", OCI_MANIFEST)),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+    assert_eq!(server.hits("GET", &format!("/v2/{REPO}/manifests/t")), 2);
+}
+
+// 38
+#[test]
+fn timeouts_and_limits_too_large_to_add_mean_none() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("no limits", 1000);
+    serve(&server, "t", &payload, Route::ok(payload.clone()));
+    let (r, _cache) = pull_with(&server, &reference(&server, "t"), |b| {
+        b.pull_timeout(Duration::MAX)
+            .connect_timeout(Duration::MAX)
+            .read_timeout(Duration::MAX)
+            .lock_timeout(Duration::MAX)
+            .retries(u32::MAX)
+    });
+    assert_eq!(r.unwrap().read().unwrap(), payload);
+}
+
+// 39
+#[test]
+fn a_partial_answer_whose_content_range_ends_before_it_starts() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("bad range", 300_000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok(payload.clone()).cut_after(120_000).ranges().then(
+            Route::ok(payload.clone())
+                .status(206)
+                .header("content-range", "bytes 120000-99/300000"),
+        ),
+    );
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    assert!(
+        matches!(&r, Err(Error::Registry { status: 206, detail: Some(d), .. }) if d.contains("Content-Range")),
+        "{r:?}"
+    );
+}
+
+// 40
+#[test]
+fn a_token_realm_with_userinfo_gets_no_credentials() {
+    // `127.0.0.1` (any port) is marked insecure; the realm reads as 127.0.0.1 at a
+    // glance but leads to localhost, which is not.
+    let server = FakeRegistry::start();
+    let token_service = FakeRegistry::start();
+    let port = token_service.host().rsplit(':').next().unwrap().to_owned();
+    behind_tokens(&server, Route::ok(r#"{"token":"t"}"#));
+    let challenge =
+        format!(r#"Bearer realm="http://127.0.0.1:x@localhost:{port}/token",service="s""#);
+    server.route(
+        &format!("/v2/{REPO}/manifests/t"),
+        Route::ok("")
+            .status(401)
+            .header("www-authenticate", &challenge),
+    );
+    token_service.route("/token", Route::ok(r#"{"token":"t"}"#));
+    let (r, _cache) = pull_with(&server, &reference(&server, "t"), |b| {
+        b.insecure_host("127.0.0.1")
+            .credentials(server.host(), Credentials::basic("frank", "hunter2"))
+    });
+    match &r {
+        Err(
+            e @ Error::RefusedUrl {
+                what: "token realm",
+                reason: UrlRefusal::UserInfo,
+                host: Some(host),
+                ..
+            },
+        ) => {
+            assert_eq!(host, &format!("localhost:{port}"));
+            assert!(!e.to_string().contains("127.0.0.1:x"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(token_service.connections(), 0);
+}
+
+// 41
+#[test]
+fn a_redirect_whose_location_carries_userinfo() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("userinfo redirect", 1000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok("").status(307).header(
+            "location",
+            &format!("http://user:pw@{}/storage/blob", server.host()),
+        ),
+    );
+    server.route("/storage/blob", Route::ok(payload));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    match &r {
+        Err(
+            e @ Error::RefusedUrl {
+                reason: UrlRefusal::UserInfo,
+                ..
+            },
+        ) => assert!(!e.to_string().contains("pw"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.hits("GET", "/storage/blob"), 0);
+}
+
+// 42
+#[test]
+fn an_expired_presigned_url_names_the_cdn_and_not_its_signature() {
+    let server = FakeRegistry::start();
+    let cdn = FakeRegistry::start();
+    let payload = wasm_payload("presigned", 1000);
+    let signature = "X-Amz-Signature=5ec7e75ec7e75ec7";
+    for (tag, body) in [
+        (
+            "xml",
+            "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>".to_owned(),
+        ),
+        ("echo", format!("gone: /bucket/blob?{signature}")),
+    ] {
+        let blob = wasm_payload(tag, 1000);
+        serve(
+            &server,
+            tag,
+            &blob,
+            Route::ok("").status(307).header(
+                "location",
+                &format!("http://{}/bucket/{tag}?X-Amz-Expires=300&{signature}", cdn.host()),
+            ),
+        );
+        cdn.route(&format!("/bucket/{tag}"), Route::ok(body).status(410));
+        let (r, _cache) = pull(&server, &reference(&server, tag));
+        let e = r.unwrap_err();
+        for text in [e.to_string(), format!("{e:?}")] {
+            assert!(!text.contains("5ec7e75ec7e75ec7") && !text.contains("X-Amz"), "{text}");
+        }
+        match &e {
+            Error::RedirectTarget {
+                registry,
+                host,
+                url,
+                status: 410,
+                detail,
+            } => {
+                assert_eq!((registry.as_str(), host.as_str()), (server.host(), cdn.host()));
+                assert_eq!(url, &format!("http://{}/bucket/{tag}", cdn.host()));
+                let expected = (tag == "xml").then_some("AccessDenied: Request has expired");
+                assert_eq!(detail.as_deref(), expected);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().starts_with(&format!("{} answered HTTP 410", cdn.host())), "{e}");
+    }
+    let _ = payload;
 }

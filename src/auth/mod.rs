@@ -10,7 +10,7 @@ mod token;
 
 pub(crate) use challenge::{Challenge, parse_challenges};
 pub use credentials::Credentials;
-#[cfg(feature = "__fuzz")]
+#[cfg(any(feature = "__fuzz", test))]
 pub(crate) use credentials::parse_credential_file;
 pub(crate) use credentials::{CredentialSources, Lookup, Source, base64};
-pub(crate) use token::{Token, TokenResponse, TokenStore};
+pub(crate) use token::{Token, TokenStore, parse_token_answer};

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 /// Tokens without `expires_in` live 60 seconds (distribution's token spec).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// However long a service says a token lives, it is reused for at most this long.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Renew a little early so a token does not expire between check and use.
 const EARLY_RENEWAL: Duration = Duration::from_secs(5);
 
@@ -17,7 +19,27 @@ const EARLY_RENEWAL: Duration = Duration::from_secs(5);
 pub(crate) struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
-    expires_in: Option<u64>,
+    #[serde(default, deserialize_with = "lifetime")]
+    expires_in: Option<Duration>,
+}
+
+/// `expires_in` as any JSON number of seconds: negative is none, a fraction is
+/// rounded down, beyond `u64` is `u64::MAX`. Anything else (a string, `null`)
+/// means the service did not say.
+fn lifetime<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    use serde::Deserialize;
+    let value = serde_json::Value::deserialize(d)?;
+    let serde_json::Value::Number(n) = value else {
+        return Ok(None);
+    };
+    let secs = match (n.as_u64(), n.as_i64(), n.as_f64()) {
+        (Some(secs), _, _) => secs,
+        (None, Some(_), _) => 0, // negative
+        // `as` saturates: NaN and negatives to 0, beyond u64 to u64::MAX.
+        (None, None, Some(f)) => f as u64,
+        (None, None, None) => return Ok(None),
+    };
+    Ok(Some(Duration::from_secs(secs)))
 }
 
 impl TokenResponse {
@@ -29,12 +51,52 @@ impl TokenResponse {
             .or(self.access_token.filter(|t| !t.is_empty()))?;
         let lifetime = self
             .expires_in
-            .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+            .unwrap_or(DEFAULT_LIFETIME)
+            .min(MAX_LIFETIME)
+            .saturating_sub(EARLY_RENEWAL);
+        let now = Instant::now();
         Some(Token {
             value,
-            expires: Instant::now() + lifetime.saturating_sub(EARLY_RENEWAL),
+            // Cannot fail with a lifetime this short; were it to, the token would
+            // serve this request and not be reused.
+            expires: now.checked_add(lifetime).unwrap_or(now),
         })
     }
+}
+
+/// Why a token endpoint's answer gave no token. Never quotes the body, which may
+/// hold a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TokenAnswerError {
+    /// Not JSON of the expected shape, at this line and column.
+    NotJson { line: usize, column: usize },
+    /// Neither `token` nor `access_token` (or both empty).
+    NoToken,
+}
+
+impl fmt::Display for TokenAnswerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenAnswerError::NotJson { line, column } => write!(
+                f,
+                "the token response is not valid JSON (line {line}, column {column})"
+            ),
+            TokenAnswerError::NoToken => {
+                f.write_str("the token response has neither `token` nor `access_token`")
+            }
+        }
+    }
+}
+
+/// The token in a token endpoint's answer body.
+pub(crate) fn parse_token_answer(body: &[u8]) -> Result<Token, TokenAnswerError> {
+    // serde's message could quote part of the body: keep the position only.
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| TokenAnswerError::NotJson {
+            line: e.line(),
+            column: e.column(),
+        })?;
+    parsed.into_token().ok_or(TokenAnswerError::NoToken)
 }
 
 /// A bearer token. Its `Debug` never shows the value.
@@ -96,6 +158,40 @@ mod tests {
         assert!(!format!("{t:?}").contains("s3cret"));
         let none: TokenResponse = serde_json::from_str(r#"{"token":""}"#).unwrap();
         assert!(none.into_token().is_none());
+    }
+
+    #[test]
+    fn any_expires_in_gives_a_token_without_overflow() {
+        for (answer, reusable) in [
+            (r#"{"token":"t","expires_in":18446744073709551615}"#, true),
+            (r#"{"token":"t","expires_in":1e300}"#, true),
+            (r#"{"token":"t","expires_in":300.7}"#, true),
+            (r#"{"token":"t","expires_in":-9223372036854775808}"#, false),
+            (r#"{"token":"t","expires_in":-1.5}"#, false),
+            (r#"{"token":"t","expires_in":"300"}"#, true),
+            (r#"{"token":"t","expires_in":null}"#, true),
+        ] {
+            let store = TokenStore::default();
+            store.put("h", "s", parse_token_answer(answer.as_bytes()).unwrap());
+            assert_eq!(store.get("h", "s").is_some(), reusable, "{answer}");
+        }
+        let long =
+            parse_token_answer(br#"{"token":"t","expires_in":18446744073709551615}"#).unwrap();
+        assert!(long.expires <= Instant::now() + MAX_LIFETIME);
+    }
+
+    #[test]
+    fn bad_answers_say_why_without_quoting_the_body() {
+        let e = parse_token_answer(br#"{"token": secret-value"#).unwrap_err();
+        assert!(
+            matches!(e, TokenAnswerError::NotJson { line: 1, .. }),
+            "{e:?}"
+        );
+        assert!(!e.to_string().contains("secret"), "{e}");
+        assert_eq!(
+            parse_token_answer(br#"{"access_token":""}"#).unwrap_err(),
+            TokenAnswerError::NoToken
+        );
     }
 
     #[test]

@@ -116,8 +116,10 @@ impl Progress {
             return;
         }
         let mut slot = self.bar.lock().unwrap_or_else(|p| p.into_inner());
+        // A download that starts over (the server ignored the range, or sent 416)
+        // counts down from where it was: start a new bar rather than subtract.
         let (bar, new) = match slot.as_mut() {
-            Some(bar) if bar.digest == digest => (bar, false),
+            Some(bar) if bar.digest == digest && received >= bar.start_bytes => (bar, false),
             _ => (
                 slot.insert(Bar {
                     digest: digest.to_owned(),

@@ -12,19 +12,24 @@ use ureq::{Body, BodyReader};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+pub(crate) mod range;
 mod redirect;
-mod retry;
+pub(crate) mod retry;
 mod status;
 mod token;
 mod transport;
+pub(crate) mod url;
 
+use range::parse_content_range;
 use redirect::is_redirect;
 pub(crate) use retry::backoff;
 use retry::{is_retryable_status, is_transient, retry_after};
-use status::check_status;
-use token::{AuthOutcome, challenges};
+use status::{Answer, check_status};
+use token::{AuthOutcome, Withheld, challenges};
 use transport::Transport;
 pub(crate) use transport::{Proxies, TransportConfig};
+pub use url::UrlRefusal;
+use url::{Url, UrlError};
 
 use crate::auth::{CredentialSources, Lookup, TokenStore};
 use crate::digest::Digest;
@@ -40,6 +45,9 @@ const MAX_TOKEN_RESPONSE: u64 = 128 << 10;
 const MAX_ERROR_BODY: u64 = 64 << 10;
 /// The longest wait a `Retry-After` header may impose.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// The longest timeout handed to ureq, which adds timeouts to instants unchecked:
+/// a longer one (such as `Duration::MAX`) means no timeout. A century fits any clock.
+const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// Network settings taken from the client's builder.
 #[derive(Debug, Clone)]
@@ -114,9 +122,11 @@ impl Registry {
             r.registry(),
             r.repository()
         );
-        let resp = self.manifest_request(Method::Get, r, selector, &action, deadline)?;
+        let answer = self.manifest_request(Method::Get, r, selector, &action, deadline)?;
         let header = |name: &str| {
-            resp.headers()
+            answer
+                .resp
+                .headers()
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
@@ -138,12 +148,15 @@ impl Registry {
         {
             return Err(too_large());
         }
+        let host = answer.connected_to(r);
         let mut bytes = Vec::new();
-        resp.into_body()
+        answer
+            .resp
+            .into_body()
             .into_reader()
-            .take(limit + 1)
+            .take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
-            .map_err(|e| transport(r.api_host(), &action, e))?;
+            .map_err(|e| transport(&host, &action, e))?;
         if bytes.len() as u64 > limit {
             return Err(too_large());
         }
@@ -163,9 +176,10 @@ impl Registry {
         deadline: Option<Instant>,
     ) -> Result<Option<Digest>> {
         let action = format!("revalidating {r}");
-        let resp =
+        let answer =
             self.manifest_request(Method::Head, r, &r.manifest_selector(), &action, deadline)?;
-        Ok(resp
+        Ok(answer
+            .resp
             .headers()
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
@@ -190,7 +204,7 @@ impl Registry {
         } else {
             &[]
         };
-        let resp = self.request(
+        let answer = self.request(
             Method::Get,
             r,
             &url,
@@ -200,32 +214,26 @@ impl Registry {
                 deadline,
             },
         )?;
-        if resp.status().as_u16() != 206 {
-            return Ok((resp.into_body().into_reader(), 0));
+        if answer.resp.status().as_u16() != 206 {
+            return Ok((answer.resp.into_body().into_reader(), 0));
         }
-        let starts_at = resp
+        let range = answer
+            .resp
             .headers()
             .get("content-range")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("bytes ")?
-                    .split('-')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            });
-        if starts_at != Some(offset) {
-            return Err(Error::Registry {
-                registry: r.registry().to_owned(),
-                url,
-                status: 206,
-                code: None,
-                detail: Some(format!(
-                    "a partial answer that does not start at byte {offset}"
-                )),
-            });
-        }
-        Ok((resp.into_body().into_reader(), offset))
+            .and_then(parse_content_range);
+        let detail = match range {
+            Some(range) if range.first == offset => {
+                return Ok((answer.resp.into_body().into_reader(), offset));
+            }
+            Some(range) => format!(
+                "a partial answer from byte {} when byte {offset} was asked for",
+                range.first
+            ),
+            None => "a partial answer without a valid Content-Range".to_owned(),
+        };
+        Err(answer.error(r, None, Some(detail)))
     }
 
     /// A manifest request, accepting every manifest type we can read.
@@ -236,7 +244,7 @@ impl Registry {
         selector: &str,
         action: &str,
         deadline: Option<Instant>,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer> {
         let url = self.url(r, "manifests", selector);
         self.request(
             method,
@@ -258,17 +266,20 @@ impl Registry {
         url: &str,
         headers: &[(&str, &str)],
         call: Call<'_>,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer> {
         let host = r.api_host();
+        // Built from a validated reference; refused only for a port beyond 65535.
+        let home = Url::parse(url).map_err(|e| refused(r.registry(), "registry URL", url, e))?;
+        let target = home.as_request();
         let scope = format!("repository:{}:pull", r.repository());
         let mut authorization = self.tokens.get(host, &scope).map(|t| t.header());
         let mut auth = AuthOutcome::default();
-        let agent = self.transport.agent(url)?;
+        let agent = self.transport.agent(&target)?;
         loop {
             let resp = self.send(host, call, |remaining| {
                 let mut req = match method {
-                    Method::Get => agent.get(url),
-                    Method::Head => agent.head(url),
+                    Method::Get => agent.get(&target),
+                    Method::Head => agent.head(&target),
                 };
                 for (name, value) in headers {
                     req = req.header(*name, *value);
@@ -282,7 +293,7 @@ impl Registry {
                 return self.follow_redirects(
                     method,
                     r,
-                    url,
+                    &home,
                     resp,
                     headers,
                     authorization.as_deref(),
@@ -290,11 +301,16 @@ impl Registry {
                     &auth,
                 );
             }
-            if resp.status().as_u16() != 401 || auth.answered {
-                return check_status(r, url, resp, &auth);
+            let answer = Answer {
+                resp,
+                url: home.clone(),
+                foreign: false,
+            };
+            if answer.resp.status().as_u16() != 401 || auth.answered {
+                return check_status(r, answer, &auth);
             }
             auth.answered = true;
-            let challenges = challenges(&resp);
+            let challenges = challenges(&answer.resp);
             let lookup = self.lookup(r.registry());
             auth.problems.clone_from(&lookup.problems);
             if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
@@ -318,13 +334,19 @@ impl Registry {
                     }),
                     other => other,
                 };
-                let realm = challenge.param("realm").unwrap_or_default();
-                let found = match &lookup.found {
-                    Some((_, source)) if !self.may_send_credentials(realm) => {
-                        auth.withheld = Some((source.clone(), realm.to_owned()));
+                // A realm that does not parse gets nothing: fetch_token refuses it.
+                let realm = challenge.param("realm").and_then(|u| Url::parse(u).ok());
+                let found = match (&lookup.found, &realm) {
+                    (Some(_), None) => None,
+                    (Some((_, source)), Some(realm)) if !self.may_send_credentials(realm) => {
+                        auth.withheld = Some(Withheld {
+                            source: source.clone(),
+                            realm: realm.redacted(),
+                            host: realm.authority(),
+                        });
                         None
                     }
-                    found => found.as_ref(),
+                    (found, _) => found.as_ref(),
                 };
                 let token = match found {
                     Some((credentials, source)) => {
@@ -361,7 +383,7 @@ impl Registry {
                     auth.sent_directly = true;
                     authorization = credentials.basic_header();
                 }
-                _ => return check_status(r, url, resp, &auth),
+                _ => return check_status(r, answer, &auth),
             }
         }
     }
@@ -375,20 +397,19 @@ impl Registry {
             .clone()
     }
 
-    /// Credentials cross plain HTTP only to a host the user marked insecure.
-    fn may_send_credentials(&self, url: &str) -> bool {
-        match url.strip_prefix("http://") {
-            Some(rest) => self.is_insecure(rest.split(['/', '?']).next().unwrap_or(rest)),
-            None => url.starts_with("https://"),
-        }
+    /// Credentials cross plain HTTP only to a host the user marked insecure, judged
+    /// on the host and port the URL leads to.
+    fn may_send_credentials(&self, url: &Url) -> bool {
+        url.is_https() || self.is_insecure(&format!("{}:{}", url.host(), url.port()))
     }
 
+    /// Whether `host[:port]` was marked insecure: as it is, or by its bare host.
     fn is_insecure(&self, host: &str) -> bool {
         let bare = host_without_port(host);
-        self.config
-            .insecure_hosts
-            .iter()
-            .any(|h| h == host || ((!h.contains(':') || h.starts_with('[')) && h == bare))
+        self.config.insecure_hosts.iter().any(|h| {
+            h.eq_ignore_ascii_case(host)
+                || ((!h.contains(':') || h.starts_with('[')) && h.eq_ignore_ascii_case(bare))
+        })
     }
 
     /// Sends with retries on connection failures and on 408/429/500/502/503/504,
@@ -446,8 +467,24 @@ fn limited<B>(
     remaining: Option<Duration>,
 ) -> ureq::RequestBuilder<B> {
     match remaining {
-        Some(t) => req.config().timeout_global(Some(t)).build(),
+        Some(t) => req.config().timeout_global(finite(t)).build(),
         None => req,
+    }
+}
+
+/// `t` as a timeout for ureq: `None` (no timeout) when longer than [`MAX_TIMEOUT`].
+pub(crate) fn finite(t: Duration) -> Option<Duration> {
+    (t <= MAX_TIMEOUT).then_some(t)
+}
+
+/// The error for a URL refused before any request: `raw` is shown redacted.
+fn refused(registry: &str, what: &'static str, raw: &str, e: UrlError) -> Error {
+    Error::RefusedUrl {
+        registry: registry.to_owned(),
+        what,
+        host: e.host,
+        url: url::redact(raw),
+        reason: e.refusal,
     }
 }
 
@@ -476,6 +513,16 @@ fn host_without_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_timeouts_mean_none() {
+        assert_eq!(finite(Duration::MAX), None);
+        assert_eq!(finite(MAX_TIMEOUT + Duration::from_nanos(1)), None);
+        assert_eq!(
+            finite(Duration::from_secs(30)),
+            Some(Duration::from_secs(30))
+        );
+    }
 
     #[test]
     fn host_without_port_handles_ipv6() {

@@ -1,7 +1,7 @@
 //! When to try again and how long to wait: which failures may pass, exponential
 //! backoff with jitter, and `Retry-After`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ureq::Body;
 use ureq::http::Response;
@@ -37,21 +37,28 @@ fn random() -> u64 {
 
 /// `Retry-After` as seconds or as an HTTP date, capped at [`MAX_RETRY_AFTER`].
 pub(super) fn retry_after(resp: &Response<Body>) -> Option<Duration> {
-    let value = resp.headers().get("retry-after")?.to_str().ok()?.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?
-                .as_secs();
-            Duration::from_secs(parse_http_date(value)?.saturating_sub(now))
-        }
+    let value = resp.headers().get("retry-after")?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
+}
+
+/// A `Retry-After` value read at `now`: the wait it asks for, capped at
+/// [`MAX_RETRY_AFTER`]; a date already past asks for none. `None` when the value
+/// is neither a number of seconds nor an IMF-fixdate.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits but too many for a u64: a very long wait.
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+        Duration::from_secs(parse_http_date(value)?.saturating_sub(now))
     };
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as seconds since the epoch.
+/// Each field must be in its range (years 1970 to 9999, seconds up to 60 for a
+/// leap second), so nothing computed from them can overflow.
 fn parse_http_date(s: &str) -> Option<u64> {
     let parts: Vec<&str> = s.split_whitespace().collect();
     let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
@@ -60,22 +67,28 @@ fn parse_http_date(s: &str) -> Option<u64> {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
-    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else {
+    let month = u64::try_from(MONTHS.iter().position(|m| m == month)?).ok()? + 1;
+    let field = |s: &str, digits: usize, max: u64| {
+        let ok = s.len() == digits && s.bytes().all(|b| b.is_ascii_digit());
+        ok.then(|| s.parse::<u64>().ok())
+            .flatten()
+            .filter(|&v| v <= max)
+    };
+    let day = field(day, 2, 31).filter(|&d| d >= 1)?;
+    let year = field(year, 4, 9999).filter(|&y| y >= 1970)?;
+    let [h, m, sec] = time.split(':').collect::<Vec<_>>()[..] else {
         return None;
     };
-    // Days from the civil date (Howard Hinnant's algorithm).
+    let (h, m, sec) = (field(h, 2, 23)?, field(m, 2, 59)?, field(sec, 2, 60)?);
+    // Days from the civil date (Howard Hinnant's algorithm), for years >= 1970 only,
+    // so every intermediate is positive and small.
     let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
+    let era = y / 400;
+    let yoe = y % 400;
     let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + m * 60 + sec).ok()
+    let days = (era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy).checked_sub(719_468)?;
+    days.checked_mul(86_400)?
+        .checked_add(h * 3600 + m * 60 + sec)
 }
 
 #[cfg(test)]
@@ -93,8 +106,61 @@ mod tests {
             parse_http_date("Sat, 28 Nov 2026 09:00:00 GMT"),
             Some(1_795_856_400)
         );
+        assert_eq!(
+            parse_http_date("Fri, 31 Dec 9999 23:59:60 GMT"),
+            Some(253_402_300_800)
+        );
         assert_eq!(parse_http_date("tomorrow"), None);
         assert_eq!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+    }
+
+    #[test]
+    fn absurd_dates_are_refused_not_overflowed() {
+        for bad in [
+            "Sun, 06 Nov 99999999999999999 08:49:37 GMT",
+            "Sun, 06 Nov -9223372036854775808 08:49:37 GMT",
+            "Sun, 06 Nov 1994 9223372036854775807:00:00 GMT",
+            "Sun, 06 Nov 1994 -1:00:00 GMT",
+            "Sun, 99 Nov 1994 08:49:37 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_capped_whatever_it_asks() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let wait = |v: &str| parse_retry_after(v, now);
+        assert_eq!(wait("7"), Some(Duration::from_secs(7)));
+        assert_eq!(wait(" 120 "), Some(MAX_RETRY_AFTER));
+        assert_eq!(wait("99999999999999999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            wait("Sun, 06 Nov 1994 08:49:47 GMT"),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(wait("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(wait("Fri, 31 Dec 9999 23:59:59 GMT"), Some(MAX_RETRY_AFTER));
+        assert_eq!(wait("-1"), None);
+        assert_eq!(wait("+5"), None);
+        assert_eq!(wait(""), None);
+        assert_eq!(wait("Sun, 06 Nov 99999999999999999 08:49:37 GMT"), None);
+        // A clock before 1970 is no reason to panic.
+        assert_eq!(
+            wait_at(
+                "Sun, 06 Nov 1994 08:49:47 GMT",
+                UNIX_EPOCH - Duration::from_secs(1)
+            ),
+            None
+        );
+    }
+
+    fn wait_at(v: &str, now: SystemTime) -> Option<Duration> {
+        parse_retry_after(v, now)
     }
 
     #[test]

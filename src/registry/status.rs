@@ -8,48 +8,117 @@ use ureq::http::Response;
 
 use super::MAX_ERROR_BODY;
 use super::token::AuthOutcome;
+use super::url::Url;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 
-/// Passes 2xx through; turns anything else into the matching typed error.
-pub(super) fn check_status(
-    r: &Reference,
-    url: &str,
-    resp: Response<Body>,
-    auth: &AuthOutcome,
-) -> Result<Response<Body>> {
-    let status = resp.status().as_u16();
-    if (200..300).contains(&status) {
-        return Ok(resp);
+/// A response, and who sent it: the registry, or a host it redirected to.
+pub(super) struct Answer {
+    pub(super) resp: Response<Body>,
+    /// The URL that answered.
+    pub(super) url: Url,
+    /// Whether that URL is on another origin than the registry's (a CDN, a bucket).
+    pub(super) foreign: bool,
+}
+
+impl Answer {
+    /// The host connected to, as [`Error::Transport`] names it.
+    pub(super) fn connected_to(&self, r: &Reference) -> String {
+        if self.foreign {
+            self.url.authority()
+        } else {
+            r.api_host().to_owned()
+        }
     }
+
+    /// [`Error::Registry`] for this answer's status.
+    pub(super) fn error(
+        &self,
+        r: &Reference,
+        code: Option<String>,
+        detail: Option<String>,
+    ) -> Error {
+        registry_error(
+            r,
+            &self.url,
+            self.foreign,
+            self.resp.status().as_u16(),
+            code,
+            detail,
+        )
+    }
+}
+
+/// [`Error::Registry`], or [`Error::RedirectTarget`] naming the host that answered
+/// when it is not the registry's; the URL without its query string.
+fn registry_error(
+    r: &Reference,
+    url: &Url,
+    foreign: bool,
+    status: u16,
+    code: Option<String>,
+    detail: Option<String>,
+) -> Error {
+    if foreign {
+        Error::RedirectTarget {
+            registry: r.registry().to_owned(),
+            host: url.authority(),
+            url: url.redacted(),
+            status,
+            // A presigned URL's signature must not come back through an echoing body.
+            detail: detail.filter(|d| !quotes_query(d, url)),
+        }
+    } else {
+        Error::Registry {
+            registry: r.registry().to_owned(),
+            url: url.redacted(),
+            status,
+            code,
+            detail,
+        }
+    }
+}
+
+/// Whether `text` holds any value of `url`'s query string (a signature, a token).
+fn quotes_query(text: &str, url: &Url) -> bool {
+    url.query().is_some_and(|q| {
+        q.split('&')
+            .map(|pair| pair.split_once('=').map_or(pair, |(_, v)| v))
+            .any(|v| v.len() >= 4 && text.contains(v))
+    })
+}
+
+/// Passes 2xx through; turns anything else into the matching typed error. A host
+/// the registry redirected to gets [`Error::RedirectTarget`] naming it whatever
+/// its status.
+pub(super) fn check_status(r: &Reference, answer: Answer, auth: &AuthOutcome) -> Result<Answer> {
+    let status = answer.resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(answer);
+    }
+    let Answer { resp, url, foreign } = answer;
     let (code, detail) = read_error_body(resp);
     let reference = r.to_string();
     let registry = r.registry().to_owned();
     Err(match status {
-        401 => Error::Unauthorized {
+        401 if !foreign => Error::Unauthorized {
             advice: auth.advice(&registry),
             reference,
             registry,
             detail,
         },
-        403 => Error::Denied {
+        403 if !foreign => Error::Denied {
             advice: auth.advice(&registry),
             reference,
             registry,
             detail,
         },
-        404 => Error::NotFound {
+        404 if !foreign => Error::NotFound {
             reference,
             registry,
             detail,
         },
-        _ => Error::Registry {
-            registry,
-            url: url.to_owned(),
-            status,
-            code,
-            detail,
-        },
+        _ => registry_error(r, &url, foreign, status, code, detail),
     })
 }
 
@@ -91,9 +160,53 @@ fn read_error_body(resp: Response<Body>) -> (Option<String>, Option<String>) {
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
         (None, None)
+    } else if let Some(summary) = xml_error(&text) {
+        (None, Some(summary))
     } else if text.starts_with('<') {
-        (None, Some("the registry sent an HTML page".to_owned()))
+        (None, Some("an HTML page".to_owned()))
     } else {
         (None, Some(text.chars().take(200).collect()))
+    }
+}
+
+/// `Code: Message` of an S3-style XML error (`<Error><Code>AccessDenied</Code>
+/// <Message>Request has expired</Message>…`), which storage behind a redirect sends.
+fn xml_error(text: &str) -> Option<String> {
+    let element = |name: &str| {
+        let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+        let len = text[start..].find(&format!("</{name}>"))?;
+        Some(
+            text[start..start + len]
+                .trim()
+                .chars()
+                .take(200)
+                .collect::<String>(),
+        )
+    };
+    if !text.starts_with('<') || !text.contains("<Error>") {
+        return None;
+    }
+    match (element("Code")?, element("Message")) {
+        (code, Some(message)) if !message.is_empty() => Some(format!("{code}: {message}")),
+        (code, _) => Some(code),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_are_summarised_and_never_echo_the_query() {
+        let body = r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message><X-Amz-Expires>300</X-Amz-Expires></Error>"#;
+        assert_eq!(
+            xml_error(body).as_deref(),
+            Some("AccessDenied: Request has expired")
+        );
+        assert_eq!(xml_error("<html><body>hi</body></html>"), None);
+        assert_eq!(xml_error("<Error><Code>"), None);
+        let url = Url::parse("https://cdn.example/b?X-Amz-Signature=abcdef12&x=1").unwrap();
+        assert!(quotes_query("SignatureProvided abcdef12", &url));
+        assert!(!quotes_query("AccessDenied: Request has expired", &url));
     }
 }

@@ -8,8 +8,9 @@ use std::time::Instant;
 use ureq::Body;
 use ureq::http::Response;
 
-use super::{Call, MAX_TOKEN_RESPONSE, Registry, limited, transport};
-use crate::auth::{Challenge, Credentials, Source, Token, TokenResponse, parse_challenges};
+use super::url::{Url, UrlRefusal};
+use super::{Call, MAX_TOKEN_RESPONSE, Registry, limited, refused, transport};
+use crate::auth::{Challenge, Credentials, Source, Token, parse_challenges, parse_token_answer};
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 
@@ -46,50 +47,44 @@ impl Registry {
         credentials: Option<&Credentials>,
         deadline: Option<Instant>,
     ) -> Result<Token> {
-        let fail = |realm: &str, status: Option<u16>, reason: String| Error::Token {
+        let raw = challenge.param("realm").ok_or_else(|| Error::Token {
             registry: registry.to_owned(),
-            realm: realm.split('?').next().unwrap_or_default().to_owned(),
+            realm: "(none)".to_owned(),
+            status: None,
+            reason: "the registry's Bearer challenge names no realm".to_owned(),
+        })?;
+        // Judged on the host and port ureq will contact; user information refused.
+        let realm = Url::parse(raw).map_err(|e| refused(registry, "token realm", raw, e))?;
+        if https && !realm.is_https() {
+            return Err(Error::RefusedUrl {
+                registry: registry.to_owned(),
+                what: "token realm",
+                host: Some(realm.authority()),
+                url: realm.redacted(),
+                reason: UrlRefusal::PlainHttpRealm,
+            });
+        }
+        let fail = |status: Option<u16>, reason: String| Error::Token {
+            registry: registry.to_owned(),
+            realm: realm.redacted(),
             status,
             reason,
         };
-        let realm = challenge.param("realm").ok_or_else(|| {
-            fail(
-                "(none)",
-                None,
-                "the registry's Bearer challenge names no realm".to_owned(),
-            )
-        })?;
-        if !(realm.starts_with("https://") || realm.starts_with("http://")) {
-            return Err(fail(
-                realm,
-                None,
-                "the realm is not an http(s) URL".to_owned(),
-            ));
-        }
-        if realm.starts_with("http://") && https {
-            return Err(fail(
-                realm,
-                None,
-                "refusing a plain-HTTP token realm for an HTTPS registry".to_owned(),
-            ));
-        }
-        let realm_host = realm
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split(['/', '?']).next())
-            .unwrap_or(realm);
+        let realm_host = realm.authority();
+        let realm_host = realm_host.as_str();
         // Checked by the caller too (to say so); here so no path can forget it.
-        let credentials = credentials.filter(|_| self.may_send_credentials(realm));
+        let credentials = credentials.filter(|_| self.may_send_credentials(&realm));
         let scope = challenge.param("scope").unwrap_or(default_scope);
         let service = challenge.param("service");
         let call = Call {
             action: "requesting a token",
             deadline,
         };
-        let agent = self.transport.agent(realm)?;
+        let target = realm.as_request();
+        let agent = self.transport.agent(&target)?;
         let get = |authorization: Option<String>| {
             self.send(realm_host, call, |remaining| {
-                let mut req = agent.get(realm);
+                let mut req = agent.get(&target);
                 if let Some(service) = service {
                     req = req.query("service", service);
                 }
@@ -110,7 +105,7 @@ impl Registry {
                         ("refresh_token", refresh),
                     ];
                     let posted = self.send(realm_host, call, |remaining| {
-                        limited(agent.post(realm), remaining).send_form(form)
+                        limited(agent.post(&target), remaining).send_form(form)
                     })?;
                     if matches!(posted.status().as_u16(), 404 | 405) {
                         get(Some(format!(
@@ -133,7 +128,7 @@ impl Registry {
                 }
                 _ => format!("the token endpoint answered HTTP {status}"),
             };
-            return Err(fail(realm, Some(status), reason));
+            return Err(fail(Some(status), reason));
         }
         let mut body = Vec::new();
         resp.into_body()
@@ -143,30 +138,11 @@ impl Registry {
             .map_err(|e| transport(realm_host, "reading a token response", e))?;
         if body.len() as u64 > MAX_TOKEN_RESPONSE {
             return Err(fail(
-                realm,
                 None,
                 format!("the token response exceeds {MAX_TOKEN_RESPONSE} bytes"),
             ));
         }
-        // serde's message could quote part of the body, which may hold a token: give the position only.
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            fail(
-                realm,
-                None,
-                format!(
-                    "the token response is not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
-        parsed.into_token().ok_or_else(|| {
-            fail(
-                realm,
-                None,
-                "the token response has neither `token` nor `access_token`".to_owned(),
-            )
-        })
+        parse_token_answer(&body).map_err(|e| fail(None, e.to_string()))
     }
 }
 
@@ -192,9 +168,19 @@ pub(super) struct AuthOutcome {
     /// `used` went to the registry itself (a Basic challenge), so a refusal rejects them.
     pub(super) sent_directly: bool,
     /// Credentials not sent because the realm is plain HTTP on a host not marked insecure.
-    pub(super) withheld: Option<(Source, String)>,
+    pub(super) withheld: Option<Withheld>,
     /// Sources that could not be read.
     pub(super) problems: Vec<String>,
+}
+
+/// Credentials held back from a plain-HTTP token realm.
+#[derive(Debug)]
+pub(super) struct Withheld {
+    pub(super) source: Source,
+    /// The realm, redacted.
+    pub(super) realm: String,
+    /// The realm's `host[:port]`, as it would be marked insecure.
+    pub(super) host: String,
 }
 
 impl AuthOutcome {
@@ -203,12 +189,12 @@ impl AuthOutcome {
         let login = format!(
             "log in with `docker login {registry}` (podman, oras and crane logins work too) or pass credentials to ClientBuilder::credentials"
         );
-        if let Some((source, realm)) = &self.withheld {
-            let host = realm
-                .split("://")
-                .nth(1)
-                .and_then(|r| r.split('/').next())
-                .unwrap_or(realm);
+        if let Some(Withheld {
+            source,
+            realm,
+            host,
+        }) = &self.withheld
+        {
             return format!(
                 "the {source} were not sent: the token service {realm} uses plain HTTP and {host} is not marked insecure (FORGE_OCI_INSECURE_HOSTS)"
             );
@@ -242,10 +228,10 @@ mod tests {
     use crate::auth::CredentialSources;
     use crate::registry::{RegistryConfig, TransportConfig};
     use std::time::Duration;
-    #[test]
-    fn a_plain_http_realm_is_refused_for_an_https_registry_before_any_request() {
-        let registry = Registry::new(RegistryConfig {
-            insecure_hosts: Vec::new(),
+
+    fn registry(insecure: &[&str]) -> Registry {
+        Registry::new(RegistryConfig {
+            insecure_hosts: insecure.iter().map(|h| (*h).to_owned()).collect(),
             max_manifest_size: 1024,
             retries: 0,
             credentials: CredentialSources::default(),
@@ -254,26 +240,94 @@ mod tests {
                 read_timeout: Duration::from_secs(1),
                 ..Default::default()
             },
-        });
-        // Port 9 (discard): were a request attempted, this would be a transport error instead.
-        let challenge = parse_challenges(r#"Bearer realm="http://127.0.0.1:9/token",service="s""#)
+        })
+    }
+
+    /// `token_from` for a challenge with `realm`, with credentials; port 9
+    /// (discard) in realms means that a request attempted would be a transport error.
+    fn ask(registry: &Registry, https: bool, realm: &str) -> Result<Token> {
+        let challenge = parse_challenges(&format!(r#"Bearer realm="{realm}",service="s""#))
             .unwrap()
             .remove(0);
         let creds = Credentials::basic("u", "p");
-        match registry.token_from(
+        registry.token_from(
             "ghcr.io",
-            true,
+            https,
             &challenge,
             "repository:a:pull",
             Some(&creds),
             None,
+        )
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_plain_http_realm_is_refused_for_an_https_registry_before_any_request() {
+        let registry = registry(&[]);
+        match ask(&registry, true, "http://127.0.0.1:9/token") {
+            Err(Error::RefusedUrl {
+                what: "token realm",
+                host: Some(host),
+                reason: UrlRefusal::PlainHttpRealm,
+                ..
+            }) => assert_eq!(host, "127.0.0.1:9"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(!registry.may_send_credentials(&url("http://127.0.0.1:9/token")));
+        assert!(registry.may_send_credentials(&url("https://auth.example/token")));
+    }
+
+    #[test]
+    fn a_realm_with_userinfo_is_refused_naming_the_host_it_leads_to() {
+        let registry = registry(&["127.0.0.1"]);
+        match ask(
+            &registry,
+            false,
+            "http://127.0.0.1:x@localhost:9/token?secret=1",
         ) {
-            Err(Error::Token { reason, .. }) => {
-                assert!(reason.contains("plain-HTTP token realm"), "{reason}")
+            Err(
+                e @ Error::RefusedUrl {
+                    reason: UrlRefusal::UserInfo,
+                    ..
+                },
+            ) => {
+                let Error::RefusedUrl { host, url, .. } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(host.as_deref(), Some("localhost:9"));
+                assert_eq!(url, "http://localhost:9/token");
+                let msg = e.to_string();
+                assert!(
+                    !msg.contains("127.0.0.1") && !msg.contains("secret"),
+                    "{msg}"
+                );
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
-        assert!(!registry.may_send_credentials("http://127.0.0.1:9/token"));
-        assert!(registry.may_send_credentials("https://auth.example/token"));
+    }
+
+    #[test]
+    fn plain_http_is_judged_on_the_host_and_port_contacted() {
+        let registry = registry(&["127.0.0.1", "LocalHost:5000", "[::1]"]);
+        for (realm, allowed) in [
+            ("http://127.0.0.1:9/token", true),
+            ("http://localhost:5000/token", true),
+            ("http://localhost:5001/token", false),
+            ("http://localhost/token", false),
+            ("http://[::1]:9/token", true),
+            ("http://127.0.0.2/token?127.0.0.1", false),
+            ("https://anything.example/token", true),
+        ] {
+            assert_eq!(
+                registry.may_send_credentials(&url(realm)),
+                allowed,
+                "{realm}"
+            );
+        }
+        let registry = self::registry(&["localhost:80"]);
+        assert!(registry.may_send_credentials(&url("http://localhost/token")));
     }
 }

@@ -191,9 +191,10 @@ fn build(config: &TransportConfig) -> std::result::Result<Agents, (&'static str,
             };
             let config = Agent::config_builder()
                 .http_status_as_error(false)
-                .timeout_connect(Some(config.connect_timeout))
-                .timeout_recv_response(Some(config.read_timeout))
-                .timeout_per_read(Some(config.read_timeout))
+                // ureq adds timeouts to instants unchecked: an absurd one is none.
+                .timeout_connect(super::finite(config.connect_timeout))
+                .timeout_recv_response(super::finite(config.read_timeout))
+                .timeout_per_read(super::finite(config.read_timeout))
                 // Redirects are followed hop by hop in `redirect.rs`, which decides per
                 // hop whether Authorization goes along.
                 .max_redirects(0)
@@ -278,8 +279,9 @@ fn certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate<'static>>, 
     Ok(certs)
 }
 
-/// A proxy URL without its password, for messages.
+/// A proxy URL without its password, query string or fragment, for messages.
 fn redact(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             format!("{}://<credentials>@{}", &url[..s], &url[at + 1..])

@@ -309,7 +309,11 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
             route.content_length.unwrap_or(body.len() as u64)
         );
     }
-    if status == 206 {
+    let scripted_range = route
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-range"));
+    if status == 206 && !scripted_range {
         head += &format!("Content-Range: bytes {start}-{}/{full}\r\n", full - 1);
     }
     for (name, value) in &route.headers {
