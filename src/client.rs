@@ -315,9 +315,13 @@ impl Client {
         // A connection dropped mid-download is retried, resuming from the partial
         // file; content that fails verification is not (the next try would be the same).
         let mut attempt = 0;
+        // The host whose body was being read, named if reading it fails.
+        let mut answered = r.api_host().to_owned();
         let (path, downloaded) = loop {
             let fetched = cache.fetch_blob(&layer_digest, layer.size, |offset| {
-                registry.open_blob(r, &layer_digest, offset, deadline)
+                let body = registry.open_blob(r, &layer_digest, offset, deadline)?;
+                answered = body.host;
+                Ok((body.reader, body.starts_at))
             });
             match fetched {
                 Err(CommitError::Read(e))
@@ -326,7 +330,9 @@ impl Client {
                     attempt += 1;
                     std::thread::sleep(crate::registry::backoff(attempt - 1));
                 }
-                other => break other.map_err(|e| commit_error(r, &layer_digest, e))?,
+                other => {
+                    break other.map_err(|e| commit_error(r, &layer_digest, &answered, e))?;
+                }
             }
         };
         // Manifests after the blob, the ref last: a ref never points at something missing.
@@ -492,7 +498,9 @@ fn cannot_tell_now(e: &Error) -> bool {
     let unavailable = |status: u16| status == 408 || status == 429 || status >= 500;
     match e {
         Error::Transport { .. } | Error::Deadline { .. } => true,
-        Error::Registry { status, .. } => unavailable(*status),
+        Error::Registry { status, .. } | Error::RedirectTarget { status, .. } => {
+            unavailable(*status)
+        }
         // No status: the token service could not be reached, or answered nonsense.
         Error::Token { status, .. } => status.is_none_or(unavailable),
         _ => false,
@@ -503,7 +511,8 @@ fn is_verification(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<VerifyError>())
 }
 
-fn commit_error(r: &Reference, digest: &Digest, e: CommitError) -> Error {
+/// The typed error for a failed blob download; `host` answered the request.
+fn commit_error(r: &Reference, digest: &Digest, host: &str, e: CommitError) -> Error {
     match e {
         CommitError::Typed(e) => e,
         CommitError::Read(io) => match io.get_ref().and_then(|e| e.downcast_ref::<VerifyError>()) {
@@ -514,7 +523,7 @@ fn commit_error(r: &Reference, digest: &Digest, e: CommitError) -> Error {
                 reason: v.clone(),
             },
             None => Error::Transport {
-                host: r.api_host().to_owned(),
+                host: host.to_owned(),
                 action: format!("downloading blob {digest} of {r}"),
                 source: Box::new(io),
             },

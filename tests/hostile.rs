@@ -972,3 +972,32 @@ fn an_expired_presigned_url_names_the_cdn_and_not_its_signature() {
     }
     let _ = payload;
 }
+
+// 43
+#[test]
+fn a_cdn_that_cuts_the_body_is_named_as_the_host_that_failed() {
+    let server = FakeRegistry::start();
+    let cdn = FakeRegistry::start();
+    let payload = wasm_payload("cut by the cdn", 50_000);
+    serve(
+        &server,
+        "t",
+        &payload,
+        Route::ok("").status(307).header(
+            "location",
+            &format!("http://{}/bucket/t?X-Amz-Signature=5ec7e75e", cdn.host()),
+        ),
+    );
+    cdn.route("/bucket/t", Route::ok(payload.clone()).cut_after(10_000));
+    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    match r {
+        Err(e @ Error::Transport { .. }) => {
+            let Error::Transport { host, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(host, cdn.host());
+            assert!(!format!("{e} {e:?}").contains("5ec7e75e"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -153,6 +153,15 @@ fn a_partial_holding_the_whole_blob_is_finished_without_a_request() {
 }
 
 #[test]
+fn a_partial_the_registry_will_not_resume_is_fetched_from_zero() {
+    let s = Setup::new("416", |r| r.refuse_ranges());
+    s.make_dirs();
+    fs::write(s.partial(), &s.payload[..5_000]).unwrap();
+    s.pull_right_bytes();
+    assert_eq!(s.blob_requests(), [Some(5_000), None]);
+}
+
+#[test]
 fn a_lock_file_planted_as_a_link_is_not_followed() {
     let s = Setup::new("link lock", |r| r);
     s.make_dirs();

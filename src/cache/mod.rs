@@ -181,7 +181,7 @@ impl Cache {
         };
         let limit = self.policy.max_manifest_size;
         let mut bytes = Vec::new();
-        file.take(limit + 1)
+        file.take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io("read", &path, e))?;
         Ok((bytes.len() as u64 <= limit && Digest::of(&bytes) == *digest).then_some(bytes))

@@ -49,6 +49,16 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// a longer one (such as `Duration::MAX`) means no timeout. A century fits any clock.
 const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
 
+/// A blob's body as [`Registry::open_blob`] opens it.
+pub(crate) struct BlobBody {
+    pub(crate) reader: BodyReader<'static>,
+    /// The offset its bytes start at: the one asked for when the range was
+    /// honoured, 0 when the whole blob comes.
+    pub(crate) starts_at: u64,
+    /// The host that answered (a CDN's, after a redirect), `host[:port]`.
+    pub(crate) host: String,
+}
+
 /// Network settings taken from the client's builder.
 #[derive(Debug, Clone)]
 pub(crate) struct RegistryConfig {
@@ -195,7 +205,7 @@ impl Registry {
         digest: &Digest,
         offset: u64,
         deadline: Option<Instant>,
-    ) -> Result<(BodyReader<'static>, u64)> {
+    ) -> Result<BlobBody> {
         let url = self.url(r, "blobs", &digest.to_string());
         let action = format!("downloading blob {digest} of {r}");
         let range = format!("bytes={offset}-");
@@ -204,18 +214,28 @@ impl Registry {
         } else {
             &[]
         };
-        let answer = self.request(
-            Method::Get,
-            r,
-            &url,
-            headers,
-            Call {
-                action: &action,
-                deadline,
-            },
-        )?;
+        let call = Call {
+            action: &action,
+            deadline,
+        };
+        let answer = match self.request(Method::Get, r, &url, headers, call) {
+            // The range is past what the server holds (it may count the blob
+            // differently than the manifest does): ask for all of it instead.
+            Err(
+                Error::Registry { status: 416, .. } | Error::RedirectTarget { status: 416, .. },
+            ) if offset > 0 => {
+                return self.open_blob(r, digest, 0, deadline);
+            }
+            other => other?,
+        };
+        let host = answer.connected_to(r);
+        let body = |answer: Answer, starts_at| BlobBody {
+            reader: answer.resp.into_body().into_reader(),
+            starts_at,
+            host: host.clone(),
+        };
         if answer.resp.status().as_u16() != 206 {
-            return Ok((answer.resp.into_body().into_reader(), 0));
+            return Ok(body(answer, 0));
         }
         let range = answer
             .resp
@@ -224,9 +244,7 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_content_range);
         let detail = match range {
-            Some(range) if range.first == offset => {
-                return Ok((answer.resp.into_body().into_reader(), offset));
-            }
+            Some(range) if range.first == offset => return Ok(body(answer, offset)),
             Some(range) => format!(
                 "a partial answer from byte {} when byte {offset} was asked for",
                 range.first
