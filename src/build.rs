@@ -32,6 +32,7 @@ use crate::client::{Artifact, Client};
 use crate::config::ClientBuilder;
 use crate::error::Error;
 use crate::event::Event;
+use crate::untrusted::printable;
 
 /// Every environment variable that can change what a fetch returns.
 pub const ENV_VARS: [&str; 12] = [
@@ -114,7 +115,7 @@ pub fn fetch_with(builder: ClientBuilder, reference: &str) -> Result<Artifact, B
     let client = builder
         .on_event(|event| match event {
             Event::WaitingForLock { .. } | Event::UsingCachedTag { .. } => {
-                println!("cargo:warning={event}")
+                println!("{}", cargo_warning(event));
             }
             _ => {}
         })
@@ -180,22 +181,30 @@ impl BuildError {
     }
 }
 
+/// A `cargo:warning=` line: one line, escaped, since a newline in it would be
+/// read by cargo as a new instruction (`cargo:rustc-link-arg=…`).
+fn cargo_warning(event: &Event<'_>) -> String {
+    format!("cargo:warning={}", printable(&event.to_string(), 4000))
+}
+
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "forge-oci could not fetch `{}`", self.inner.0)?;
+        let shown = |text: &dyn fmt::Display| printable(&text.to_string(), 4000);
+        writeln!(f, "forge-oci could not fetch `{}`", shown(&self.inner.0))?;
         match &self.inner.1 {
             Kind::Pull(e) => {
-                writeln!(f, "  error: {e}")?;
+                writeln!(f, "  error: {}", shown(e))?;
                 let mut source = std::error::Error::source(e);
                 while let Some(cause) = source {
-                    writeln!(f, "  caused by: {cause}")?;
+                    writeln!(f, "  caused by: {}", shown(cause))?;
                     source = cause.source();
                 }
             }
             Kind::NoOutDir => writeln!(f, "  error: OUT_DIR is not set")?,
             Kind::NotAFileName(name) => writeln!(
                 f,
-                "  error: `{name}` is not a plain file name (one path component, not `.` or `..`): the copy would not stay in OUT_DIR"
+                "  error: `{}` is not a plain file name (one path component, not `.` or `..`): the copy would not stay in OUT_DIR",
+                shown(name)
             )?,
         }
         write!(f, "  help: {}", self.hint())
@@ -215,6 +224,31 @@ impl std::error::Error for BuildError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_warning_is_one_line_whatever_the_registry_said() {
+        let r: crate::Reference = "example.com/a/b:1".parse().unwrap();
+        let d = crate::Digest::of(b"m");
+        let error = Error::Registry {
+            registry: "example.com".into(),
+            url: "https://example.com/v2/a/b/manifests/1".into(),
+            status: 503,
+            code: None,
+            detail: Some("down\ncargo:rustc-link-arg=-Wl,--evil\x1b]0;title\x07".into()),
+        };
+        let event = Event::UsingCachedTag {
+            reference: &r,
+            digest: &d,
+            error: &error,
+        };
+        let line = cargo_warning(&event);
+        assert!(
+            line.starts_with("cargo:warning=could not revalidate"),
+            "{line}"
+        );
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("\\x0acargo:rustc-link-arg"), "{line}");
+    }
 
     #[test]
     fn plain_file_names() {

@@ -34,6 +34,7 @@ mod export;
 pub mod manifest;
 mod reference;
 mod registry;
+mod untrusted;
 
 pub use auth::Credentials;
 pub use cache::{
@@ -141,6 +142,15 @@ pub mod __fuzz {
         }
     }
 
+    /// A registry error body is summarised in bounded, printable text, whatever it holds.
+    pub fn error_body(data: &[u8]) {
+        let (code, summary) = crate::registry::status::summarise_error_body(data);
+        for text in code.iter().chain(summary.iter()) {
+            assert!(text.chars().count() <= 401, "{text:?}");
+            assert!(crate::untrusted::is_printable(text), "{text:?}");
+        }
+    }
+
     /// A `Content-Range` parses into a range that starts no later than it ends
     /// and ends before the complete length, and prints back to what it was read from.
     pub fn content_range(s: &str) {
@@ -195,7 +205,8 @@ pub mod __fuzz {
         if r.contains("://") {
             assert!(no_user(&r), "{s:?} -> {r}");
         }
-        assert!(r.chars().count() <= 200);
+        assert!(r.chars().count() <= 201, "{r}"); // 200 and a `…`
+        assert!(!r.chars().any(char::is_control), "{r:?}");
     }
 }
 
@@ -220,7 +231,7 @@ pub fn fetch_to_path(reference: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod fuzz_regressions {
     #[test]
-    fn token_answer_retry_after_content_range_url() {
+    fn kept_inputs_of_every_target() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
         let inputs = |target: &str| -> Vec<Vec<u8>> {
             // A target with no saved crash has no directory (git keeps no empty ones).
@@ -241,6 +252,9 @@ mod fuzz_regressions {
             if let Ok(s) = std::str::from_utf8(&data) {
                 super::__fuzz::content_range(s);
             }
+        }
+        for data in inputs("error_body") {
+            super::__fuzz::error_body(&data);
         }
         for data in inputs("url") {
             if let Ok(s) = std::str::from_utf8(&data) {

@@ -4,6 +4,11 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+// The library's own escaping of outside text, compiled here too: whatever a
+// server managed to put in an error or an event is escaped before it is printed.
+#[allow(dead_code)]
+#[path = "untrusted.rs"]
+mod untrusted;
 
 /// `println!` that does not panic when the reader goes away: `forge-oci … | head`
 /// or `| grep -q` close the pipe early, and that is not an error.
@@ -33,10 +38,10 @@ fn main() -> ExitCode {
     match run(command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", shown(&e));
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {
-                eprintln!("caused by: {cause}");
+                eprintln!("caused by: {}", shown(cause));
                 source = cause.source();
             }
             ExitCode::from(1)
@@ -59,7 +64,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
         }
         Command::Inspect(args) => print_json(&client(&args)?.inspect(&args.reference)?),
         Command::Cache { command, cache_dir } => {
-            let mut builder = Client::builder().on_event(|e| eprintln!("{e}"));
+            let mut builder = Client::builder().on_event(|e| eprintln!("{}", shown(e)));
             if let Some(dir) = cache_dir {
                 builder = builder.cache_dir(dir);
             }
@@ -98,8 +103,8 @@ fn client(args: &RefArgs) -> Result<Client, Error> {
             received,
             total,
         } => progress.update(&digest.to_string(), *received, *total),
-        Event::UsingCachedTag { .. } if !quiet => eprintln!("warning: {event}"),
-        _ if !quiet => eprintln!("{event}"),
+        Event::UsingCachedTag { .. } if !quiet => eprintln!("warning: {}", shown(event)),
+        _ if !quiet => eprintln!("{}", shown(event)),
         _ => {}
     });
     if let Some(dir) = &args.cache_dir {
@@ -308,4 +313,10 @@ fn print_json(value: &impl serde::Serialize) {
         Ok(text) => out!("{text}"),
         Err(e) => eprintln!("error: cannot render JSON: {e}"),
     }
+}
+
+/// A message for the terminal, one line, with anything a terminal would act on
+/// escaped.
+fn shown(message: &dyn std::fmt::Display) -> String {
+    untrusted::printable(&message.to_string(), 4000)
 }

@@ -677,3 +677,24 @@ fn the_progress_bar_names_the_reference_fits_the_width_and_knows_dumb_terminals(
         "{dumb:?}"
     );
 }
+
+#[test]
+fn registry_text_reaches_the_terminal_escaped() {
+    let server = FakeRegistry::start();
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2K\rerror: forged\nline";
+    server.route(
+        &format!("/v2/{REPO}/manifests/1.0"),
+        common::server::Route::ok(
+            serde_json::json!({"errors": [{"code": "X", "message": evil}]}).to_string(),
+        )
+        .status(500),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let out = pull(work.path(), &server, &work.path().join("cache"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("\\x1b]0;pwned"), "{err}");
+    let control = |b: &u8| b.is_ascii_control() && *b != b'\n';
+    assert!(!out.stderr.iter().any(control), "{err:?}");
+    assert_eq!(err.lines().count(), 1, "one line per message: {err:?}");
+}

@@ -1001,3 +1001,41 @@ fn a_cdn_that_cuts_the_body_is_named_as_the_host_that_failed() {
         other => panic!("{other:?}"),
     }
 }
+
+// 44
+#[test]
+fn escape_sequences_from_the_registry_never_reach_a_message_raw() {
+    let server = FakeRegistry::start();
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2K\rforged line\u{202e}";
+    let body = serde_json::json!({"errors": [{"code": "DENIED\u{1b}[31m", "message": evil}]});
+    server.route(
+        &format!("/v2/{REPO}/manifests/err"),
+        Route::ok(body.to_string()).status(500),
+    );
+    server.route(
+        &format!("/v2/{REPO}/manifests/text"),
+        Route::ok(format!("plain {evil}")).status(502),
+    );
+    // A media type whose parameter carries an escape sequence.
+    let payload = wasm_payload("evil media type", 100);
+    let m = manifest(&[(WASM, &payload)]);
+    let m = String::from_utf8(m)
+        .unwrap()
+        .replace(WASM, "application/wasm; x=\\u001b]0;pwned\\u0007");
+    serve_manifest(&server, "media", m);
+    for tag in ["err", "text", "media"] {
+        let (r, _cache) = pull(&server, &reference(&server, tag));
+        let e = r.unwrap_err();
+        let mut texts = vec![e.to_string(), format!("{e:?}")];
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            texts.push(cause.to_string());
+            source = cause.source();
+        }
+        for text in &texts {
+            assert!(!text.chars().any(char::is_control), "{tag}: {text:?}");
+            assert!(!text.contains('\u{202e}'), "{tag}: {text:?}");
+        }
+        assert!(texts[0].contains("\\x1b]0;pwned"), "{tag}: {}", texts[0]);
+    }
+}

@@ -409,11 +409,17 @@ fn check_media_type(t: &str) -> Result<(), String> {
             && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(c))
     };
-    // Parameters (`; charset=utf-8`) are allowed after the type itself.
+    // Parameters (`; charset=utf-8`) are allowed after the type itself, as long
+    // as they hold nothing a terminal would act on: media types end up in messages.
     let base = t.split(';').next().unwrap_or_default().trim_end();
     match base.split_once('/') {
-        Some((ty, sub)) if part_ok(ty) && part_ok(sub) => Ok(()),
-        _ => Err(format!("invalid media type `{t}`")),
+        Some((ty, sub)) if part_ok(ty) && part_ok(sub) && crate::untrusted::is_printable(t) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "invalid media type `{}`",
+            crate::untrusted::printable(t, 300)
+        )),
     }
 }
 

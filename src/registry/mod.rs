@@ -15,7 +15,7 @@ use std::sync::Mutex;
 pub(crate) mod range;
 mod redirect;
 pub(crate) mod retry;
-mod status;
+pub(crate) mod status;
 mod token;
 mod transport;
 pub(crate) mod url;

@@ -11,6 +11,7 @@ use super::token::AuthOutcome;
 use super::url::Url;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
+use crate::untrusted::printable;
 
 /// A response, and who sent it: the registry, or a host it redirected to.
 pub(super) struct Answer {
@@ -125,6 +126,18 @@ pub(super) fn check_status(r: &Reference, answer: Answer, auth: &AuthOutcome) ->
 /// Reads a registry error body: `{"errors":[{"code":…,"message":…}]}` or plain
 /// text. Returns the first code and a one-line summary.
 fn read_error_body(resp: Response<Body>) -> (Option<String>, Option<String>) {
+    let mut body = Vec::new();
+    // The body only adds detail to an error we already have; a failed read leaves it out.
+    let _ = resp
+        .into_body()
+        .into_reader()
+        .take(MAX_ERROR_BODY)
+        .read_to_end(&mut body);
+    summarise_error_body(&body)
+}
+
+/// The first code and a one-line, printable summary of an error body.
+pub(crate) fn summarise_error_body(body: &[u8]) -> (Option<String>, Option<String>) {
     #[derive(serde::Deserialize)]
     struct Envelope {
         errors: Vec<Entry>,
@@ -134,14 +147,7 @@ fn read_error_body(resp: Response<Body>) -> (Option<String>, Option<String>) {
         code: Option<String>,
         message: Option<String>,
     }
-    let mut body = Vec::new();
-    // The body only adds detail to an error we already have; a failed read leaves it out.
-    let _ = resp
-        .into_body()
-        .into_reader()
-        .take(MAX_ERROR_BODY)
-        .read_to_end(&mut body);
-    if let Ok(env) = serde_json::from_slice::<Envelope>(&body) {
+    if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
         let code = env.errors.iter().find_map(|e| e.code.clone());
         let summary = env
             .errors
@@ -154,18 +160,22 @@ fn read_error_body(resp: Response<Body>) -> (Option<String>, Option<String>) {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        return (code, (!summary.is_empty()).then_some(summary));
+        let code = code.map(|c| printable(&c, 100));
+        return (
+            code,
+            (!summary.is_empty()).then(|| printable(&summary, 400)),
+        );
     }
-    let text = String::from_utf8_lossy(&body);
+    let text = String::from_utf8_lossy(body);
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
         (None, None)
     } else if let Some(summary) = xml_error(&text) {
-        (None, Some(summary))
+        (None, Some(printable(&summary, 400)))
     } else if text.starts_with('<') {
         (None, Some("an HTML page".to_owned()))
     } else {
-        (None, Some(text.chars().take(200).collect()))
+        (None, Some(printable(&text, 200)))
     }
 }
 

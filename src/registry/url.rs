@@ -10,6 +10,7 @@
 //! character anywhere. As a last check, the `http` crate ureq sends with must find
 //! the same host and port.
 
+use crate::untrusted::printable;
 use std::fmt;
 
 /// Why a URL a server sent was refused.
@@ -241,14 +242,6 @@ pub(crate) fn redact(s: &str) -> String {
     }
     out.push_str(rest);
     printable(&out, 200)
-}
-
-/// At most `max` characters, control characters replaced.
-fn printable(s: &str, max: usize) -> String {
-    s.chars()
-        .take(max)
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect()
 }
 
 /// Whether `s` starts with an RFC 3986 scheme and a colon (`https:`, `file:`).
