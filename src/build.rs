@@ -9,6 +9,29 @@
 //! }
 //! ```
 //!
+//! # Change detection: read this if your script reads files
+//!
+//! Cargo reruns a build script whose package changed in any way, until the script
+//! prints its first `cargo:rerun-if-…` line; from then on cargo watches only what
+//! such lines name. These functions print `rerun-if-env-changed` lines (below), so
+//! **a file your script reads, say a list of plugins, is no longer watched unless
+//! you say so**, and editing it would leave a stale build. Name each such file
+//! with [`rerun_if_changed`] (or print `cargo:rerun-if-changed=FILE` yourself):
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() -> Result<(), forge_oci::build::BuildError> {
+//!     forge_oci::build::rerun_if_changed("plugins.txt");
+//!     for line in std::fs::read_to_string("plugins.txt").unwrap_or_default().lines() {
+//!         let (name, reference) = line.split_once(' ').unwrap_or((line, line));
+//!         forge_oci::build::fetch_to_out_dir(reference, &format!("{name}.wasm"))?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The script itself (`build.rs` and what it includes) is always watched by cargo.
+//!
 //! What these functions do for a build script:
 //! - print `cargo:rerun-if-env-changed=` for every variable that can change the
 //!   result ([`ENV_VARS`]), so cargo reruns the script when one changes and not
@@ -49,6 +72,26 @@ pub const ENV_VARS: [&str; 12] = [
     "HTTP_PROXY",
     "NO_PROXY",
 ];
+
+/// Tells cargo to rerun the build script when the file (or directory) at `path`
+/// changes: call it for every file your script reads besides its own source, since
+/// the `rerun-if-env-changed` lines the fetch functions print switch off cargo's
+/// default of rerunning on any change (see the [module docs](self)). A relative
+/// path is relative to the package's root, as cargo reads it.
+///
+/// A path cargo could not read back from one line (one holding a newline or
+/// another control character) is not printed; a `cargo:warning` says so.
+pub fn rerun_if_changed(path: impl AsRef<Path>) {
+    let path = path.as_ref().to_string_lossy();
+    if crate::untrusted::is_printable(&path) {
+        println!("cargo:rerun-if-changed={path}");
+    } else {
+        println!(
+            "cargo:warning=forge-oci: cannot watch `{}`: cargo reads one path per line",
+            printable(&path, 400)
+        );
+    }
+}
 
 /// Fetches `reference` and returns the path of the cached blob (shared: do not
 /// modify it). See the [module docs](self) for what it tells cargo.

@@ -605,12 +605,14 @@ fn build_script_pulls_then_builds_offline() -> Outcome {
     let cache = work.path().join("cache");
     let host = registry.host.clone();
     let cargo_run = |reference: &str, offline: bool| {
+        // The script reads the reference from this file: a change to it must rerun
+        // the script although it prints rerun-if-env-changed lines.
+        std::fs::write(krate.join("plugin.ref"), reference).unwrap();
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.args(["run", "--quiet"])
             .current_dir(&krate)
             // Its own target dir: ours is locked by the cargo running this test.
             .env("CARGO_TARGET_DIR", here.join("target/build-script-test"))
-            .env("PLUGIN_REF", reference)
             .env("FORGE_CACHE_DIR", &cache)
             .env("FORGE_OCI_INSECURE_HOSTS", &host)
             .env_remove("FORGE_OFFLINE");
