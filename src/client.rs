@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{Cache, CommitError, Document, Documents, Resolved};
+use crate::cache::{Cache, CommitError};
 use crate::config::{ClientBuilder, Network, TagPolicy};
 use crate::digest::{Digest, VerifyError};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
-use crate::manifest::{ImageIndex, ImageManifest, Manifest};
+use crate::manifest::{Document, ImageIndex, ImageManifest, Manifest, Rejected};
 use crate::reference::Reference;
 use crate::registry::Registry;
+use crate::resolve::{Chosen, Documents, Selection};
 
 /// The result of a pull: one verified blob in the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    fn new(path: PathBuf, resolved: Resolved, from_cache: bool) -> Artifact {
+    fn new(path: PathBuf, resolved: Chosen, from_cache: bool) -> Artifact {
         Artifact {
             path,
             layer_digest: resolved.layer_digest,
@@ -157,6 +158,7 @@ pub struct Client {
 /// Everything a client holds, assembled by [`ClientBuilder::build`].
 pub(crate) struct Inner {
     pub(crate) cache: Cache,
+    pub(crate) selection: Selection,
     pub(crate) registry: Registry,
     pub(crate) network: Network,
     pub(crate) tag_policy: TagPolicy,
@@ -233,11 +235,11 @@ impl Client {
         let online = inner.network == Network::Online;
         let deadline = self.deadline();
         if let Some(pin) = r.digest() {
-            if let Some(hit) = inner.cache.resolve(r, pin)? {
+            if let Some(hit) = inner.selection.cached(&inner.cache, r, pin)? {
                 return Ok(self.hit(hit));
             }
         } else if let Some((digest, resolved_at)) = inner.cache.read_ref(r) {
-            if let Some(hit) = inner.cache.resolve(r, &digest)? {
+            if let Some(hit) = inner.selection.cached(&inner.cache, r, &digest)? {
                 if !online || self.tag_is_fresh(resolved_at) {
                     return Ok(self.hit(hit));
                 }
@@ -291,34 +293,37 @@ impl Client {
         }
     }
 
-    fn hit(&self, resolved: Resolved) -> Artifact {
+    fn hit(&self, resolved: Chosen) -> Artifact {
         let path = self.inner.cache.blob_path(&resolved.layer_digest);
         Artifact::new(path, resolved, true)
     }
 
     fn pull_from_registry(&self, r: &Reference, deadline: Option<Instant>) -> Result<Artifact> {
         let Inner {
-            cache, registry, ..
+            cache,
+            registry,
+            selection,
+            ..
         } = &*self.inner;
         // A pin whose manifests are cached (its layer is not, or we would not be
         // here) needs only the blob: content-addressed manifests cannot be stale.
         let cached = match r.digest() {
-            Some(pin) => cache.cached_documents(r, pin)?,
+            Some(pin) => selection.cached_documents(cache, r, pin)?,
             None => None,
         };
         let docs = match cached {
             Some(docs) => docs,
             None => self.fetch_documents(r, deadline)?,
         };
-        let layer = cache.select_layer(r, &docs.image)?;
-        let layer_digest = cache.descriptor_digest(r, layer)?;
+        let chosen = selection.choose(r, &docs)?;
+        let layer_digest = chosen.layer_digest.clone();
         // A connection dropped mid-download is retried, resuming from the partial
         // file; content that fails verification is not (the next try would be the same).
         let mut attempt = 0;
         // The host whose body was being read, named if reading it fails.
         let mut answered = r.api_host().to_owned();
         let (path, downloaded) = loop {
-            let fetched = cache.fetch_blob(&layer_digest, layer.size, |offset| {
+            let fetched = cache.fetch_blob(&layer_digest, chosen.size, |offset| {
                 let body = registry.open_blob(r, &layer_digest, offset, deadline)?;
                 answered = body.host;
                 Ok((body.reader, body.starts_at))
@@ -341,13 +346,7 @@ impl Client {
         }
         cache.store_bytes(&docs.top.digest, &docs.top.bytes)?;
         cache.write_ref(r, &docs.top.digest)?;
-        let resolved = Resolved {
-            manifest_digest: docs.top.digest,
-            layer_digest,
-            media_type: layer.media_type.clone(),
-            size: layer.size,
-        };
-        Ok(Artifact::new(path, resolved, !downloaded))
+        Ok(Artifact::new(path, chosen, !downloaded))
     }
 
     /// What `reference` resolves to, without downloading the layer. A tag is asked
@@ -359,14 +358,13 @@ impl Client {
     pub fn resolve(&self, reference: &str) -> Result<Resolution> {
         let r: Reference = reference.parse()?;
         let docs = self.documents(&r)?;
-        let cache = &self.inner.cache;
-        let layer = cache.select_layer(&r, &docs.image)?;
+        let chosen = self.inner.selection.choose(&r, &docs)?;
         Ok(Resolution {
             reference: r.to_string(),
-            manifest_digest: docs.top.digest.clone(),
-            layer_digest: cache.descriptor_digest(&r, layer)?,
-            media_type: layer.media_type.clone(),
-            size: layer.size,
+            manifest_digest: chosen.manifest_digest,
+            layer_digest: chosen.layer_digest,
+            media_type: chosen.media_type,
+            size: chosen.size,
         })
     }
 
@@ -401,7 +399,7 @@ impl Client {
             (None, true) => None,
         };
         if let Some(top) = cached {
-            if let Some(docs) = self.inner.cache.cached_documents(r, &top)? {
+            if let Some(docs) = inner.selection.cached_documents(&inner.cache, r, &top)? {
                 return Ok(docs);
             }
         }
@@ -416,22 +414,20 @@ impl Client {
 
     /// GETs the top manifest and, for an index, the selected child.
     fn fetch_documents(&self, r: &Reference, deadline: Option<Instant>) -> Result<Documents> {
-        let cache = &self.inner.cache;
         let top = self.fetch_manifest(r, r.digest(), None, deadline)?;
-        let child = match &top.manifest {
-            Manifest::Index(index) => {
-                let desc = cache.select_platform(r, index)?;
-                let digest = cache.descriptor_digest(r, desc)?;
-                Some(self.fetch_manifest(r, Some(&digest), Some(desc.size), deadline)?)
-            }
-            Manifest::Image(_) => None,
-        };
-        Documents::new(r, top, child)
+        let walked = self.inner.selection.walk(r, top, |digest, size| {
+            self.fetch_manifest(r, Some(digest), Some(size), deadline)
+                .map(Some)
+        })?;
+        // The registry's load never says "none": it answers or fails.
+        walked.ok_or_else(|| Error::NotCached {
+            reference: r.to_string(),
+            cache: self.inner.cache.root().to_path_buf(),
+        })
     }
 
-    /// GETs a manifest by `expected` digest (or the reference's tag) and checks it:
-    /// against `expected` when given, else against `Docker-Content-Digest` when the
-    /// registry sends a sha256 one.
+    /// GETs a manifest by `expected` digest (or the reference's tag) and checks it
+    /// as [`Document::fetched`] does.
     fn fetch_manifest(
         &self,
         r: &Reference,
@@ -441,51 +437,25 @@ impl Client {
     ) -> Result<Document> {
         let selector = expected.map_or_else(|| r.manifest_selector(), ToString::to_string);
         let fetched = self.inner.registry.fetch_manifest(r, &selector, deadline)?;
-        let actual = Digest::of(&fetched.bytes);
-        let claimed = match expected {
-            Some(d) => Some(d.clone()),
-            None => fetched
-                .content_digest
-                .as_deref()
-                .and_then(|h| h.parse().ok()),
-        };
-        let mismatch = |reason| Error::Verification {
-            what: "manifest",
-            reference: r.to_string(),
-            expected: claimed.clone().unwrap_or_else(|| actual.clone()),
-            reason,
-        };
-        if let Some(want) = &claimed {
-            if *want != actual {
-                return Err(mismatch(VerifyError::DigestMismatch {
-                    expected: want.clone(),
-                    actual: actual.clone(),
-                }));
-            }
-        }
-        let len = fetched.bytes.len() as u64;
-        match expected_size {
-            Some(size) if len < size => {
-                return Err(mismatch(VerifyError::TooShort {
-                    expected: size,
-                    actual: len,
-                }));
-            }
-            Some(size) if len > size => {
-                return Err(mismatch(VerifyError::TooLong { expected: size }));
-            }
-            _ => {}
-        }
-        let manifest = Manifest::from_slice(&fetched.bytes, fetched.content_type.as_deref())
-            .map_err(|reason| Error::InvalidManifest {
+        Document::fetched(
+            fetched.bytes,
+            fetched.content_type.as_deref(),
+            expected,
+            fetched.content_digest.as_deref(),
+            expected_size,
+        )
+        .map_err(|rejected| match rejected {
+            Rejected::Verify { expected, reason } => Error::Verification {
+                what: "manifest",
                 reference: r.to_string(),
-                digest: actual.clone(),
+                expected,
                 reason,
-            })?;
-        Ok(Document {
-            digest: actual,
-            bytes: fetched.bytes,
-            manifest,
+            },
+            Rejected::Invalid { digest, reason } => Error::InvalidManifest {
+                reference: r.to_string(),
+                digest,
+                reason,
+            },
         })
     }
 }

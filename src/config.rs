@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::{Callback, Event, Events};
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
 use crate::registry::{Proxies, Registry, RegistryConfig, TransportConfig};
+use crate::resolve::Selection;
 
 const CACHE_SUBDIR: [&str; 2] = ["openapi-forge", "plugins"];
 /// The variables behind the default [`Network`].
@@ -387,10 +388,12 @@ impl ClientBuilder {
         };
         let events = self.on_event.map(Events::new).unwrap_or_default();
         let policy = Policy {
-            platforms: self.platforms,
-            layer_media_types: self.layer_media_types,
             max_manifest_size: self.max_manifest_size,
             lock_timeout: self.lock_timeout,
+        };
+        let selection = Selection {
+            platforms: self.platforms,
+            layer_media_types: self.layer_media_types,
         };
         let registry = Registry::new(RegistryConfig {
             insecure_hosts: self.insecure_hosts,
@@ -406,7 +409,13 @@ impl ClientBuilder {
             },
         });
         Ok(Client::from_inner(Inner {
-            cache: Cache::new(root, policy, events.clone()),
+            cache: Cache::new(
+                root,
+                policy,
+                events.clone(),
+                selection.clone().for_listing(),
+            ),
+            selection,
             registry,
             network: self.network,
             tag_policy: self.tag_policy,

@@ -34,6 +34,7 @@ mod export;
 pub mod manifest;
 mod reference;
 mod registry;
+mod resolve;
 mod untrusted;
 
 pub use auth::Credentials;

@@ -19,15 +19,13 @@ mod ops;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
-use crate::manifest::{
-    Descriptor, ImageManifest, Manifest, ParseManifestError, Platform, select_layer,
-    select_platform,
-};
+use crate::manifest::Document;
 use crate::reference::Reference;
 
 pub(crate) use commit::CommitError;
@@ -38,82 +36,48 @@ use layout::Layout;
 use lock::{LockMode, Waiting, with_lock};
 pub use ops::{CacheEntry, CorruptBlob, MissingLayer, PruneOptions, PruneReport, VerifyReport};
 
-/// How the cache turns a manifest into the one blob to return, and how long it
-/// waits for locks. Set through the client's builder.
+/// How large a cached manifest may be, and how long the cache waits for locks.
+/// Set through the client's builder.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    pub(crate) platforms: Vec<Platform>,
-    pub(crate) layer_media_types: Vec<String>,
     pub(crate) max_manifest_size: u64,
     pub(crate) lock_timeout: Option<Duration>,
 }
 
-/// What a reference resolves to in the cache: the manifest it names and the
-/// selected layer, whose blob is present.
-#[derive(Debug, Clone)]
-pub(crate) struct Resolved {
-    pub(crate) manifest_digest: Digest,
-    pub(crate) layer_digest: Digest,
-    pub(crate) media_type: String,
-    pub(crate) size: u64,
-}
-
-/// A manifest document checked against its digest, with its bytes.
-pub(crate) struct Document {
-    pub(crate) digest: Digest,
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) manifest: Manifest,
-}
-
-/// What a reference leads to: its top document and, under an index, the child
-/// selected for the client's platforms; `image` is the one that lists layers.
-/// Built from the cache here, or from the registry by the client.
-pub(crate) struct Documents {
-    pub(crate) top: Document,
-    pub(crate) child: Option<Document>,
-    pub(crate) image: ImageManifest,
-}
-
-impl Documents {
-    pub(crate) fn new(r: &Reference, top: Document, child: Option<Document>) -> Result<Documents> {
-        let image = match (&top.manifest, &child) {
-            (Manifest::Image(m), None) => m.clone(),
-            (
-                Manifest::Index(_),
-                Some(Document {
-                    manifest: Manifest::Image(m),
-                    ..
-                }),
-            ) => m.clone(),
-            // What is left is an index under an index: only an index is given a
-            // child, and only an image manifest may be one.
-            _ => {
-                return Err(Error::InvalidManifest {
-                    reference: r.to_string(),
-                    digest: child.as_ref().map_or(&top.digest, |c| &c.digest).clone(),
-                    reason: ParseManifestError::nested_index(),
-                });
-            }
-        };
-        Ok(Documents { top, child, image })
-    }
-}
+/// What [`Cache::list`] reports as a reference's layer: the client's manifest
+/// selection, handed in so that the cache itself selects nothing.
+pub(crate) type LayerOf = Arc<
+    dyn Fn(&Cache, &Reference, &Digest) -> std::result::Result<(Digest, u64), MissingLayer>
+        + Send
+        + Sync,
+>;
 
 /// The on-disk cache a [`Client`](crate::Client) pulls into, with the operations
 /// that inspect and maintain it. Get one from [`Client::cache`](crate::Client::cache).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Cache {
     layout: Layout,
     policy: Policy,
     events: Events,
+    layer_of: LayerOf,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("root", &self.root())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cache {
-    pub(crate) fn new(root: PathBuf, policy: Policy, events: Events) -> Cache {
+    pub(crate) fn new(root: PathBuf, policy: Policy, events: Events, layer_of: LayerOf) -> Cache {
         Cache {
             layout: Layout::new(root),
             policy,
             events,
+            layer_of,
         }
     }
 
@@ -187,96 +151,12 @@ impl Cache {
         Ok((bytes.len() as u64 <= limit && Digest::of(&bytes) == *digest).then_some(bytes))
     }
 
-    /// A cached manifest that still parses; anything else is a miss the registry can fill.
-    pub(crate) fn cached_manifest(&self, digest: &Digest) -> Result<Option<Manifest>> {
+    /// A cached manifest that verifies and still parses; anything else is a miss
+    /// the registry can fill.
+    pub(crate) fn document(&self, digest: &Digest) -> Result<Option<Document>> {
         Ok(self
             .read_manifest(digest)?
-            .and_then(|b| Manifest::from_slice(&b, None).ok()))
-    }
-
-    /// Follows manifest `top` (through an index, if it is one) to the selected layer.
-    /// `None` when a manifest or the layer blob is not cached.
-    ///
-    /// # Errors
-    /// When the cached documents offer no acceptable platform or layer.
-    pub(crate) fn resolve(&self, r: &Reference, top: &Digest) -> Result<Option<Resolved>> {
-        let Some(docs) = self.cached_documents(r, top)? else {
-            return Ok(None);
-        };
-        let layer = self.select_layer(r, &docs.image)?;
-        let layer_digest = self.descriptor_digest(r, layer)?;
-        if !self.has_blob(&layer_digest, layer.size) {
-            return Ok(None);
-        }
-        Ok(Some(Resolved {
-            manifest_digest: top.clone(),
-            layer_digest,
-            media_type: layer.media_type.clone(),
-            size: layer.size,
-        }))
-    }
-
-    /// The documents manifest `top` leads to, as cached; `None` when one is missing
-    /// (or no longer parses: the registry can fill it again).
-    pub(crate) fn cached_documents(
-        &self,
-        r: &Reference,
-        top: &Digest,
-    ) -> Result<Option<Documents>> {
-        let load = |digest: &Digest| -> Result<Option<Document>> {
-            let Some(bytes) = self.read_manifest(digest)? else {
-                return Ok(None);
-            };
-            Ok(Manifest::from_slice(&bytes, None)
-                .ok()
-                .map(|manifest| Document {
-                    digest: digest.clone(),
-                    bytes,
-                    manifest,
-                }))
-        };
-        let Some(top) = load(top)? else {
-            return Ok(None);
-        };
-        let child = match &top.manifest {
-            Manifest::Index(index) => {
-                match load(&self.descriptor_digest(r, self.select_platform(r, index)?)?)? {
-                    Some(child) => Some(child),
-                    None => return Ok(None),
-                }
-            }
-            Manifest::Image(_) => None,
-        };
-        Documents::new(r, top, child).map(Some)
-    }
-
-    pub(crate) fn select_platform<'a>(
-        &self,
-        r: &Reference,
-        index: &'a crate::manifest::ImageIndex,
-    ) -> Result<&'a Descriptor> {
-        select_platform(index, &self.policy.platforms).map_err(|reason| Error::NoMatch {
-            reference: r.to_string(),
-            reason,
-        })
-    }
-
-    pub(crate) fn select_layer<'a>(
-        &self,
-        r: &Reference,
-        image: &'a crate::manifest::ImageManifest,
-    ) -> Result<&'a Descriptor> {
-        select_layer(image, &self.policy.layer_media_types).map_err(|reason| Error::NoMatch {
-            reference: r.to_string(),
-            reason,
-        })
-    }
-
-    pub(crate) fn descriptor_digest(&self, r: &Reference, d: &Descriptor) -> Result<Digest> {
-        d.sha256().map_err(|reason| Error::UnsupportedDigest {
-            reference: r.to_string(),
-            reason,
-        })
+            .and_then(|bytes| Document::stored(digest.clone(), bytes)))
     }
 
     /// Stores bytes already in memory (manifests) under their digest, replacing
@@ -429,12 +309,11 @@ mod tests {
 
     fn cache_in(dir: &Path) -> Cache {
         let policy = Policy {
-            platforms: Platform::wasm_defaults(),
-            layer_media_types: vec!["application/wasm".into()],
             max_manifest_size: 1 << 20,
             lock_timeout: None,
         };
-        Cache::new(dir.to_path_buf(), policy, Events::default())
+        let layer_of: LayerOf = Arc::new(|_, _, top| Err(MissingLayer::Manifest(top.clone())));
+        Cache::new(dir.to_path_buf(), policy, Events::default(), layer_of)
     }
 
     /// A cache whose directories exist, as inside a pull.

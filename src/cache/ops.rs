@@ -158,7 +158,7 @@ impl Cache {
             let Some((manifest_digest, resolved_at)) = read_ref_file(&path) else {
                 continue;
             };
-            let layer = self.cached_layer(&reference, &manifest_digest);
+            let layer = (self.layer_of)(self, &reference, &manifest_digest);
             entries.push(CacheEntry {
                 reference,
                 manifest_digest,
@@ -168,40 +168,6 @@ impl Cache {
         }
         entries.sort_by_key(|e| e.reference.to_string());
         Ok(entries)
-    }
-
-    /// The layer manifest `top` leads to for `r`, as [`Cache::resolve`] finds it,
-    /// or which step failed.
-    fn cached_layer(
-        &self,
-        r: &Reference,
-        top: &Digest,
-    ) -> std::result::Result<(Digest, u64), MissingLayer> {
-        let unusable = |e: Error| match e {
-            Error::NoMatch { reason, .. } => MissingLayer::NoMatch(reason),
-            e => MissingLayer::Unreadable(e.to_string()),
-        };
-        let docs = self
-            .cached_documents(r, top)
-            .map_err(unusable)?
-            .ok_or_else(|| {
-                // The top manifest, or the one its index selects, is missing.
-                let child = match self.cached_manifest(top) {
-                    Ok(Some(Manifest::Index(index))) => self
-                        .select_platform(r, &index)
-                        .and_then(|d| self.descriptor_digest(r, d))
-                        .ok(),
-                    _ => None,
-                };
-                MissingLayer::Manifest(child.unwrap_or_else(|| top.clone()))
-            })?;
-        let layer = self.select_layer(r, &docs.image).map_err(unusable)?;
-        let digest = self.descriptor_digest(r, layer).map_err(unusable)?;
-        if self.has_blob(&digest, layer.size) {
-            Ok((digest, layer.size))
-        } else {
-            Err(MissingLayer::Blob(digest))
-        }
     }
 
     /// The bytes the cache occupies (blobs, partial downloads, refs). Takes no lock.
@@ -351,7 +317,7 @@ impl Cache {
             if !seen.insert(d.hex().to_owned()) {
                 continue;
             }
-            let children = match self.cached_manifest(&d) {
+            let children = match self.document(&d).map(|doc| doc.map(|doc| doc.manifest)) {
                 Ok(Some(Manifest::Image(m))) => std::iter::once(m.config).chain(m.layers).collect(),
                 Ok(Some(Manifest::Index(i))) => i.manifests,
                 _ => Vec::new(),

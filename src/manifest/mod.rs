@@ -12,8 +12,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::digest::{Digest, ParseDigestError};
 
+mod document;
 mod select;
 
+pub(crate) use document::{Document, Rejected};
 pub use select::{SelectError, select_layer, select_platform};
 
 /// Media type of an OCI image manifest.
