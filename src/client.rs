@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{Cache, CommitError};
+use crate::cache::{Cache, CommitError, PullGuard};
 use crate::config::{ClientBuilder, Network, TagPolicy};
 use crate::digest::{Digest, VerifyError};
 use crate::error::{Error, Result};
@@ -269,7 +269,7 @@ impl Client {
         }
         inner
             .cache
-            .with_pull_lock(r, || self.pull_from_registry(r, deadline))
+            .with_pull_lock(r, |held| self.pull_from_registry(held, r, deadline))
     }
 
     /// The digest tag `r` points to now: a HEAD, or a GET of the manifest when the
@@ -298,7 +298,12 @@ impl Client {
         Artifact::new(path, resolved, true)
     }
 
-    fn pull_from_registry(&self, r: &Reference, deadline: Option<Instant>) -> Result<Artifact> {
+    fn pull_from_registry(
+        &self,
+        held: &PullGuard,
+        r: &Reference,
+        deadline: Option<Instant>,
+    ) -> Result<Artifact> {
         let Inner {
             cache,
             registry,
@@ -323,7 +328,7 @@ impl Client {
         // The host whose body was being read, named if reading it fails.
         let mut answered = r.api_host().to_owned();
         let (path, downloaded) = loop {
-            let fetched = cache.fetch_blob(&layer_digest, chosen.size, |offset| {
+            let fetched = cache.fetch_blob(held, &layer_digest, chosen.size, |offset| {
                 let body = registry.open_blob(r, &layer_digest, offset, deadline)?;
                 answered = body.host;
                 Ok((body.reader, body.starts_at))
@@ -342,10 +347,10 @@ impl Client {
         };
         // Manifests after the blob, the ref last: a ref never points at something missing.
         if let Some(child) = &docs.child {
-            cache.store_bytes(&child.digest, &child.bytes)?;
+            cache.store_bytes(held, &child.digest, &child.bytes)?;
         }
-        cache.store_bytes(&docs.top.digest, &docs.top.bytes)?;
-        cache.write_ref(r, &docs.top.digest)?;
+        cache.store_bytes(held, &docs.top.digest, &docs.top.bytes)?;
+        cache.write_ref(held, r, &docs.top.digest)?;
         Ok(Artifact::new(path, chosen, !downloaded))
     }
 

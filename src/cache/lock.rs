@@ -32,14 +32,27 @@ use crate::error::Error;
 /// How often a lock with a timeout is retried.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Shared (many holders) or exclusive (one holder).
+/// What a lock guards, which decides which file is locked and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LockMode {
-    /// Pulls hold the cache-wide lock shared.
-    Shared,
-    /// A blob download, or prune and clear on the cache-wide lock.
-    Exclusive,
+pub(crate) enum Guarding {
+    /// The writes of a pull (and verify's removals): the cache-wide `.lock`,
+    /// shared with every other pull.
+    Pull,
+    /// Prune and clear: the cache-wide `.lock`, held alone, so no pull runs.
+    Mutation,
+    /// One blob's download: its `locks/<hex>.lock`, held alone.
+    BlobDownload,
 }
+
+impl Guarding {
+    fn shared(self) -> bool {
+        self == Guarding::Pull
+    }
+}
+
+/// Proof that the cache-wide lock is held for a pull: the functions that write
+/// into the cache take it, so their signature says the caller holds the lock.
+pub(crate) struct PullGuard(pub(super) ());
 
 /// What to do while another process holds a lock.
 pub(crate) struct Waiting<'a> {
@@ -52,7 +65,7 @@ pub(crate) struct Waiting<'a> {
 /// Runs `f` while holding the lock file at `path` in `mode`.
 pub(crate) fn with_lock<T, E: From<Error>>(
     path: &Path,
-    mode: LockMode,
+    guarding: Guarding,
     waiting: &Waiting<'_>,
     f: impl FnOnce() -> Result<T, E>,
 ) -> Result<T, E> {
@@ -61,15 +74,16 @@ pub(crate) fn with_lock<T, E: From<Error>>(
     let started = Instant::now();
     loop {
         // Each arm either runs `f` under the guard or falls through to wait.
-        let attempt = match mode {
-            LockMode::Shared => match lock.try_read() {
+        let attempt = if guarding.shared() {
+            match lock.try_read() {
                 Ok(_guard) => return f(),
                 Err(e) => e,
-            },
-            LockMode::Exclusive => match lock.try_write() {
+            }
+        } else {
+            match lock.try_write() {
                 Ok(_guard) => return f(),
                 Err(e) => e,
-            },
+            }
         };
         if unsupported(&attempt) {
             return f();
@@ -94,15 +108,12 @@ pub(crate) fn with_lock<T, E: From<Error>>(
         }
     }
     // No timeout: block in the kernel rather than poll.
-    match mode {
-        LockMode::Shared => {
-            let _guard = lock.read().map_err(|e| Error::io("lock", path, e))?;
-            f()
-        }
-        LockMode::Exclusive => {
-            let _guard = lock.write().map_err(|e| Error::io("lock", path, e))?;
-            f()
-        }
+    if guarding.shared() {
+        let _guard = lock.read().map_err(|e| Error::io("lock", path, e))?;
+        f()
+    } else {
+        let _guard = lock.write().map_err(|e| Error::io("lock", path, e))?;
+        f()
     }
 }
 
@@ -151,7 +162,7 @@ mod tests {
             on_wait: &|_| calls.set(calls.get() + 1),
             timeout: Some(Duration::from_millis(200)),
         };
-        let r: Result<(), Error> = with_lock(&path, LockMode::Shared, &waiting, || Ok(()));
+        let r: Result<(), Error> = with_lock(&path, Guarding::Pull, &waiting, || Ok(()));
         match r {
             Err(Error::LockTimeout { path: p, .. }) => assert_eq!(p, path),
             other => panic!("expected LockTimeout, got {other:?}"),
@@ -169,7 +180,7 @@ mod tests {
             on_wait: &|_| panic!("a shared lock must not wait for another shared lock"),
             timeout: Some(Duration::from_millis(10)),
         };
-        let r: Result<u8, Error> = with_lock(&path, LockMode::Shared, &waiting, || Ok(7));
+        let r: Result<u8, Error> = with_lock(&path, Guarding::Pull, &waiting, || Ok(7));
         assert_eq!(r.unwrap(), 7);
     }
 }

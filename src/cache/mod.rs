@@ -33,7 +33,8 @@ use commit::{Mode, Target};
 pub(crate) use files::sync_parent;
 use files::{ensure_dir, ensure_dirs_below, open_no_follow, open_regular, regular_len};
 use layout::Layout;
-use lock::{LockMode, Waiting, with_lock};
+pub(crate) use lock::PullGuard;
+use lock::{Guarding, Waiting, with_lock};
 pub use ops::{CacheEntry, CorruptBlob, MissingLayer, PruneOptions, PruneReport, VerifyReport};
 
 /// How large a cached manifest may be, and how long the cache waits for locks.
@@ -114,7 +115,12 @@ impl Cache {
     }
 
     /// Records that `r` resolved to `manifest`, now.
-    pub(crate) fn write_ref(&self, r: &Reference, manifest: &Digest) -> Result<()> {
+    pub(crate) fn write_ref(
+        &self,
+        _held: &PullGuard,
+        r: &Reference,
+        manifest: &Digest,
+    ) -> Result<()> {
         let (dirs, _) = Layout::ref_components(r);
         let refs = self.layout.refs_dir();
         ensure_dir(&refs)?;
@@ -161,7 +167,12 @@ impl Cache {
 
     /// Stores bytes already in memory (manifests) under their digest, replacing
     /// a cached copy that is damaged.
-    pub(crate) fn store_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn store_bytes(
+        &self,
+        _held: &PullGuard,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<()> {
         debug_assert_eq!(Digest::of(bytes), *digest);
         if self
             .read_manifest(digest)?
@@ -185,7 +196,7 @@ impl Cache {
     fn lock<T, E: From<Error>>(
         &self,
         path: &Path,
-        mode: LockMode,
+        guarding: Guarding,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
         let on_wait = self.waiting();
@@ -193,15 +204,16 @@ impl Cache {
             on_wait: &on_wait,
             timeout: self.policy.lock_timeout,
         };
-        with_lock(path, mode, &waiting, f)
+        with_lock(path, guarding, &waiting, f)
     }
 
-    /// Runs `f` under the cache-wide lock held shared, as every pull that writes
-    /// does. A cache that cannot be written is reported as such for `r`.
+    /// Runs `f` under the cache-wide lock held for a pull (shared with other
+    /// pulls), handing it the guard that the writing functions ask for. A cache
+    /// that cannot be written is reported as such for `r`.
     pub(crate) fn with_pull_lock<T>(
         &self,
         r: &Reference,
-        f: impl FnOnce() -> Result<T>,
+        f: impl FnOnce(&PullGuard) -> Result<T>,
     ) -> Result<T> {
         // The directories are made under the lock: `clear` removes them under the
         // same lock held exclusively, so a pull never finds them gone.
@@ -210,12 +222,12 @@ impl Cache {
         let result = fs::create_dir_all(root)
             .map_err(|e| Error::io("create directory", root, e))
             .and_then(|()| {
-                self.lock(&self.layout.cache_lock(), LockMode::Shared, || {
+                self.lock(&self.layout.cache_lock(), Guarding::Pull, || {
                     self.layout
                         .writable_dirs()
                         .iter()
                         .try_for_each(|d| ensure_dir(d))?;
-                    f()
+                    f(&PullGuard(()))
                 })
             });
         match result {
@@ -237,6 +249,7 @@ impl Cache {
     /// this call downloaded it.
     pub(crate) fn fetch_blob<R: Read>(
         &self,
+        _held: &PullGuard,
         digest: &Digest,
         size: u64,
         mut open_at: impl FnMut(u64) -> Result<(R, u64)>,
@@ -247,7 +260,7 @@ impl Cache {
         }
         let downloaded = self.lock(
             &self.layout.blob_lock(digest),
-            LockMode::Exclusive,
+            Guarding::BlobDownload,
             || -> Result<bool, CommitError> {
                 // Whoever held the lock before us may have finished the job.
                 if self.has_blob(digest, size) {
@@ -316,11 +329,14 @@ mod tests {
         Cache::new(dir.to_path_buf(), policy, Events::default(), layer_of)
     }
 
+    /// Tests run as if inside a pull.
+    const HELD: PullGuard = PullGuard(());
+
     /// A cache whose directories exist, as inside a pull.
     fn ready_cache(dir: &Path) -> Cache {
         let c = cache_in(dir);
         let r: Reference = "localhost/x:1".parse().unwrap();
-        c.with_pull_lock(&r, || Ok(())).unwrap();
+        c.with_pull_lock(&r, |_| Ok(())).unwrap();
         c
     }
 
@@ -350,12 +366,12 @@ mod tests {
         let c = ready_cache(dir.path());
         let d = Digest::of(b"hello");
         assert!(c.read_manifest(&d).unwrap().is_none());
-        c.store_bytes(&d, b"hello").unwrap();
+        c.store_bytes(&HELD, &d, b"hello").unwrap();
         assert_eq!(c.read_manifest(&d).unwrap().unwrap(), b"hello");
 
         let r: Reference = "ghcr.io/o/r:1.0".parse().unwrap();
         assert_eq!(c.read_ref(&r), None);
-        c.write_ref(&r, &d).unwrap();
+        c.write_ref(&HELD, &r, &d).unwrap();
         assert_eq!(c.read_ref(&r).unwrap().0, d);
         assert!(tmp_entries(&c).is_empty(), "temp files left behind");
     }
@@ -365,12 +381,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = ready_cache(dir.path());
         let d = Digest::of(b"hello");
-        c.store_bytes(&d, b"hello").unwrap();
+        c.store_bytes(&HELD, &d, b"hello").unwrap();
         let path = c.blob_path(&d);
         fs::remove_file(&path).unwrap();
         fs::write(&path, b"HELLO").unwrap();
         assert!(c.read_manifest(&d).unwrap().is_none());
-        c.store_bytes(&d, b"hello").unwrap();
+        c.store_bytes(&HELD, &d, b"hello").unwrap();
         assert_eq!(c.read_manifest(&d).unwrap().unwrap(), b"hello");
     }
 
@@ -383,9 +399,9 @@ mod tests {
             "ghcr.io/o/r:V1".parse().unwrap(),
         );
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
-        c.write_ref(&lower, &a).unwrap();
+        c.write_ref(&HELD, &lower, &a).unwrap();
         assert_eq!(c.read_ref(&upper), None);
-        c.write_ref(&upper, &b).unwrap();
+        c.write_ref(&HELD, &upper, &b).unwrap();
         assert_eq!(c.read_ref(&lower).unwrap().0, a);
         assert_eq!(c.read_ref(&upper).unwrap().0, b);
         let names: Vec<_> = c
@@ -409,15 +425,17 @@ mod tests {
         let c = ready_cache(dir.path());
         let d = Digest::of(b"expected");
         assert!(matches!(
-            c.fetch_blob(&d, 8, |_| Ok((&b"tampered"[..], 0))),
+            c.fetch_blob(&HELD, &d, 8, |_| Ok((&b"tampered"[..], 0))),
             Err(CommitError::Read(_))
         ));
         assert!(!c.has_blob(&d, 8));
         assert!(tmp_entries(&c).is_empty());
-        let (path, downloaded) = c.fetch_blob(&d, 8, |_| Ok((&b"expected"[..], 0))).unwrap();
+        let (path, downloaded) = c
+            .fetch_blob(&HELD, &d, 8, |_| Ok((&b"expected"[..], 0)))
+            .unwrap();
         assert!(downloaded);
         assert_eq!(fs::read(path).unwrap(), b"expected");
-        let (_, again) = c.fetch_blob(&d, 8, |_| Ok((&b""[..], 0))).unwrap();
+        let (_, again) = c.fetch_blob(&HELD, &d, 8, |_| Ok((&b""[..], 0))).unwrap();
         assert!(!again, "a cached blob is not fetched again");
     }
 
@@ -428,9 +446,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = ready_cache(dir.path());
         let d = Digest::of(b"expected");
-        let (path, _) = c.fetch_blob(&d, 8, |_| Ok((&b"expected"[..], 0))).unwrap();
+        let (path, _) = c
+            .fetch_blob(&HELD, &d, 8, |_| Ok((&b"expected"[..], 0)))
+            .unwrap();
         let m = Digest::of(b"manifest");
-        c.store_bytes(&m, b"manifest").unwrap();
+        c.store_bytes(&HELD, &m, b"manifest").unwrap();
         for p in [path, c.blob_path(&m)] {
             assert_eq!(
                 fs::metadata(&p).unwrap().permissions().mode() & 0o777,
@@ -448,7 +468,7 @@ mod tests {
         fs::write(c.layout.partial(&d), b"expe").unwrap();
         let mut asked = Vec::new();
         let (path, _) = c
-            .fetch_blob(&d, 8, source(b"expected", &mut asked))
+            .fetch_blob(&HELD, &d, 8, source(b"expected", &mut asked))
             .unwrap();
         assert_eq!(asked, [4]);
         assert_eq!(fs::read(path).unwrap(), b"expected");
@@ -457,7 +477,9 @@ mod tests {
         // A server that ignores the range sends everything: start over.
         let d2 = Digest::of(b"abcdefgh");
         fs::write(c.layout.partial(&d2), b"abcd").unwrap();
-        let (path, _) = c.fetch_blob(&d2, 8, |_| Ok((&b"abcdefgh"[..], 0))).unwrap();
+        let (path, _) = c
+            .fetch_blob(&HELD, &d2, 8, |_| Ok((&b"abcdefgh"[..], 0)))
+            .unwrap();
         assert_eq!(fs::read(path).unwrap(), b"abcdefgh");
     }
 
@@ -469,7 +491,7 @@ mod tests {
         fs::write(c.layout.partial(&d), b"XXXX").unwrap();
         let mut asked = Vec::new();
         let (path, _) = c
-            .fetch_blob(&d, 8, source(b"12345678", &mut asked))
+            .fetch_blob(&HELD, &d, 8, source(b"12345678", &mut asked))
             .unwrap();
         assert_eq!(asked, [4, 0]);
         assert_eq!(fs::read(path).unwrap(), b"12345678");
@@ -479,7 +501,7 @@ mod tests {
         fs::write(c.layout.partial(&bad), b"XXXX").unwrap();
         let mut asked = Vec::new();
         assert!(
-            c.fetch_blob(&bad, 8, source(b"zzzzzzzz", &mut asked))
+            c.fetch_blob(&HELD, &bad, 8, source(b"zzzzzzzz", &mut asked))
                 .is_err()
         );
         assert_eq!(asked, [4, 0]);
@@ -494,7 +516,7 @@ mod tests {
         let d = Digest::of(b"complete");
         fs::write(c.layout.partial(&d), b"complete").unwrap();
         let (path, downloaded) = c
-            .fetch_blob(&d, 8, |_| -> Result<(&[u8], u64)> {
+            .fetch_blob(&HELD, &d, 8, |_| -> Result<(&[u8], u64)> {
                 panic!("no request is needed")
             })
             .unwrap();
@@ -506,7 +528,7 @@ mod tests {
         fs::write(c.layout.partial(&d2), b"wrongful").unwrap();
         let mut asked = Vec::new();
         let (path, _) = c
-            .fetch_blob(&d2, 8, source(b"rightful", &mut asked))
+            .fetch_blob(&HELD, &d2, 8, source(b"rightful", &mut asked))
             .unwrap();
         assert_eq!(asked, [0]);
         assert_eq!(fs::read(path).unwrap(), b"rightful");
@@ -532,7 +554,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = ready_cache(dir.path());
         let d = Digest::of(b"interrupted");
-        let cut = c.fetch_blob(&d, 11, |_| Ok((CutAfter(b"inter"), 0)));
+        let cut = c.fetch_blob(&HELD, &d, 11, |_| Ok((CutAfter(b"inter"), 0)));
         assert!(matches!(cut, Err(CommitError::Read(_))));
         let partial = c.layout.partial(&d);
         assert_eq!(fs::read(&partial).unwrap(), b"inter");
@@ -541,7 +563,7 @@ mod tests {
         // The rest, then no clean end (a lost chunked terminator): the hash decides.
         let mut asked = Vec::new();
         let (path, _) = c
-            .fetch_blob(&d, 11, |o| {
+            .fetch_blob(&HELD, &d, 11, |o| {
                 asked.push(o);
                 Ok((CutAfter(&b"interrupted"[o as usize..]), o))
             })
@@ -552,11 +574,11 @@ mod tests {
 
         // A partial left whole by a writer killed before its rename is finished locally.
         let d2 = Digest::of(b"whole");
-        let cut = c.fetch_blob(&d2, 5, |_| Ok((CutAfter(b"who"), 0)));
+        let cut = c.fetch_blob(&HELD, &d2, 5, |_| Ok((CutAfter(b"who"), 0)));
         assert!(cut.is_err());
         fs::write(c.layout.partial(&d2), b"whole").unwrap();
         let (path, _) = c
-            .fetch_blob(&d2, 5, |_| -> Result<(&[u8], u64)> {
+            .fetch_blob(&HELD, &d2, 5, |_| -> Result<(&[u8], u64)> {
                 panic!("no request is needed")
             })
             .unwrap();
@@ -568,13 +590,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = ready_cache(dir.path());
         let d = Digest::of(b"expected");
-        let (path, _) = c.fetch_blob(&d, 8, |_| Ok((&b"expected"[..], 0))).unwrap();
+        let (path, _) = c
+            .fetch_blob(&HELD, &d, 8, |_| Ok((&b"expected"[..], 0)))
+            .unwrap();
         assert!(c.has_blob(&d, 8));
         assert!(!c.has_blob(&d, 9), "the descriptor's size is what counts");
         fs::remove_file(&path).unwrap();
         fs::write(&path, b"expec").unwrap();
         assert!(!c.has_blob(&d, 8), "a truncated blob is a miss");
-        let (path, downloaded) = c.fetch_blob(&d, 8, |_| Ok((&b"expected"[..], 0))).unwrap();
+        let (path, downloaded) = c
+            .fetch_blob(&HELD, &d, 8, |_| Ok((&b"expected"[..], 0)))
+            .unwrap();
         assert!(downloaded, "and is repaired");
         assert_eq!(fs::read(path).unwrap(), b"expected");
     }

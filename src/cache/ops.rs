@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::files::open_regular;
-use super::lock::LockMode;
+use super::lock::Guarding;
 use super::{Cache, read_ref_file};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
@@ -267,7 +267,8 @@ impl Cache {
             }
             Ok(report)
         };
-        match self.lock(&self.layout.cache_lock(), LockMode::Shared, run) {
+        // Held as a pull holds it: verify removes only what no pull would serve.
+        match self.lock(&self.layout.cache_lock(), Guarding::Pull, run) {
             Err(Error::Io { source, .. }) if super::is_read_only(&source) => run(),
             other => other,
         }
@@ -295,7 +296,7 @@ impl Cache {
         if !self.root().exists() {
             return f(); // nothing to lock, nothing to race
         }
-        self.lock(&self.layout.cache_lock(), LockMode::Exclusive, f)
+        self.lock(&self.layout.cache_lock(), Guarding::Mutation, f)
     }
 
     /// Every ref file with the reference it records.
