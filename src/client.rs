@@ -89,8 +89,10 @@ impl Artifact {
     /// disk and then renamed over `dest`: `dest` holds either its old content or the
     /// whole blob, never part of it, even when the disk fills up or the process
     /// dies, and no temporary file is left behind by a failure. This needs write
-    /// access to `dest`'s directory. A symbolic link at `dest` is replaced by the
-    /// copy, not followed. The copy is an ordinary file of the caller's, readable by
+    /// access to `dest`'s directory. A symbolic link at `dest` is followed, as `cp`
+    /// follows it: the file it names is replaced and the link stays. A `dest` that
+    /// is not a regular file (`/dev/null`, a FIFO, a terminal) is written into,
+    /// never replaced. The copy is an ordinary file of the caller's, readable by
     /// others (`0644` before the umask) and writable, even though the cached blob is
     /// read-only.
     ///

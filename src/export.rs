@@ -10,18 +10,20 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cache::sync_parent;
 use crate::error::{Error, Result};
 
-/// Copies `source` to `dest` through a temporary file in `dest`'s directory that
-/// is renamed over `dest` once complete and on disk.
+/// Copies `source` to `dest` through a temporary file in the destination's
+/// directory that is renamed over it once complete and on disk.
 ///
-/// Whatever fails, `dest` keeps its old content and no temporary file remains
-/// (the temporary file is removed when dropped). A symlink at `dest` is replaced,
-/// never written through, so even a link swapped in after the check below cannot
-/// make the copy truncate the cached file.
+/// Whatever fails, the destination keeps its old content and no temporary file
+/// remains (the temporary file is removed when dropped). A symbolic link at `dest`
+/// is followed, as `cp` does, so the file it names is what is replaced (and
+/// `/dev/stdout` stays a link); a destination that is not a regular file (a
+/// device such as `/dev/null`, a FIFO, a terminal) is written into, never replaced;
+/// a directory is refused.
 pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
     let mut from = File::open(source).map_err(|e| Error::io("open", source, e))?;
     let from_meta = from.metadata().map_err(|e| Error::io("stat", source, e))?;
@@ -31,14 +33,34 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
             cached: source.to_path_buf(),
         });
     }
-    if dest.file_name().is_none() {
+    let target = follow_links(dest)?;
+    match fs::metadata(&target) {
+        Ok(m) if m.is_dir() => {
+            return Err(Error::io(
+                "copy the artifact to",
+                dest,
+                io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
+            ));
+        }
+        Ok(m) if !m.is_file() => {
+            // A device, FIFO or terminal: there is nothing to replace whole.
+            let mut to = fs::OpenOptions::new()
+                .write(true)
+                .open(&target)
+                .map_err(|e| Error::io("open", dest, e))?;
+            io::copy(&mut from, &mut to).map_err(|e| Error::io("copy the artifact to", dest, e))?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    if target.file_name().is_none() {
         return Err(Error::io(
             "copy the artifact to",
             dest,
             io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"),
         ));
     }
-    let dir = match dest.parent() {
+    let dir = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
@@ -61,9 +83,33 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io("fsync", tmp.path(), e))?;
-    tmp.persist(dest)
+    tmp.persist(&target)
         .map_err(|e| Error::io("replace", dest, e.error))?;
-    sync_parent(dest)
+    sync_parent(&target)
+}
+
+/// The path `dest` leads to once symbolic links in its last component are
+/// followed (the path itself when it is not a link, or does not exist).
+fn follow_links(dest: &Path) -> Result<PathBuf> {
+    let mut path = dest.to_path_buf();
+    // As many hops as Linux allows before ELOOP.
+    for _ in 0..40 {
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = fs::read_link(&path).map_err(|e| Error::io("read link", &path, e))?;
+                path = match path.parent() {
+                    Some(parent) => parent.join(link),
+                    None => link,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(Error::io(
+        "copy the artifact to",
+        dest,
+        io::Error::other("too many levels of symbolic links"),
+    ))
 }
 
 /// Whether `dest` is the file `source` is: its path, a hard link, or a symlink to it.
@@ -131,17 +177,53 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_symlink_to_another_file_is_replaced_not_written_through() {
+    fn a_symlink_is_followed_and_its_target_replaced_whole() {
         let dir = tempfile::tempdir().unwrap();
         let source = blob(dir.path());
-        let other = dir.path().join("other");
-        fs::write(&other, b"keep me").unwrap();
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let other = sub.join("other");
+        fs::write(&other, b"old content").unwrap();
         let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&other, &link).unwrap();
+        std::os::unix::fs::symlink("sub/other", &link).unwrap();
         copy_out(&source, &link).unwrap();
-        assert_eq!(fs::read(&other).unwrap(), b"keep me");
-        assert!(fs::symlink_metadata(&link).unwrap().is_file());
-        assert_eq!(fs::read(&link).unwrap(), b"cached bytes");
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&other).unwrap(), b"cached bytes");
+        assert_eq!(
+            fs::read_dir(&sub).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_written_into_never_replaced_and_a_directory_is_refused() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let source = blob(dir.path());
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        copy_out(&source, &fifo).unwrap();
+        assert_eq!(reader.join().unwrap(), b"cached bytes");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+        let err = copy_out(&source, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("copy the artifact"), "{err}");
+        assert!(fs::symlink_metadata(dir.path()).unwrap().is_dir());
     }
 
     #[test]
