@@ -220,17 +220,19 @@ pub enum Error {
     },
 
     /// A copy out of the cache ([`Artifact::copy_to`](crate::Artifact::copy_to)) was
-    /// asked to write onto the cached file itself: its path, or a symbolic or hard
-    /// link to it. Nothing was written; the cached file is intact.
+    /// asked to write onto the cached file itself (its path, or a symbolic or hard
+    /// link to it) or anywhere else inside the cache. Nothing was written; the
+    /// cache is intact.
     #[error(
-        "cannot copy the artifact to {}: that is the cached file {} itself; choose another destination",
+        "cannot copy the artifact to {}: that is inside the cache ({}); choose another destination",
         destination.display(),
         cached.display()
     )]
     DestinationIsCached {
         /// The destination given.
         destination: PathBuf,
-        /// The cached file it leads to.
+        /// The cached file it leads to, or the cache's root when it is another
+        /// place inside the cache.
         cached: PathBuf,
     },
 
@@ -267,6 +269,17 @@ pub enum Error {
         /// Its value (a proxy URL with any password replaced).
         value: String,
         /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A cache directory this process would write into can be changed by another
+    /// user, who could then swap its entries for links and redirect the writes.
+    /// Nothing was written there; as git refuses a repository another user owns.
+    #[error("refusing to write into {}: {reason}", path.display())]
+    UnsafeCacheDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Why it is not safe: who owns it, or who else can write it.
         reason: String,
     },
 

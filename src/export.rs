@@ -34,6 +34,12 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
         });
     }
     let target = follow_links(dest)?;
+    if let Some(root) = inside_the_cache(source, &target) {
+        return Err(Error::DestinationIsCached {
+            destination: dest.to_path_buf(),
+            cached: root,
+        });
+    }
     match fs::metadata(&target) {
         Ok(m) if m.is_dir() => {
             return Err(Error::io(
@@ -86,6 +92,32 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
     tmp.persist(&target)
         .map_err(|e| Error::io("replace", dest, e.error))?;
     sync_parent(&target)
+}
+
+/// The cache root when `target` would land inside the cache that holds `source`
+/// (`<root>/blobs/sha256/<hex>`): a copy there would put a file under another
+/// blob's name, or replace a lock file.
+fn inside_the_cache(source: &Path, target: &Path) -> Option<PathBuf> {
+    let sha256 = source.parent()?;
+    let blobs = sha256.parent()?;
+    if sha256.file_name()? != "sha256" || blobs.file_name()? != "blobs" {
+        return None;
+    }
+    let root = fs::canonicalize(blobs.parent()?).ok()?;
+    // The file may not exist yet: its directory decides where it lands.
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = fs::canonicalize(dir).ok()?;
+    // Beside the cache's own directories, in the root itself, only `.lock` is the
+    // cache's; anything deeper is.
+    let ours = if dir == root {
+        target.file_name().is_some_and(|n| n == ".lock")
+    } else {
+        dir.starts_with(&root)
+    };
+    ours.then_some(root)
 }
 
 /// The path `dest` leads to once symbolic links in its last component are
@@ -224,6 +256,34 @@ mod tests {
         let err = copy_out(&source, dir.path()).unwrap_err();
         assert!(err.to_string().contains("copy the artifact"), "{err}");
         assert!(fs::symlink_metadata(dir.path()).unwrap().is_dir());
+    }
+
+    #[test]
+    fn nowhere_inside_the_cache_is_a_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap();
+        fs::create_dir_all(dir.path().join("locks")).unwrap();
+        let source = blobs.join("aaaa");
+        fs::write(&source, b"cached bytes").unwrap();
+        fs::write(blobs.join("bbbb"), b"another blob").unwrap();
+        for dest in [
+            blobs.join("bbbb"),
+            blobs.join("cccc"),
+            dir.path().join("locks/x.lock"),
+            dir.path().join(".lock"),
+        ] {
+            let err = copy_out(&source, &dest).unwrap_err();
+            assert!(
+                matches!(err, Error::DestinationIsCached { .. }),
+                "{dest:?}: {err}"
+            );
+        }
+        assert_eq!(fs::read(blobs.join("bbbb")).unwrap(), b"another blob");
+        let outside = tempfile::tempdir().unwrap();
+        copy_out(&source, &outside.path().join("out")).unwrap();
+        // Beside the cache's directories, in its root, is not inside it.
+        copy_out(&source, &dir.path().join("out.wasm")).unwrap();
     }
 
     #[test]

@@ -210,7 +210,7 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
                     let age = e.resolved_at().elapsed().map_or(0, |d| d.as_secs());
                     let size = match (e.size(), e.missing_layer()) {
                         (Some(size), _) => human(size),
-                        (None, Some(missing)) => missing.to_string(),
+                        (None, Some(missing)) => shown(missing),
                         (None, None) => "no layer".to_owned(),
                     };
                     out!(
@@ -243,11 +243,11 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
                 match &c.actual {
                     Some(actual) => out!(
                         "corrupt: {} (content hashes to {actual}); removed",
-                        c.path.display()
+                        shown(&c.path.display())
                     ),
                     None => out!(
-                        "corrupt: {} (not a regular file); removed",
-                        c.path.display()
+                        "corrupt: {} (not a readable regular file); removed",
+                        shown(&c.path.display())
                     ),
                 }
             }
@@ -310,9 +310,24 @@ fn write_line(f: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Resu
 fn print_json(value: &impl serde::Serialize) {
     // Serialising our own plain data cannot fail; if it somehow did, say so rather than panic.
     match serde_json::to_string_pretty(value) {
-        Ok(text) => out!("{text}"),
+        Ok(text) => out!("{}", json_for_terminal(&text)),
         Err(e) => eprintln!("error: cannot render JSON: {e}"),
     }
+}
+
+/// JSON text with the characters serde_json leaves raw but a terminal would act
+/// on (DEL, C1 controls, bidirectional-text controls) written as `\uXXXX`
+/// escapes: the same JSON value, safe to print. Only strings can hold them.
+fn json_for_terminal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\n' || untrusted::is_printable(c.encode_utf8(&mut [0; 4])) {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        }
+    }
+    out
 }
 
 /// A message for the terminal, one line, with anything a terminal would act on

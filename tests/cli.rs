@@ -88,7 +88,7 @@ fn dash_o_onto_the_cached_blob_or_a_link_to_it_is_refused() {
         let message = stderr(&out);
         assert!(
             message.starts_with(&format!(
-                "error: cannot copy the artifact to {}: that is the cached file",
+                "error: cannot copy the artifact to {}: that is inside the cache",
                 dest.display()
             )),
             "{message}"
@@ -697,4 +697,68 @@ fn registry_text_reaches_the_terminal_escaped() {
     let control = |b: &u8| b.is_ascii_control() && *b != b'\n';
     assert!(!out.stderr.iter().any(control), "{err:?}");
     assert_eq!(err.lines().count(), 1, "one line per message: {err:?}");
+}
+
+#[test]
+fn platform_and_annotation_text_from_a_registry_is_escaped_in_every_output() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("evil platform", 1000);
+    let m = manifest(&[(WASM, &payload)]);
+    let evil = "\u{1b}]0;PWNED\u{7}\u{9b}31m\u{7f}\u{202e}";
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest(&m), "size": m.len(),
+                       "platform": {"os": format!("wasip1{evil}"), "architecture": "wasm"},
+                       "annotations": {"note": evil}},
+                      {"mediaType": OCI_MANIFEST, "digest": digest(&m), "size": m.len(),
+                       "platform": {"os": "wasip1", "architecture": "wasm"}}],
+    }))
+    .unwrap();
+    let doc = |body: &[u8], mt: &str| {
+        common::server::Route::ok(body.to_vec())
+            .header("content-type", mt)
+            .header("docker-content-digest", &digest(body))
+    };
+    server.route(&format!("/v2/{REPO}/manifests/1.0"), doc(&index, OCI_INDEX));
+    server.route(
+        &format!("/v2/{REPO}/manifests/{}", digest(&m)),
+        doc(&m, OCI_MANIFEST),
+    );
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(&payload)),
+        common::server::Route::ok(payload.clone()),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    let run = |args: &[&str]| {
+        forge_oci(work.path())
+            .args(args)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .unwrap()
+    };
+    let pull = run(&["pull", &reference, "--insecure", server.host()]);
+    assert!(pull.status.success(), "{}", stderr(&pull));
+    let inspect = run(&["inspect", &reference, "--insecure", server.host()]);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("\\u009b31m"));
+    // Not this platform: the listing says which platforms the index offers.
+    let ls = run(&["cache", "ls", "--platform", "foo/bar"]);
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains("\\x1b]0;PWNED"),
+        "{ls:?}"
+    );
+    for out in [&inspect, &ls] {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+            "{text:?}"
+        );
+    }
 }

@@ -300,3 +300,158 @@ fn mkfifo(path: &Path) {
         }
     });
 }
+
+/// Whether this process may chown files to another user (root may).
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+fn chown_nobody(path: &Path) {
+    let ok = Command::new("chown")
+        .args(["-h", "65534"])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown {}", path.display());
+}
+
+#[test]
+fn prune_and_verify_never_list_or_remove_through_a_linked_directory() {
+    for dir in ["tmp", "locks", "blobs/sha256"] {
+        let s = Setup::new(&format!("prune through {dir}"), |r| r);
+        s.pull_right_bytes();
+        let victim_dir = s.outside.path().join("docs");
+        fs::create_dir(&victim_dir).unwrap();
+        fs::write(victim_dir.join("thesis.txt"), b"years of work").unwrap();
+        let linked = s.root().join(dir);
+        fs::remove_dir_all(&linked).unwrap();
+        symlink(&victim_dir, &linked).unwrap();
+        let c = s.client();
+        let prune = c.cache().prune(&forge_oci::PruneOptions::default());
+        assert!(
+            matches!(&prune, Err(Error::Io { path, .. }) if path == &linked),
+            "{dir}: {prune:?}"
+        );
+        if dir == "blobs/sha256" {
+            let verify = c.cache().verify();
+            assert!(verify.is_err(), "{dir}: {verify:?}");
+        }
+        assert_eq!(
+            fs::read(victim_dir.join("thesis.txt")).unwrap(),
+            b"years of work",
+            "{dir}"
+        );
+    }
+}
+
+#[test]
+fn prune_never_descends_into_a_link_under_refs() {
+    let s = Setup::new("prune refs link", |r| r);
+    s.pull_right_bytes();
+    let victim = s.outside.path().join("proj");
+    fs::create_dir_all(victim.join("empty/also-empty")).unwrap();
+    symlink(&victim, s.root().join("refs").join("x")).unwrap();
+    s.client()
+        .cache()
+        .prune(&forge_oci::PruneOptions::default())
+        .unwrap();
+    assert!(
+        victim.join("empty/also-empty").is_dir(),
+        "a directory outside was removed"
+    );
+}
+
+#[test]
+fn a_cache_directory_everyone_can_write_is_refused_for_writing() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new("world-writable tmp", |r| r);
+    s.make_dirs();
+    let tmp = s.root().join("tmp");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o777)).unwrap();
+    let e = s.client().pull(&s.reference()).unwrap_err();
+    assert!(
+        matches!(&e, Error::UnsafeCacheDirectory { path, .. } if path == &tmp),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("every user can write it"), "{e}");
+    assert_eq!(
+        s.blob_requests(),
+        Vec::<Option<u64>>::new(),
+        "nothing was fetched"
+    );
+}
+
+#[test]
+fn a_cache_another_user_owns_is_refused_for_writing_as_root() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: chown to another user needs root (CI runs as root) ***\n");
+        return;
+    }
+    let s = Setup::new("foreign root", |r| r);
+    s.make_dirs();
+    chown_nobody(s.root());
+    let e = s.client().pull(&s.reference()).unwrap_err();
+    assert!(
+        matches!(&e, Error::UnsafeCacheDirectory { path, .. } if path == s.root()),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("belongs to user 65534"), "{e}");
+}
+
+#[test]
+fn a_partial_another_user_left_is_never_adopted() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: chown to another user needs root (CI runs as root) ***\n");
+        return;
+    }
+    let s = Setup::new("foreign partial", |r| r.ranges());
+    s.make_dirs();
+    // The whole blob, but another user's, who may still hold it open for writing.
+    fs::write(s.partial(), &s.payload).unwrap();
+    chown_nobody(&s.partial());
+    let a = s.pull_right_bytes();
+    assert_eq!(s.blob_requests(), [None], "downloaded anew from zero");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(a.path()).unwrap().uid(), 0);
+}
+
+#[test]
+fn directories_planted_where_a_blob_or_lock_file_belongs_are_replaced() {
+    let s = Setup::new("dirs planted", |r| r);
+    s.make_dirs();
+    fs::create_dir_all(s.blob().join("inner")).unwrap();
+    fs::create_dir_all(s.root().join("locks").join(format!("{}.lock", s.hex()))).unwrap();
+    s.pull_right_bytes();
+
+    // And verify removes one planted among the blobs.
+    let planted = s.root().join("blobs/sha256").join("0".repeat(64));
+    fs::create_dir(&planted).unwrap();
+    let report = s.client().cache().verify().unwrap();
+    assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    assert_eq!(report.corrupt[0].path, planted);
+    assert!(fs::symlink_metadata(&planted).is_err());
+}
+
+#[test]
+fn copying_out_into_the_cache_is_refused() {
+    let s = Setup::new("copy into cache", |r| r);
+    let a = s.pull_right_bytes();
+    let manifest = s
+        .root()
+        .join("blobs/sha256")
+        .join(forge_oci::Digest::of(&s.manifest).hex());
+    for dest in [
+        manifest.clone(),
+        s.root().join("blobs/sha256/new"),
+        s.root().join(".lock"),
+    ] {
+        let e = a.copy_to(&dest).unwrap_err();
+        assert!(
+            matches!(e, Error::DestinationIsCached { .. }),
+            "{dest:?}: {e:?}"
+        );
+    }
+    assert_eq!(fs::read(&manifest).unwrap(), s.manifest);
+}

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use tempfile::NamedTempFile;
 
-use super::files::{is_private_regular, open_no_follow, still_names, sync_parent};
+use super::files::{is_own_file, is_private_regular, open_no_follow, still_names, sync_parent};
 use crate::digest::{Digest, Hasher, VerifyError, VerifyingReader};
 use crate::error::{Error, Result};
 
@@ -126,9 +126,10 @@ impl Writer {
         }
         let claimed = open_no_follow(OpenOptions::new().read(true).write(true), fresh.path())
             .ok()
-            .filter(|f| is_private_regular(f).unwrap_or(false));
+            .filter(|f| is_private_regular(f).unwrap_or(false) && is_own_file(f).unwrap_or(false));
         let Some(mut file) = claimed else {
-            // Not a file of ours: a planted link, FIFO or hard link. Drop its name.
+            // Not a file of ours: a planted link, FIFO or hard link, or a file
+            // another user made (and may still hold open). Drop its name.
             let _ = fs::remove_file(fresh.path());
             return Ok(Writer::empty(own_file(target.tmp_dir, target.digest)?));
         };
@@ -260,7 +261,12 @@ impl Writer {
             .into());
         }
         // Renaming over an existing blob is fine: same name, same bytes (or a
-        // damaged copy being repaired).
+        // damaged copy being repaired). A directory planted in its place is removed
+        // (never through a link: remove_dir_all does not follow them).
+        if fs::symlink_metadata(target.dest).is_ok_and(|m| m.is_dir()) {
+            fs::remove_dir_all(target.dest)
+                .map_err(|e| Error::io("remove the directory in place of", target.dest, e))?;
+        }
         file.persist(target.dest)
             .map_err(|e| Error::io("rename into place", target.dest, e.error))?;
         sync_parent(target.dest)?;

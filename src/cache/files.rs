@@ -68,12 +68,13 @@ pub(crate) fn still_names(path: &Path, file: &File) -> io::Result<bool> {
     }
 }
 
-/// Makes sure `dir` is a directory, creating it (and its parents) if needed.
-/// Something else in its place, a symbolic link included, is refused: the cache
-/// never writes through a link someone planted inside it.
+/// Makes sure `dir` is a directory this process may safely write into, creating
+/// it (and its parents) if needed. Something else in its place, a symbolic link
+/// included, is refused: the cache never writes through a link someone planted
+/// inside it. So is a directory another user could change ([`check_ours`]).
 pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
     match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(m) if m.is_dir() => return check_ours(dir, &m),
         Ok(_) => return Err(not_a_directory(dir)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("inspect", dir, e)),
@@ -81,14 +82,14 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     // Created by us or, a moment ago, by someone else: either way, check what it is.
     match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => check_ours(dir, &m),
         Ok(_) => Err(not_a_directory(dir)),
         Err(e) => Err(Error::io("inspect", dir, e)),
     }
 }
 
 /// Creates the directories `components` below `base` (which must exist), one at
-/// a time, refusing any that is a link or not a directory.
+/// a time, refusing any that is a link, not a directory, or not ours.
 pub(crate) fn ensure_dirs_below(base: &Path, components: &[String]) -> Result<()> {
     let mut dir = base.to_path_buf();
     for c in components {
@@ -98,11 +99,94 @@ pub(crate) fn ensure_dirs_below(base: &Path, components: &[String]) -> Result<()
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io("create directory", &dir, e)),
         }
-        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-            return Err(not_a_directory(&dir));
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => check_ours(&dir, &m)?,
+            _ => return Err(not_a_directory(&dir)),
         }
     }
     Ok(())
+}
+
+/// The cache root, which may be a link the user made (`~/.cache` on another
+/// disk): what it leads to must be a directory only this user can change.
+pub(crate) fn ensure_root(root: &Path) -> Result<()> {
+    fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
+    check_root(root)
+}
+
+/// [`ensure_root`] for a root that exists.
+pub(crate) fn check_root(root: &Path) -> Result<()> {
+    match fs::metadata(root) {
+        Ok(m) if m.is_dir() => check_ours(root, &m),
+        Ok(_) => Err(not_a_directory(root)),
+        Err(e) => Err(Error::io("inspect", root, e)),
+    }
+}
+
+/// An existing directory of the cache that is about to be read for removal
+/// (prune, verify, clear): a directory, not a link to one elsewhere, and ours.
+pub(crate) fn check_dir_to_clean(dir: &Path) -> Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => check_ours(dir, &m),
+        Ok(_) => Err(not_a_directory(dir)),
+        Err(e) => Err(Error::io("inspect", dir, e)),
+    }
+}
+
+/// Whether a directory is one only this user can change: owned by this process's
+/// effective user and not writable by everyone. Another user who can rename
+/// entries in it could swap a checked directory for a link between the check and
+/// the write, and make this process (root, say) write wherever they like. Group
+/// write is allowed: distributions that give each user a private group create
+/// directories group-writable.
+#[cfg(unix)]
+fn check_ours(dir: &Path, meta: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        // A directory this user cannot write anyway is a read-only cache, not a
+        // threat: say so as the file system would.
+        if let Err(errno) = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
+            return Err(Error::io("write into", dir, errno.into()));
+        }
+    }
+    let reason = if meta.uid() != me {
+        format!(
+            "it belongs to user {}, not to this user ({me}): that user could swap its entries for links",
+            meta.uid()
+        )
+    } else if meta.mode() & 0o002 != 0 {
+        format!(
+            "every user can write it (mode {:o}): any of them could swap its entries for links",
+            meta.mode() & 0o7777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::UnsafeCacheDirectory {
+        path: dir.to_path_buf(),
+        reason,
+    })
+}
+
+#[cfg(not(unix))]
+fn check_ours(_dir: &Path, _meta: &fs::Metadata) -> Result<()> {
+    Ok(())
+}
+
+/// Whether `file`, claimed from `tmp/`, was written by this user: a file another
+/// user left there may still be open for writing in their process.
+pub(crate) fn is_own_file(file: &File) -> io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(file.metadata()?.uid() == rustix::process::geteuid().as_raw())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        Ok(true)
+    }
 }
 
 fn not_a_directory(dir: &Path) -> Error {

@@ -123,11 +123,16 @@ fn open(path: &Path) -> Result<File, Error> {
     match open_no_follow(&mut options, path) {
         Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => return Ok(f),
         Ok(_) => {}
-        Err(e) if is_link_refusal(&e) => {}
+        Err(e) if is_link_refusal(&e) || e.kind() == io::ErrorKind::IsADirectory => {}
         Err(e) => return Err(Error::io("open lock file", path, e)),
     }
-    // Something planted in its place: remove it (a link, never its target).
-    std::fs::remove_file(path).map_err(|e| Error::io("remove what is in the place of", path, e))?;
+    // Something planted in its place: remove it (a link, never its target; a
+    // directory with what it holds, never following a link inside it).
+    let removed = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        _ => std::fs::remove_file(path),
+    };
+    removed.map_err(|e| Error::io("remove what is in the place of", path, e))?;
     match open_no_follow(&mut options, path) {
         Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => Ok(f),
         Ok(_) => Err(Error::io(

@@ -31,7 +31,9 @@ use crate::reference::Reference;
 pub(crate) use commit::CommitError;
 use commit::{Mode, Target};
 pub(crate) use files::sync_parent;
-use files::{ensure_dir, ensure_dirs_below, open_no_follow, open_regular, regular_len};
+use files::{
+    ensure_dir, ensure_dirs_below, ensure_root, open_no_follow, open_regular, regular_len,
+};
 use layout::Layout;
 pub(crate) use lock::PullGuard;
 use lock::{Guarding, Waiting, with_lock};
@@ -110,7 +112,15 @@ impl Cache {
                 .ok()?
                 .flatten()
                 .any(|e| e.file_name() == name);
-            listed.then(|| read_ref_file(&legacy)).flatten()
+            // And only where names are case-sensitive: there, its lower-case
+            // spelling is another file or none (on a case-folding file system, a
+            // tag differing only in case may have rewritten it, keeping the old
+            // spelling).
+            let folded = legacy.with_file_name(name.to_str()?.to_ascii_lowercase());
+            let case_sensitive = !is_same_entry(&legacy, &folded);
+            (listed && case_sensitive)
+                .then(|| read_ref_file(&legacy))
+                .flatten()
         })
     }
 
@@ -146,8 +156,12 @@ impl Cache {
     /// that does not hash to its name, or is over the size limit, is a miss.
     pub(crate) fn read_manifest(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
         let path = self.blob_path(digest);
-        let Some(file) = open_regular(&path).map_err(|e| Error::io("open", &path, e))? else {
-            return Ok(None);
+        let file = match open_regular(&path) {
+            Ok(Some(f)) => f,
+            // Missing, not a file, or unreadable: a miss the registry can fill.
+            Ok(None) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
+            Err(e) => return Err(Error::io("open", &path, e)),
         };
         let limit = self.policy.max_manifest_size;
         let mut bytes = Vec::new();
@@ -218,18 +232,15 @@ impl Cache {
         // The directories are made under the lock: `clear` removes them under the
         // same lock held exclusively, so a pull never finds them gone.
         // The root itself may be a link the user made (`~/.cache` on another disk).
-        let root = self.root();
-        let result = fs::create_dir_all(root)
-            .map_err(|e| Error::io("create directory", root, e))
-            .and_then(|()| {
-                self.lock(&self.layout.cache_lock(), Guarding::Pull, || {
-                    self.layout
-                        .writable_dirs()
-                        .iter()
-                        .try_for_each(|d| ensure_dir(d))?;
-                    f(&PullGuard(()))
-                })
-            });
+        let result = ensure_root(self.root()).and_then(|()| {
+            self.lock(&self.layout.cache_lock(), Guarding::Pull, || {
+                self.layout
+                    .writable_dirs()
+                    .iter()
+                    .try_for_each(|d| ensure_dir(d))?;
+                f(&PullGuard(()))
+            })
+        });
         match result {
             // Any write the pull attempts failing this way means the cache is not ours to write.
             Err(Error::Io { path, source, .. }) if is_read_only(&source) => {
@@ -307,6 +318,25 @@ fn read_ref_file(path: &Path) -> Option<(Digest, SystemTime)> {
     let mut text = String::new();
     file.take(128).read_to_string(&mut text).ok()?;
     Some((text.trim().parse().ok()?, modified))
+}
+
+/// Whether two paths name the same file (false when either is missing).
+fn is_same_entry(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        // No inode to compare: where a lower-case spelling finds anything, the
+        // file system may fold case, so the old name is not trusted.
+        let _ = a;
+        fs::symlink_metadata(b).is_ok()
+    }
 }
 
 pub(crate) fn is_read_only(e: &io::Error) -> bool {

@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::files::open_regular;
+use super::files::{check_dir_to_clean, check_root, open_regular, still_names};
 use super::lock::Guarding;
 use super::{Cache, read_ref_file};
 use crate::digest::{Digest, Hasher};
@@ -188,6 +188,16 @@ impl Cache {
     /// [`Error::Io`] or [`Error::LockTimeout`].
     pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
         self.exclusively(|| {
+            for dir in self
+                .layout
+                .content_dirs()
+                .iter()
+                .chain([&self.layout.blob_dir()])
+            {
+                if fs::symlink_metadata(dir).is_ok() {
+                    check_dir_to_clean(dir)?;
+                }
+            }
             let mut report = PruneReport::default();
             let mut live = Vec::new();
             for (_, path) in self.ref_files()? {
@@ -207,7 +217,7 @@ impl Cache {
             remove_empty_dirs(&self.layout.refs_dir())?;
 
             let reachable = self.reachable(live);
-            for path in files_in(&self.layout.blob_dir())? {
+            for path in entries_in(&self.layout.blob_dir())? {
                 let name = path
                     .file_name()
                     .and_then(|n| n.to_str())
@@ -217,14 +227,14 @@ impl Cache {
                 }
             }
             // No pull is running: every temporary file is a leftover, and no one waits on a blob lock.
-            for path in files_in(&self.layout.tmp_dir())? {
+            for path in entries_in(&self.layout.tmp_dir())? {
                 remove(
                     &path,
                     &mut report.temp_files_removed,
                     &mut report.bytes_freed,
                 )?;
             }
-            for path in files_in(&self.layout.locks_dir())? {
+            for path in entries_in(&self.layout.locks_dir())? {
                 remove(&path, &mut 0, &mut 0)?;
             }
             Ok(report)
@@ -249,19 +259,35 @@ impl Cache {
         // written is read without it (nothing can be running a pull there).
         let run = || {
             let mut report = VerifyReport::default();
-            for path in files_in(&self.layout.blob_dir())? {
-                let Some(actual) = hash_regular(&path)? else {
+            let blob_dir = self.layout.blob_dir();
+            let mut checked_ours = false;
+            let mut may_remove = || -> Result<()> {
+                if !checked_ours {
+                    check_dir_to_clean(&blob_dir)?;
+                    checked_ours = true;
+                }
+                Ok(())
+            };
+            for path in entries_in(&blob_dir)? {
+                let Some((actual, len, file)) = hash_regular(&path)? else {
+                    // A link, a directory, or a file no one can read: never a blob.
+                    may_remove()?;
                     remove(&path, &mut 0, &mut 0)?;
                     report.corrupt.push(CorruptBlob { path, actual: None });
                     continue;
                 };
                 report.blobs_checked += 1;
-                report.bytes_checked += actual.1;
-                if path.file_name().and_then(|n| n.to_str()) != Some(actual.0.hex()) {
+                report.bytes_checked += len;
+                if path.file_name().and_then(|n| n.to_str()) != Some(actual.hex()) {
+                    // A pull may have just repaired it: remove only what was hashed.
+                    if !still_names(&path, &file).unwrap_or(false) {
+                        continue;
+                    }
+                    may_remove()?;
                     remove(&path, &mut 0, &mut 0)?;
                     report.corrupt.push(CorruptBlob {
                         path,
-                        actual: Some(actual.0),
+                        actual: Some(actual),
                     });
                 }
             }
@@ -296,6 +322,7 @@ impl Cache {
         if !self.root().exists() {
             return f(); // nothing to lock, nothing to race
         }
+        check_root(self.root())?;
         self.lock(&self.layout.cache_lock(), Guarding::Mutation, f)
     }
 
@@ -329,9 +356,16 @@ impl Cache {
     }
 }
 
+/// Removes the entry at `path`: a file or a link (never what it points to), or a
+/// directory someone put where a file belongs, with all it holds.
 fn remove(path: &Path, count: &mut usize, bytes: &mut u64) -> Result<()> {
-    let len = fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
-    match fs::remove_file(path) {
+    let meta = fs::symlink_metadata(path);
+    let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+    let removed = match meta {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        _ => fs::remove_file(path),
+    };
+    match removed {
         Ok(()) => {
             *count += 1;
             *bytes += len;
@@ -342,21 +376,22 @@ fn remove(path: &Path, count: &mut usize, bytes: &mut u64) -> Result<()> {
     }
 }
 
-/// Every entry of `dir` but directories: files, and links or anything else
-/// someone put there (a link is never followed, so never taken for a directory).
-fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.map_err(|e| Error::io("read directory", dir, e)))
-            .filter(|e| {
-                e.as_ref()
-                    .map_or(true, |e| e.file_type().is_ok_and(|t| !t.is_dir()))
-            })
-            .map(|e| e.map(|e| e.path()))
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io("read directory", dir, e)),
+/// Every entry of `dir`: files, and links, directories or anything else someone
+/// put there. A `dir` that is a link is refused, never listed through.
+fn entries_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return check_dir_to_clean(dir).map(|()| Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("inspect", dir, e)),
     }
+    fs::read_dir(dir)
+        .map_err(|e| Error::io("read directory", dir, e))?
+        .map(|e| {
+            e.map(|e| e.path())
+                .map_err(|e| Error::io("read directory", dir, e))
+        })
+        .collect()
 }
 
 fn walk_files(dir: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata)) -> Result<()> {
@@ -386,21 +421,27 @@ fn remove_empty_dirs(dir: &Path) -> Result<bool> {
     let mut empty = true;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() && remove_empty_dirs(&path)? {
+        // `file_type` does not follow a link: a link to a directory elsewhere is
+        // never descended into.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && remove_empty_dirs(&path)? {
             // Another process may have just written a ref here; then it stays.
             let _ = fs::remove_dir(&path);
         }
-        empty &= !path.exists();
+        empty &= fs::symlink_metadata(&path).is_err();
     }
     Ok(empty)
 }
 
-/// The digest and length of the regular file at `path`; `None` for anything else.
-fn hash_regular(path: &Path) -> Result<Option<(Digest, u64)>> {
-    let Some(mut file) = open_regular(path).map_err(|e| Error::io("open", path, e))? else {
-        return Ok(None);
+/// The digest and length of the regular file at `path`, with the file as it was
+/// hashed; `None` for anything else, or a file that cannot be read.
+fn hash_regular(path: &Path) -> Result<Option<(Digest, u64, fs::File)>> {
+    let mut file = match open_regular(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) => return Err(Error::io("open", path, e)),
     };
     let mut hasher = Hasher::default();
     let len = io::copy(&mut file, &mut hasher).map_err(|e| Error::io("read", path, e))?;
-    Ok(Some((hasher.finish(), len)))
+    Ok(Some((hasher.finish(), len, file)))
 }

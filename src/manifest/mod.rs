@@ -142,11 +142,13 @@ impl Platform {
     }
 }
 
+/// A platform as a registry wrote it may hold anything: it is shown escaped.
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
+        let shown = |s: &str| crate::untrusted::printable(s, 100);
+        write!(f, "{}/{}", shown(&self.os), shown(&self.architecture))?;
         if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
+            write!(f, "/{}", shown(v))?;
         }
         Ok(())
     }
