@@ -1,12 +1,9 @@
 //! Copying a file out of the cache to a path the caller chose: never onto the
 //! cached file itself, and never leaving a half-written destination behind.
 //!
-//! Every copy out of the cache goes through [`copy_out`] ([`Artifact::copy_to`],
-//! hence the CLI's `-o FILE` and [`build::fetch_to_out_dir`]), so a faster copy
+//! Every copy out of the cache goes through [`copy_out`] (`Artifact::copy_to`,
+//! hence the CLI's `-o FILE` and `build::fetch_to_out_dir`), so a faster copy
 //! (reflink, `copy_file_range`) has one place to go.
-//!
-//! [`Artifact::copy_to`]: crate::Artifact::copy_to
-//! [`build::fetch_to_out_dir`]: crate::build::fetch_to_out_dir
 
 use std::fs::{self, File};
 use std::io;
