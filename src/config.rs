@@ -277,7 +277,10 @@ impl ClientBuilder {
     }
 
     /// Credentials for `registry` (`host[:port]` as in references, `docker.io` for
-    /// Docker Hub), tried before any credential file. Defaults to none.
+    /// Docker Hub), tried before any credential file. A key may name a namespace or a
+    /// repository (`ghcr.io/team-a`, `ghcr.io/team-a/plugin`), as in podman's
+    /// `auth.json`: the most specific key that applies to a repository wins.
+    /// Defaults to none.
     pub fn credentials(mut self, registry: impl Into<String>, credentials: Credentials) -> Self {
         self.credentials.given.insert(registry.into(), credentials);
         self

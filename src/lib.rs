@@ -97,11 +97,19 @@ pub mod __fuzz {
         }
     }
 
-    /// Reading a credential file (docker config or podman auth.json) never panics.
-    /// Helpers are never run from here.
+    /// Reading a credential file (docker config or podman auth.json) never panics,
+    /// and which entry and helper apply is the same on every reading (never the
+    /// order of a hash map). Helpers are never run from here.
     pub fn credentials(data: &[u8]) {
-        crate::auth::parse_credential_file(data, "registry.example:5000");
-        crate::auth::parse_credential_file(data, "docker.io");
+        for (registry, repository) in [
+            ("registry.example:5000", "team/app"),
+            ("registry.example:5000", ""),
+            ("docker.io", "library/plugin"),
+        ] {
+            let first = crate::auth::parse_credential_file(data, registry, repository);
+            let again = crate::auth::parse_credential_file(data, registry, repository);
+            assert_eq!(first, again, "{registry}/{repository}");
+        }
     }
 
     /// A token endpoint's answer, whatever its numbers, gives a token or a reason

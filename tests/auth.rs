@@ -777,3 +777,111 @@ fn a_same_origin_redirect_keeps_authorization_and_loops_end() {
     assert!(err.to_string().contains("more than 10 redirects"), "{err}");
     assert!(verified_blobs(cache.path()).is_empty());
 }
+
+/// A registry where every repository needs a token, and the token service hands
+/// `tok-<user>` to each user of `users` (password `<user>-password`) and nothing to
+/// anyone else; manifest `repo:1.0` is served for the token of the user in `repos`
+/// only. So an artifact resolves exactly when the right user's credentials were sent.
+fn registry_per_user(server: &mut Server, users: &[&str], repos: &[(&str, &str)]) {
+    let host = server.host_with_port();
+    let m = manifest(&[(WASM, &wasm_payload("per user", 100))]);
+    server
+        .mock("GET", Matcher::Regex("^/v2/".into()))
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            &format!(r#"Bearer realm="http://{host}/token",service="test""#),
+        )
+        .create();
+    for user in users {
+        server
+            .mock("GET", "/token")
+            .match_query(Matcher::Any)
+            .match_header(
+                "authorization",
+                basic(user, &format!("{user}-password")).as_str(),
+            )
+            .with_body(format!(r#"{{"token":"tok-{user}"}}"#))
+            .create();
+    }
+    for (repo, user) in repos {
+        server
+            .mock("GET", format!("/v2/{repo}/manifests/1.0").as_str())
+            .match_header("authorization", format!("Bearer tok-{user}").as_str())
+            .with_header("content-type", OCI_MANIFEST)
+            .with_body(&m)
+            .create();
+    }
+}
+
+/// An `auth.json` entry for `user`, as podman writes it.
+fn entry(user: &str) -> String {
+    format!(
+        r#"{{"auth":"{}"}}"#,
+        base64(format!("{user}:{user}-password").as_bytes())
+    )
+}
+
+#[test]
+fn namespaced_keys_pick_the_most_specific_entry_every_time() {
+    let mut server = Server::new();
+    let host = server.host_with_port();
+    let users = ["alice", "bob", "carol", "dave", "erin"];
+    let repos = [
+        ("team-a/app", "dave"), // host/team-a/app: the exact key beats its namespace
+        ("team-a/other", "alice"), // host/team-a
+        ("team-a/sub/app", "erin"), // host/team-a/sub: the longest namespace wins
+        ("team-b/app", "bob"),  // host/team-b
+        ("team-c/app", "carol"), // host: a namespace beats the host, the host is the last resort
+        ("team-ab/app", "carol"), // host/team-a is no prefix of team-ab
+    ];
+    registry_per_user(&mut server, &users, &repos);
+    let work = tempfile::tempdir().unwrap();
+    let auth_file = work.path().join("auth.json");
+    let resolve_all = |repos: &[(&str, &str)]| {
+        for run in 0..20 {
+            for (repo, user) in repos {
+                let cache = tempfile::tempdir().unwrap();
+                let client = isolated(&host, cache.path())
+                    .auth_files([auth_file.clone()])
+                    .build()
+                    .unwrap();
+                if let Err(e) = client.resolve(&format!("{host}/{repo}:1.0")) {
+                    panic!("run {run}: {repo} should have been pulled as {user}: {e}");
+                }
+            }
+        }
+    };
+
+    // The issue's case: two namespaces of one host and no key for the host.
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"auths":{{"{host}/team-a":{},"{host}/team-b":{}}}}}"#,
+            entry("alice"),
+            entry("bob")
+        ),
+    )
+    .unwrap();
+    resolve_all(&[("team-a/other", "alice"), ("team-b/app", "bob")]);
+
+    // Every level at once, with docker's noisy host keys too (never chosen
+    // while an exact key applies).
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"auths":{{"https://{host}/v1/":{},"{host}/team-a":{},"{host}/team-b":{},
+                "{host}/team-a/app":{},"{host}/team-a/sub":{},"{host}":{},"http://{host}":{}}}}}"#,
+            entry("mallory"),
+            entry("alice"),
+            entry("bob"),
+            entry("dave"),
+            entry("erin"),
+            entry("carol"),
+            entry("mallory"),
+        ),
+    )
+    .unwrap();
+    resolve_all(&repos);
+}

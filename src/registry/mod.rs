@@ -83,8 +83,8 @@ pub(crate) struct Registry {
     transport: Transport,
     config: RegistryConfig,
     tokens: TokenStore,
-    /// Credential lookups by registry: helpers run once per client, not per request.
-    lookups: Mutex<HashMap<String, Lookup>>,
+    /// Credential lookups by repository: helpers run once per client, not per request.
+    lookups: Mutex<HashMap<(String, String), Lookup>>,
 }
 
 impl Registry {
@@ -329,7 +329,7 @@ impl Registry {
             }
             auth.answered = true;
             let challenges = challenges(&answer.resp);
-            let lookup = self.lookup(r.registry());
+            let lookup = self.lookup(r);
             auth.problems.clone_from(&lookup.problems);
             if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
                 // A token service that refuses us anonymously is the registry refusing
@@ -406,12 +406,12 @@ impl Registry {
         }
     }
 
-    /// The credentials for `registry`, looked up once per client.
-    fn lookup(&self, registry: &str) -> Lookup {
+    /// The credentials for the reference's repository, looked up once per client.
+    fn lookup(&self, r: &Reference) -> Lookup {
         let mut lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
         lookups
-            .entry(registry.to_owned())
-            .or_insert_with(|| self.config.credentials.lookup(registry))
+            .entry((r.registry().to_owned(), r.repository().to_owned()))
+            .or_insert_with(|| self.config.credentials.lookup(r.registry(), r.repository()))
             .clone()
     }
 
