@@ -301,6 +301,17 @@ impl ClientBuilder {
         self
     }
 
+    /// How long a credential helper (`docker-credential-<name> get`) may run. A
+    /// helper still running then (a keychain waiting for a click, a hung network
+    /// call) is killed, and the pull goes on as if it had no credentials: anonymously,
+    /// with the helper named in the error if the registry refuses that. A helper
+    /// never runs past the pull's deadline ([`pull_timeout`](Self::pull_timeout)).
+    /// Defaults to 10 s.
+    pub fn credential_helper_timeout(mut self, timeout: Duration) -> Self {
+        self.credentials.helper_timeout = timeout;
+        self
+    }
+
     /// Trusts this certificate (PEM, possibly several, or DER) for TLS. Once any
     /// certificate is given, the trusted set is the system CA bundle (or the
     /// `SSL_CERT_FILE` bundle) plus the certificates given, instead of the Mozilla

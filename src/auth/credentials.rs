@@ -15,12 +15,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::helper::{self, Answer, HelperAnswers};
 use crate::untrusted::printable;
 
 /// What a registry is told about who we are. Its `Debug` never shows a secret.
@@ -122,11 +122,52 @@ pub(crate) struct Lookup {
 }
 
 /// The configured sources. Cheap to build: nothing is read until [`lookup`](CredentialSources::lookup).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct CredentialSources {
     pub(crate) given: HashMap<String, Credentials>,
     pub(crate) docker_config: Option<PathBuf>,
     pub(crate) auth_files: Vec<PathBuf>,
+    /// How long a credential helper may run.
+    pub(crate) helper_timeout: Duration,
+}
+
+impl Default for CredentialSources {
+    /// No source at all.
+    fn default() -> Self {
+        CredentialSources {
+            given: HashMap::new(),
+            docker_config: None,
+            auth_files: Vec::new(),
+            helper_timeout: helper::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// How helpers are asked during one lookup.
+struct Helpers<'a> {
+    answers: &'a HelperAnswers,
+    timeout: Duration,
+    deadline: Option<Instant>,
+}
+
+impl Helpers<'_> {
+    /// Asks helper `name` for `registry` (Docker Hub as docker names it); its
+    /// trouble goes to `problems`.
+    fn ask(&self, name: &str, registry: &str, problems: &mut Vec<String>) -> Option<Credentials> {
+        let server = if is_docker_hub(registry) {
+            DOCKER_HUB_KEY
+        } else {
+            registry
+        };
+        match self.answers.get(name, server, self.timeout, self.deadline) {
+            Answer::Found(c) => Some(c),
+            Answer::NotFound => None,
+            Answer::Failed(why) | Answer::Cut(why) => {
+                problems.push(why);
+                None
+            }
+        }
+    }
 }
 
 impl CredentialSources {
@@ -151,16 +192,28 @@ impl CredentialSources {
         .flatten()
         .collect();
         CredentialSources {
-            given: HashMap::new(),
             docker_config,
             auth_files,
+            ..CredentialSources::default()
         }
     }
 
     /// Finds credentials for `repository` of `registry` (`host[:port]`, as in
     /// references). The builder's keys are tried as a file's are, exact and
-    /// namespaces only.
-    pub(crate) fn lookup(&self, registry: &str, repository: &str) -> Lookup {
+    /// namespaces only. A helper's answer is taken from `answers`, or it runs,
+    /// for at most the helper timeout and never past `deadline`.
+    pub(crate) fn lookup(
+        &self,
+        registry: &str,
+        repository: &str,
+        answers: &HelperAnswers,
+        deadline: Option<Instant>,
+    ) -> Lookup {
+        let helpers = Helpers {
+            answers,
+            timeout: self.helper_timeout,
+            deadline,
+        };
         let mut lookup = Lookup::default();
         if let Some(c) = scoped_keys(registry, repository)
             .iter()
@@ -176,8 +229,8 @@ impl CredentialSources {
                     if let Some(found) = from_docker_config(
                         &config,
                         &path,
-                        registry,
-                        repository,
+                        (registry, repository),
+                        &helpers,
                         &mut lookup.problems,
                     ) {
                         lookup.found = Some(found);
@@ -275,18 +328,22 @@ fn read_config(path: &Path) -> Result<Option<ConfigFile>, String> {
 fn from_docker_config(
     config: &ConfigFile,
     path: &Path,
-    registry: &str,
-    repository: &str,
+    (registry, repository): (&str, &str),
+    helpers: &Helpers<'_>,
     problems: &mut Vec<String>,
 ) -> Option<(Credentials, Source)> {
     if let Some((_, name)) = find_key(&config.cred_helpers, registry, "") {
-        return run_helper(name, registry, problems).map(|c| (c, Source::Helper(name.clone())));
+        return helpers
+            .ask(name, registry, problems)
+            .map(|c| (c, Source::Helper(name.clone())));
     }
     if let Some(found) = find_auth(&config.auths, registry, repository, path, problems) {
         return Some(found);
     }
     let store = config.creds_store.as_ref().filter(|s| !s.is_empty())?;
-    run_helper(store, registry, problems).map(|c| (c, Source::Helper(store.clone())))
+    helpers
+        .ask(store, registry, problems)
+        .map(|c| (c, Source::Helper(store.clone())))
 }
 
 /// The `auths` entry for `repository` of `registry` (see [`find_key`]), decoded,
@@ -391,76 +448,6 @@ fn key_host(key: &str) -> Option<&str> {
     {
         Some(rest) => rest.split('/').next(),
         None => (!key.contains('/')).then_some(key),
-    }
-}
-
-/// Runs `docker-credential-<name> get` with the server on stdin.
-fn run_helper(name: &str, registry: &str, problems: &mut Vec<String>) -> Option<Credentials> {
-    let program = format!("docker-credential-{name}");
-    let server = if matches!(
-        registry,
-        "docker.io" | "index.docker.io" | "registry-1.docker.io"
-    ) {
-        "https://index.docker.io/v1/"
-    } else {
-        registry
-    };
-    let child = Command::new(&program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            problems.push(format!("cannot run {program}: {e}"));
-            return None;
-        }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        // A helper that exits without reading is judged by its exit status below.
-        let _ = stdin.write_all(server.as_bytes());
-    }
-    let output = match child.wait_with_output() {
-        Ok(o) => o,
-        Err(e) => {
-            problems.push(format!("{program} failed: {e}"));
-            return None;
-        }
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        // "credentials not found" is how helpers say they hold nothing for this server.
-        let said = format!(
-            "{} {}",
-            stdout.trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        if !said.to_ascii_lowercase().contains("not found") {
-            problems.push(format!(
-                "{program} get failed ({}): {}",
-                output.status,
-                said.trim()
-            ));
-        }
-        return None;
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct HelperAnswer {
-        username: String,
-        secret: String,
-    }
-    match serde_json::from_slice::<HelperAnswer>(&output.stdout) {
-        Ok(a) if a.username == "<token>" => Some(Credentials::identity_token(a.secret)),
-        Ok(a) => Some(Credentials::basic(a.username, a.secret)),
-        Err(_) => {
-            problems.push(format!(
-                "{program} get did not print {{\"Username\",\"Secret\"}} JSON"
-            ));
-            None
-        }
     }
 }
 
@@ -600,6 +587,10 @@ mod tests {
         assert!(!format!("{:?}", Credentials::identity_token("tok-123")).contains("tok-123"));
     }
 
+    fn lookup(s: &CredentialSources, registry: &str, repository: &str) -> Lookup {
+        s.lookup(registry, repository, &HelperAnswers::default(), None)
+    }
+
     fn config(dir: &Path, json: &str) -> CredentialSources {
         std::fs::write(dir.join("config.json"), json).unwrap();
         CredentialSources {
@@ -618,7 +609,7 @@ mod tests {
                          "quay.io":{"identitytoken":"refresh"},
                          "empty.io":{}}}"#,
         );
-        let hub = s.lookup("docker.io", "library/a").found.unwrap();
+        let hub = lookup(&s, "docker.io", "library/a").found.unwrap();
         assert_eq!(hub.0, Credentials::basic("user", "pass"));
         assert_eq!(
             hub.1,
@@ -628,15 +619,15 @@ mod tests {
             }
         );
         assert_eq!(
-            s.lookup("ghcr.io", "o/a").found.unwrap().0,
+            lookup(&s, "ghcr.io", "o/a").found.unwrap().0,
             Credentials::basic("u", "p")
         );
         assert_eq!(
-            s.lookup("quay.io", "o/a").found.unwrap().0,
+            lookup(&s, "quay.io", "o/a").found.unwrap().0,
             Credentials::identity_token("refresh")
         );
-        assert!(s.lookup("empty.io", "o/a").found.is_none());
-        assert!(s.lookup("other.io", "o/a").found.is_none());
+        assert!(lookup(&s, "empty.io", "o/a").found.is_none());
+        assert!(lookup(&s, "other.io", "o/a").found.is_none());
     }
 
     #[test]
@@ -665,7 +656,7 @@ mod tests {
             dir.path(),
             r#"{"auths": {"ghcr.io": {"auth": "secret-not-base64!"}}, "#,
         );
-        let l = s.lookup("ghcr.io", "o/a");
+        let l = lookup(&s, "ghcr.io", "o/a");
         assert!(l.found.is_none());
         assert!(
             l.problems[0].contains("is not valid JSON"),
@@ -676,7 +667,7 @@ mod tests {
             dir.path(),
             r#"{"credHelpers": {"ghcr.io": "no-such-helper-anywhere"}}"#,
         );
-        let l = s.lookup("ghcr.io", "o/a");
+        let l = lookup(&s, "ghcr.io", "o/a");
         assert!(l.found.is_none());
         assert!(
             l.problems[0].contains("docker-credential-no-such-helper-anywhere"),
