@@ -15,4 +15,6 @@ pub use credentials::Credentials;
 pub(crate) use credentials::parse_credential_file;
 pub(crate) use credentials::{CredentialSources, Lookup, Source, base64};
 pub(crate) use helper::HelperAnswers;
+#[cfg(any(feature = "__fuzz", test))]
+pub(crate) use helper::{Answer, Ended, judge};
 pub(crate) use token::{Token, TokenStore, parse_token_answer};
