@@ -278,7 +278,10 @@ impl ClientBuilder {
     }
 
     /// Credentials for `registry` (`host[:port]` as in references, `docker.io` for
-    /// Docker Hub), tried before any credential file. Defaults to none.
+    /// Docker Hub), tried before any credential file. A key may name a namespace or a
+    /// repository (`ghcr.io/team-a`, `ghcr.io/team-a/plugin`), as in podman's
+    /// `auth.json`: the most specific key that applies to a repository wins.
+    /// Defaults to none.
     pub fn credentials(mut self, registry: impl Into<String>, credentials: Credentials) -> Self {
         self.credentials.given.insert(registry.into(), credentials);
         self
@@ -296,6 +299,17 @@ impl ClientBuilder {
     /// `~/.config/containers/auth.json`.
     pub fn auth_files(mut self, files: impl IntoIterator<Item = PathBuf>) -> Self {
         self.credentials.auth_files = files.into_iter().collect();
+        self
+    }
+
+    /// How long a credential helper (`docker-credential-<name> get`) may run. A
+    /// helper still running then (a keychain waiting for a click, a hung network
+    /// call) is killed, and the pull goes on as if it had no credentials: anonymously,
+    /// with the helper named in the error if the registry refuses that. A helper
+    /// never runs past the pull's deadline ([`pull_timeout`](Self::pull_timeout)).
+    /// Defaults to 10 s.
+    pub fn credential_helper_timeout(mut self, timeout: Duration) -> Self {
+        self.credentials.helper_timeout = timeout;
         self
     }
 

@@ -98,11 +98,92 @@ pub mod __fuzz {
         }
     }
 
-    /// Reading a credential file (docker config or podman auth.json) never panics.
-    /// Helpers are never run from here.
+    /// Reading a credential file (docker config or podman auth.json) never panics,
+    /// and which entry and helper apply is the same on every reading (never the
+    /// order of a hash map). Helpers are never run from here.
     pub fn credentials(data: &[u8]) {
-        crate::auth::parse_credential_file(data, "registry.example:5000");
-        crate::auth::parse_credential_file(data, "docker.io");
+        for (registry, repository) in [
+            ("registry.example:5000", "team/app"),
+            ("registry.example:5000", ""),
+            ("docker.io", "library/plugin"),
+        ] {
+            let first = crate::auth::parse_credential_file(data, registry, repository);
+            let again = crate::auth::parse_credential_file(data, registry, repository);
+            assert_eq!(first, again, "{registry}/{repository}");
+        }
+    }
+
+    /// What a credential helper printed, however it ended, is judged without
+    /// panicking, and a failure is told in one printable line of bounded length
+    /// that shows nothing of stdout (where secrets are): when the helper failed or
+    /// was stopped, the message is the same whatever stdout held; when it exited
+    /// 0, the message is a fixed reason (with a position) and the stderr line.
+    /// A found credential's `Debug` is redacted.
+    ///
+    /// The input is: one byte for how the helper ended, then stdout, a NUL, stderr.
+    pub fn credential_helper(data: &[u8]) {
+        use crate::auth::{Answer, Ended, judge};
+        use std::time::Duration;
+        const PROGRAM: &str = "docker-credential-fuzz";
+        let Some((&how, rest)) = data.split_first() else {
+            return;
+        };
+        let ended = match how % 5 {
+            0 => Ended::Code(0),
+            1 => Ended::Code(i32::from(how / 5) - 25),
+            2 => Ended::Signal,
+            3 => Ended::TimedOut(Duration::from_millis(u64::from(how) * 250)),
+            _ => Ended::Deadline(Duration::from_millis(u64::from(how) * 13)),
+        };
+        let (stdout, stderr) = match rest.iter().position(|&b| b == 0) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &[][..]),
+        };
+        let why = match judge(PROGRAM, ended, stdout, stderr) {
+            Answer::Found(c) => {
+                assert!(format!("{c:?}").ends_with("<redacted>)"), "{c:?}");
+                return;
+            }
+            Answer::NotFound => return,
+            Answer::Failed(why) | Answer::Cut(why) => why,
+        };
+        assert!(crate::untrusted::is_printable(&why), "{why:?}");
+        assert!(why.chars().count() <= 400, "{why:?}");
+        if ended != Ended::Code(0) {
+            let without_stdout = judge(PROGRAM, ended, b"", stderr);
+            assert!(
+                matches!(&without_stdout, Answer::Failed(w) | Answer::Cut(w) if *w == why),
+                "{why:?} depends on stdout"
+            );
+            return;
+        }
+        // What follows the reason comes from stderr alone: as a killed helper's has it.
+        let Answer::Failed(killed) = judge(PROGRAM, Ended::Signal, b"", stderr) else {
+            panic!("a killed helper is a failure");
+        };
+        let from_stderr = killed
+            .strip_prefix("docker-credential-fuzz get was killed")
+            .unwrap_or_else(|| panic!("{killed:?}"));
+        let reason = why
+            .strip_suffix(from_stderr)
+            .and_then(|w| w.strip_prefix("docker-credential-fuzz get "))
+            .unwrap_or_else(|| panic!("{why:?} does not end with {from_stderr:?}"));
+        let position = |s: &str| {
+            let s = s.strip_prefix("line ").and_then(|s| s.strip_suffix(')'));
+            s.and_then(|s| s.split_once(", column "))
+                .is_some_and(|(l, c)| {
+                    [l, c]
+                        .iter()
+                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                })
+        };
+        assert!(
+            reason == "printed more than 64 KiB"
+                || reason
+                    .strip_prefix("did not print {\"Username\",\"Secret\"} JSON (")
+                    .is_some_and(position),
+            "{why:?}"
+        );
     }
 
     /// A token endpoint's answer, whatever its numbers, gives a token or a reason
@@ -256,6 +337,9 @@ mod fuzz_regressions {
         }
         for data in inputs("error_body") {
             super::__fuzz::error_body(&data);
+        }
+        for data in inputs("credential_helper") {
+            super::__fuzz::credential_helper(&data);
         }
         for data in inputs("url") {
             if let Ok(s) = std::str::from_utf8(&data) {

@@ -777,3 +777,349 @@ fn a_same_origin_redirect_keeps_authorization_and_loops_end() {
     assert!(err.to_string().contains("more than 10 redirects"), "{err}");
     assert!(verified_blobs(cache.path()).is_empty());
 }
+
+/// A registry where every repository needs a token, and the token service hands
+/// `tok-<user>` to each user of `users` (password `<user>-password`) and nothing to
+/// anyone else; manifest `repo:1.0` is served for the token of the user in `repos`
+/// only. So an artifact resolves exactly when the right user's credentials were sent.
+fn registry_per_user(server: &mut Server, users: &[&str], repos: &[(&str, &str)]) {
+    let host = server.host_with_port();
+    let m = manifest(&[(WASM, &wasm_payload("per user", 100))]);
+    server
+        .mock("GET", Matcher::Regex("^/v2/".into()))
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            &format!(r#"Bearer realm="http://{host}/token",service="test""#),
+        )
+        .create();
+    for user in users {
+        server
+            .mock("GET", "/token")
+            .match_query(Matcher::Any)
+            .match_header(
+                "authorization",
+                basic(user, &format!("{user}-password")).as_str(),
+            )
+            .with_body(format!(r#"{{"token":"tok-{user}"}}"#))
+            .create();
+    }
+    for (repo, user) in repos {
+        server
+            .mock("GET", format!("/v2/{repo}/manifests/1.0").as_str())
+            .match_header("authorization", format!("Bearer tok-{user}").as_str())
+            .with_header("content-type", OCI_MANIFEST)
+            .with_body(&m)
+            .create();
+    }
+}
+
+/// An `auth.json` entry for `user`, as podman writes it.
+fn entry(user: &str) -> String {
+    format!(
+        r#"{{"auth":"{}"}}"#,
+        base64(format!("{user}:{user}-password").as_bytes())
+    )
+}
+
+#[test]
+fn namespaced_keys_pick_the_most_specific_entry_every_time() {
+    let mut server = Server::new();
+    let host = server.host_with_port();
+    let users = ["alice", "bob", "carol", "dave", "erin"];
+    let repos = [
+        ("team-a/app", "dave"), // host/team-a/app: the exact key beats its namespace
+        ("team-a/other", "alice"), // host/team-a
+        ("team-a/sub/app", "erin"), // host/team-a/sub: the longest namespace wins
+        ("team-b/app", "bob"),  // host/team-b
+        ("team-c/app", "carol"), // host: a namespace beats the host, the host is the last resort
+        ("team-ab/app", "carol"), // host/team-a is no prefix of team-ab
+    ];
+    registry_per_user(&mut server, &users, &repos);
+    let work = tempfile::tempdir().unwrap();
+    let auth_file = work.path().join("auth.json");
+    let resolve_all = |repos: &[(&str, &str)]| {
+        for run in 0..20 {
+            for (repo, user) in repos {
+                let cache = tempfile::tempdir().unwrap();
+                let client = isolated(&host, cache.path())
+                    .auth_files([auth_file.clone()])
+                    .build()
+                    .unwrap();
+                if let Err(e) = client.resolve(&format!("{host}/{repo}:1.0")) {
+                    panic!("run {run}: {repo} should have been pulled as {user}: {e}");
+                }
+            }
+        }
+    };
+
+    // The issue's case: two namespaces of one host and no key for the host.
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"auths":{{"{host}/team-a":{},"{host}/team-b":{}}}}}"#,
+            entry("alice"),
+            entry("bob")
+        ),
+    )
+    .unwrap();
+    resolve_all(&[("team-a/other", "alice"), ("team-b/app", "bob")]);
+
+    // Every level at once, with docker's noisy host keys too (never chosen
+    // while an exact key applies).
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"auths":{{"https://{host}/v1/":{},"{host}/team-a":{},"{host}/team-b":{},
+                "{host}/team-a/app":{},"{host}/team-a/sub":{},"{host}":{},"http://{host}":{}}}}}"#,
+            entry("mallory"),
+            entry("alice"),
+            entry("bob"),
+            entry("dave"),
+            entry("erin"),
+            entry("carol"),
+            entry("mallory"),
+        ),
+    )
+    .unwrap();
+    resolve_all(&repos);
+}
+
+/// The variable that tells a re-run test it is the child of [`with_helpers_on_path`].
+const HELPERS_VAR: &str = "FORGE_OCI_TEST_HELPER_DIR";
+
+/// Credential helpers run from PATH, which is the whole process's: a test that
+/// sets it would race every other test of this binary. So the test `name` calls
+/// this first: in the test process, it writes the helper scripts (`(name, shell
+/// body)`, as `docker-credential-<name>`) into a new directory, runs the same test
+/// again in a child process of this binary with that directory first on PATH,
+/// checks that it passed, and returns `None`. In the child it returns the
+/// directory, and the test does its work.
+fn with_helpers_on_path(name: &str, helpers: &[(&str, &str)]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = std::env::var_os(HELPERS_VAR) {
+        return Some(PathBuf::from(dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (helper, body) in helpers {
+        let path = dir.path().join(format!("docker-credential-{helper}"));
+        let body = body.replace("$DIR", &dir.path().display().to_string());
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(HELPERS_VAR, dir.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                dir.path().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the test failed in its child process:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    None
+}
+
+/// A docker config directory whose `credHelpers` maps each host to a helper.
+fn helper_config(dir: &Path, helpers: &[(&str, &str)]) -> PathBuf {
+    let map: serde_json::Map<String, serde_json::Value> = helpers
+        .iter()
+        .map(|(host, helper)| ((*host).to_owned(), (*helper).into()))
+        .collect();
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({ "credHelpers": map }).to_string(),
+    )
+    .unwrap();
+    docker
+}
+
+#[test]
+fn a_helper_that_never_answers_is_stopped_and_holds_up_nothing_else() {
+    let Some(bin) = with_helpers_on_path(
+        "a_helper_that_never_answers_is_stopped_and_holds_up_nothing_else",
+        &[
+            // The shell waits for `sleep`, which keeps the helper's output open
+            // after the shell is killed, as a keychain prompt would.
+            ("slow", "touch $DIR/slow-started; sleep 12"),
+            (
+                "fast",
+                &format!(r#"printf '{{"Username":"fast-user","Secret":"{PASSWORD}"}}'"#),
+            ),
+        ],
+    ) else {
+        return;
+    };
+    let started = bin.join("slow-started");
+
+    // A public repository behind a helper that never answers, and a private
+    // one on another registry whose helper answers at once.
+    let mut public = Server::new();
+    let payload = public_registry_refusing_credentials(&mut public);
+    let public_host = public.host_with_port();
+    let mut private = Server::new();
+    let private_payload = private_registry(&mut private);
+    let private_host = private.host_with_port();
+    private
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .match_header("authorization", basic("fast-user", PASSWORD).as_str())
+        .with_body(token_body())
+        .create();
+    let work = tempfile::tempdir().unwrap();
+    let docker = helper_config(
+        work.path(),
+        &[(&public_host, "slow"), (&private_host, "fast")],
+    );
+    let client = isolated(&public_host, work.path())
+        .insecure_host(&private_host)
+        .docker_config_dir(&docker)
+        .credential_helper_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| {
+            let t = std::time::Instant::now();
+            let got = client.pull(&format!("{public_host}/{REPO}:1.0"));
+            (got, t.elapsed())
+        });
+        // Once the slow helper runs, the same client pulls from the other registry.
+        let t = std::time::Instant::now();
+        while !started.exists() {
+            assert!(t.elapsed().as_secs() < 10, "the slow helper never started");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let t = std::time::Instant::now();
+        let other = client.pull(&format!("{private_host}/{REPO}:1.0"));
+        let other_took = t.elapsed();
+        assert_eq!(other.unwrap().read().unwrap(), private_payload);
+        assert!(
+            other_took.as_millis() < 1500,
+            "a pull from another registry waited {other_took:?} for the slow helper"
+        );
+        let (got, took) = slow.join().unwrap();
+        assert_eq!(got.unwrap().read().unwrap(), payload, "anonymously");
+        assert!(
+            took.as_secs_f64() >= 1.9 && took.as_secs() < 6,
+            "the public pull took {took:?} with a 2 s helper timeout"
+        );
+    });
+
+    // The pull's deadline bounds a helper too, whatever the helper timeout.
+    let cache = tempfile::tempdir().unwrap();
+    let client = isolated(&public_host, cache.path())
+        .docker_config_dir(&docker)
+        .pull_timeout(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let err = client
+        .pull(&format!("{public_host}/{REPO}:1.0"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Deadline { .. }), "{err:?}");
+    assert!(t.elapsed().as_secs() < 4, "took {:?}", t.elapsed());
+
+    // Where anonymous access is refused, the error says what the helper did.
+    let mut refusing = Server::new();
+    private_registry(&mut refusing);
+    refusing
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .with_status(401)
+        .create();
+    let refusing_host = refusing.host_with_port();
+    let docker = helper_config(cache.path(), &[(&refusing_host, "slow")]);
+    let err = isolated(&refusing_host, cache.path())
+        .docker_config_dir(&docker)
+        .credential_helper_timeout(std::time::Duration::from_millis(500))
+        .build()
+        .unwrap()
+        .pull(&format!("{refusing_host}/{REPO}:1.0"))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("docker-credential-slow get did not answer within 0.5 s and was stopped"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failing_helper_shows_one_escaped_line_of_stderr_and_never_its_stdout() {
+    let Some(_) = with_helpers_on_path(
+        "a_failing_helper_shows_one_escaped_line_of_stderr_and_never_its_stdout",
+        &[
+            (
+                "flood",
+                &format!(
+                    r#"printf '{{"ServerURL":"x","Username":"flood-user","Secret":"{PASSWORD}"}}\n'
+printf '\n\033]0;owned\007 keychain exploded\nsecond line\n' >&2
+head -c 3000000 /dev/zero | tr '\0' e >&2
+head -c 3000000 /dev/zero | tr '\0' o
+exit 1"#
+                ),
+            ),
+            (
+                "chatty",
+                r#"printf '{"Username":"u","Secret":"'; head -c 3000000 /dev/zero | tr '\0' s; printf '"}'"#,
+            ),
+        ],
+    ) else {
+        return;
+    };
+    let mut server = Server::new();
+    private_registry(&mut server);
+    let host = server.host_with_port();
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .with_status(401)
+        .create();
+    let work = tempfile::tempdir().unwrap();
+    let pull = |helper: &str| {
+        let docker = helper_config(work.path(), &[(&host, helper)]);
+        let err = isolated(&host, work.path())
+            .docker_config_dir(&docker)
+            .build()
+            .unwrap()
+            .pull(&format!("{host}/{REPO}:1.0"))
+            .unwrap_err();
+        assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.len() < 1000 && !msg.contains('\n') && !msg.contains('\x1b'),
+            "{} bytes: {}",
+            msg.len(),
+            &msg[..msg.len().min(2000)]
+        );
+        assert!(
+            !msg.contains(PASSWORD) && !msg.contains("flood-user"),
+            "{msg}"
+        );
+        msg
+    };
+    let msg = pull("flood");
+    assert!(
+        msg.contains(
+            r"docker-credential-flood get failed (exit status 1): \x1b]0;owned\x07 keychain exploded"
+        ) && !msg.contains("second line"),
+        "{msg}"
+    );
+    let msg = pull("chatty");
+    assert!(
+        msg.contains("docker-credential-chatty get printed more than 64 KiB"),
+        "{msg}"
+    );
+}

@@ -3,16 +3,25 @@
 //! `credsStore`, each helper run as `docker-credential-<name> get`); podman's
 //! `auth.json`. The only I/O here is reading those files and running helpers.
 //!
+//! Which key of a file applies to a repository is podman's rule, and never the
+//! order of a hash map: the exact `host/namespace/repository`, then its parent
+//! namespaces longest first, then `host`; then, for Docker Hub, docker's
+//! `https://index.docker.io/v1/`; then keys that name the host with a scheme and
+//! a path (`https://host/v1/`), the first in byte order. A key without a scheme
+//! that has a path is a namespace and matches only as one.
+//!
 //! Trouble with a source (a malformed file, a missing helper) is recorded, not
 //! raised: a public pull must not fail because of local credential trouble.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+use super::helper::{self, Answer, HelperAnswers};
+use crate::untrusted::printable;
 
 /// What a registry is told about who we are. Its `Debug` never shows a secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -79,7 +88,11 @@ impl fmt::Debug for Credentials {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
     Builder,
-    File(PathBuf),
+    /// A credential file, and the key of its `auths` entry that was used.
+    File {
+        path: PathBuf,
+        key: String,
+    },
     Helper(String),
 }
 
@@ -87,7 +100,12 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Builder => f.write_str("credentials given to ClientBuilder::credentials"),
-            Source::File(p) => write!(f, "credentials from {}", p.display()),
+            Source::File { path, key } => write!(
+                f,
+                "credentials from {} (entry `{}`)",
+                path.display(),
+                printable(key, 200)
+            ),
             Source::Helper(name) => {
                 write!(f, "credentials from the helper docker-credential-{name}")
             }
@@ -104,11 +122,52 @@ pub(crate) struct Lookup {
 }
 
 /// The configured sources. Cheap to build: nothing is read until [`lookup`](CredentialSources::lookup).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct CredentialSources {
     pub(crate) given: HashMap<String, Credentials>,
     pub(crate) docker_config: Option<PathBuf>,
     pub(crate) auth_files: Vec<PathBuf>,
+    /// How long a credential helper may run.
+    pub(crate) helper_timeout: Duration,
+}
+
+impl Default for CredentialSources {
+    /// No source at all.
+    fn default() -> Self {
+        CredentialSources {
+            given: HashMap::new(),
+            docker_config: None,
+            auth_files: Vec::new(),
+            helper_timeout: helper::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// How helpers are asked during one lookup.
+struct Helpers<'a> {
+    answers: &'a HelperAnswers,
+    timeout: Duration,
+    deadline: Option<Instant>,
+}
+
+impl Helpers<'_> {
+    /// Asks helper `name` for `registry` (Docker Hub as docker names it); its
+    /// trouble goes to `problems`.
+    fn ask(&self, name: &str, registry: &str, problems: &mut Vec<String>) -> Option<Credentials> {
+        let server = if is_docker_hub(registry) {
+            DOCKER_HUB_KEY
+        } else {
+            registry
+        };
+        match self.answers.get(name, server, self.timeout, self.deadline) {
+            Answer::Found(c) => Some(c),
+            Answer::NotFound => None,
+            Answer::Failed(why) | Answer::Cut(why) => {
+                problems.push(why);
+                None
+            }
+        }
+    }
 }
 
 impl CredentialSources {
@@ -133,16 +192,33 @@ impl CredentialSources {
         .flatten()
         .collect();
         CredentialSources {
-            given: HashMap::new(),
             docker_config,
             auth_files,
+            ..CredentialSources::default()
         }
     }
 
-    /// Finds credentials for `registry` (`host[:port]`, as in references).
-    pub(crate) fn lookup(&self, registry: &str) -> Lookup {
+    /// Finds credentials for `repository` of `registry` (`host[:port]`, as in
+    /// references). The builder's keys are tried as a file's are, exact and
+    /// namespaces only. A helper's answer is taken from `answers`, or it runs,
+    /// for at most the helper timeout and never past `deadline`.
+    pub(crate) fn lookup(
+        &self,
+        registry: &str,
+        repository: &str,
+        answers: &HelperAnswers,
+        deadline: Option<Instant>,
+    ) -> Lookup {
+        let helpers = Helpers {
+            answers,
+            timeout: self.helper_timeout,
+            deadline,
+        };
         let mut lookup = Lookup::default();
-        if let Some(c) = self.given.get(registry) {
+        if let Some(c) = scoped_keys(registry, repository)
+            .iter()
+            .find_map(|k| self.given.get(k))
+        {
             lookup.found = Some((c.clone(), Source::Builder));
             return lookup;
         }
@@ -150,9 +226,13 @@ impl CredentialSources {
             let path = dir.join("config.json");
             match read_config(&path) {
                 Ok(Some(config)) => {
-                    if let Some(found) =
-                        from_docker_config(&config, &path, registry, &mut lookup.problems)
-                    {
+                    if let Some(found) = from_docker_config(
+                        &config,
+                        &path,
+                        (registry, repository),
+                        &helpers,
+                        &mut lookup.problems,
+                    ) {
                         lookup.found = Some(found);
                         return lookup;
                     }
@@ -164,9 +244,14 @@ impl CredentialSources {
         for path in &self.auth_files {
             match read_config(path) {
                 Ok(Some(config)) => {
-                    if let Some(c) = find_auth(&config.auths, registry, path, &mut lookup.problems)
-                    {
-                        lookup.found = Some((c, Source::File(path.clone())));
+                    if let Some(found) = find_auth(
+                        &config.auths,
+                        registry,
+                        repository,
+                        path,
+                        &mut lookup.problems,
+                    ) {
+                        lookup.found = Some(found);
                         return lookup;
                     }
                 }
@@ -178,13 +263,15 @@ impl CredentialSources {
     }
 }
 
+/// Ordered maps: when several keys could apply, the choice never depends on a
+/// hash map's iteration order.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ConfigFile {
     #[serde(default)]
-    auths: HashMap<String, AuthEntry>,
+    auths: BTreeMap<String, AuthEntry>,
     #[serde(default)]
-    cred_helpers: HashMap<String, String>,
+    cred_helpers: BTreeMap<String, String>,
     #[serde(default)]
     creds_store: Option<String>,
 }
@@ -197,21 +284,25 @@ struct AuthEntry {
     identitytoken: Option<String>,
 }
 
-/// The credentials a credential file's bytes hold for `registry` (`auths` only:
-/// helpers are not run). For the fuzz target and its regression inputs.
+/// The credentials a credential file's bytes hold for `repository` of `registry`
+/// (`auths` only: helpers are not run), and the helper `credHelpers` names for
+/// the registry. For the fuzz target and its regression inputs.
 #[cfg(any(feature = "__fuzz", test))]
-pub(crate) fn parse_credential_file(data: &[u8], registry: &str) -> Option<Credentials> {
+pub(crate) fn parse_credential_file(
+    data: &[u8],
+    registry: &str,
+    repository: &str,
+) -> Option<(Option<String>, Option<Credentials>)> {
     let config: ConfigFile = serde_json::from_slice(data).ok()?;
-    let _helper = config
-        .cred_helpers
-        .iter()
-        .find(|(k, _)| key_matches(k, registry));
-    find_auth(
+    let helper = find_key(&config.cred_helpers, registry, "").map(|(_, name)| name.clone());
+    let found = find_auth(
         &config.auths,
         registry,
+        repository,
         Path::new("fuzz-input"),
         &mut Vec::new(),
-    )
+    );
+    Some((helper, found.map(|(c, _)| c)))
 }
 
 /// `Ok(None)` when the file does not exist.
@@ -232,56 +323,61 @@ fn read_config(path: &Path) -> Result<Option<ConfigFile>, String> {
     })
 }
 
+/// `credHelpers` (matched on the registry alone: helpers are asked for a host,
+/// never a namespace), then `auths`, then `credsStore`.
 fn from_docker_config(
     config: &ConfigFile,
     path: &Path,
-    registry: &str,
+    (registry, repository): (&str, &str),
+    helpers: &Helpers<'_>,
     problems: &mut Vec<String>,
 ) -> Option<(Credentials, Source)> {
-    let helper = config
-        .cred_helpers
-        .iter()
-        .find(|(key, _)| key_matches(key, registry))
-        .map(|(_, name)| name);
-    if let Some(name) = helper {
-        return run_helper(name, registry, problems).map(|c| (c, Source::Helper(name.clone())));
+    if let Some((_, name)) = find_key(&config.cred_helpers, registry, "") {
+        return helpers
+            .ask(name, registry, problems)
+            .map(|c| (c, Source::Helper(name.clone())));
     }
-    if let Some(c) = find_auth(&config.auths, registry, path, problems) {
-        return Some((c, Source::File(path.to_path_buf())));
+    if let Some(found) = find_auth(&config.auths, registry, repository, path, problems) {
+        return Some(found);
     }
     let store = config.creds_store.as_ref().filter(|s| !s.is_empty())?;
-    run_helper(store, registry, problems).map(|c| (c, Source::Helper(store.clone())))
+    helpers
+        .ask(store, registry, problems)
+        .map(|c| (c, Source::Helper(store.clone())))
 }
 
-/// The `auths` entry for `registry`, decoded. Entries with no secret (docker writes
-/// `{}` when a credsStore holds the real one) are skipped.
+/// The `auths` entry for `repository` of `registry` (see [`find_key`]), decoded,
+/// with where it came from. The entry chosen is the only one used: when it holds
+/// no secret (docker writes `{}` when a credsStore holds the real one), this file
+/// has none for the repository.
 fn find_auth(
-    auths: &HashMap<String, AuthEntry>,
+    auths: &BTreeMap<String, AuthEntry>,
     registry: &str,
+    repository: &str,
     path: &Path,
     problems: &mut Vec<String>,
-) -> Option<Credentials> {
-    let entry = auths
-        .iter()
-        .filter(|(key, _)| key_matches(key, registry))
-        // Prefer the exact spelling when several keys normalise to the same host.
-        .max_by_key(|(key, _)| key.as_str() == registry)
-        .map(|(_, e)| e)?;
+) -> Option<(Credentials, Source)> {
+    let (key, entry) = find_key(auths, registry, repository)?;
+    let source = || Source::File {
+        path: path.to_path_buf(),
+        key: key.to_owned(),
+    };
     if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
-        return Some(Credentials::identity_token(token.clone()));
+        return Some((Credentials::identity_token(token.clone()), source()));
     }
     if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
         if !u.is_empty() {
-            return Some(Credentials::basic(u.clone(), p.clone()));
+            return Some((Credentials::basic(u.clone(), p.clone()), source()));
         }
     }
     let auth = entry.auth.as_ref().filter(|a| !a.is_empty())?;
     let decoded = decode_base64(auth).and_then(|b| String::from_utf8(b).ok());
     match decoded.as_deref().and_then(|d| d.split_once(':')) {
-        Some((u, p)) => Some(Credentials::basic(u, p)),
+        Some((u, p)) => Some((Credentials::basic(u, p), source())),
         None => {
             problems.push(format!(
-                "the `auth` for {registry} in {} is not base64 of user:password",
+                "the `auth` of entry `{}` in {} is not base64 of user:password",
+                printable(key, 200),
                 path.display()
             ));
             None
@@ -289,85 +385,69 @@ fn find_auth(
     }
 }
 
-/// Docker's matching: a key may carry a scheme and a path (`https://index.docker.io/v1/`);
-/// only its host counts. Docker Hub answers to several names.
-fn key_matches(key: &str, registry: &str) -> bool {
-    let host = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    let host = host.split('/').next().unwrap_or(host);
-    let hub = |h: &str| matches!(h, "docker.io" | "index.docker.io" | "registry-1.docker.io");
-    host == registry || (hub(host) && hub(registry))
+/// Docker Hub's key in docker's config files.
+const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+fn is_docker_hub(host: &str) -> bool {
+    matches!(
+        host,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    )
 }
 
-/// Runs `docker-credential-<name> get` with the server on stdin.
-fn run_helper(name: &str, registry: &str, problems: &mut Vec<String>) -> Option<Credentials> {
-    let program = format!("docker-credential-{name}");
-    let server = if matches!(
-        registry,
-        "docker.io" | "index.docker.io" | "registry-1.docker.io"
-    ) {
-        "https://index.docker.io/v1/"
-    } else {
-        registry
-    };
-    let child = Command::new(&program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            problems.push(format!("cannot run {program}: {e}"));
-            return None;
-        }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        // A helper that exits without reading is judged by its exit status below.
-        let _ = stdin.write_all(server.as_bytes());
+/// The key of `map` that applies to `repository` of `registry` (an empty
+/// `repository`: to the registry as a whole), in this order:
+/// 1. `registry/repository`, then each parent namespace, longest first, then
+///    `registry` itself: exact keys, as podman writes them;
+/// 2. for Docker Hub, `https://index.docker.io/v1/`, as docker writes it;
+/// 3. keys naming the registry's host with a scheme and any path
+///    (`https://ghcr.io/v2/`), or a Docker Hub alias: the first in byte order.
+///
+/// A key without a scheme that has a path is a namespace: it matches in step 1
+/// or not at all.
+fn find_key<'m, V>(
+    map: &'m BTreeMap<String, V>,
+    registry: &str,
+    repository: &str,
+) -> Option<(&'m str, &'m V)> {
+    let exact = scoped_keys(registry, repository)
+        .into_iter()
+        .chain(is_docker_hub(registry).then(|| DOCKER_HUB_KEY.to_owned()))
+        .find_map(|k| map.get_key_value(&k));
+    exact
+        .or_else(|| {
+            map.iter().find(|(key, _)| {
+                key_host(key).is_some_and(|host| {
+                    host == registry || (is_docker_hub(host) && is_docker_hub(registry))
+                })
+            })
+        })
+        .map(|(k, v)| (k.as_str(), v))
+}
+
+/// `registry/a/b/c`, `registry/a/b`, `registry/a`, `registry` for repository `a/b/c`.
+fn scoped_keys(registry: &str, repository: &str) -> Vec<String> {
+    let mut keys = vec![registry.to_owned()];
+    let mut name = registry.to_owned();
+    for part in repository.split('/').filter(|p| !p.is_empty()) {
+        name.push('/');
+        name.push_str(part);
+        keys.push(name.clone());
     }
-    let output = match child.wait_with_output() {
-        Ok(o) => o,
-        Err(e) => {
-            problems.push(format!("{program} failed: {e}"));
-            return None;
-        }
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        // "credentials not found" is how helpers say they hold nothing for this server.
-        let said = format!(
-            "{} {}",
-            stdout.trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        if !said.to_ascii_lowercase().contains("not found") {
-            problems.push(format!(
-                "{program} get failed ({}): {}",
-                output.status,
-                said.trim()
-            ));
-        }
-        return None;
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct HelperAnswer {
-        username: String,
-        secret: String,
-    }
-    match serde_json::from_slice::<HelperAnswer>(&output.stdout) {
-        Ok(a) if a.username == "<token>" => Some(Credentials::identity_token(a.secret)),
-        Ok(a) => Some(Credentials::basic(a.username, a.secret)),
-        Err(_) => {
-            problems.push(format!(
-                "{program} get did not print {{\"Username\",\"Secret\"}} JSON"
-            ));
-            None
-        }
+    keys.reverse();
+    keys
+}
+
+/// The host a key names as a whole registry: the key itself when it has no `/`,
+/// the part before the path when it has an `http://` or `https://` scheme (docker
+/// once wrote such keys), else `None` (a namespace key).
+fn key_host(key: &str) -> Option<&str> {
+    match key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+    {
+        Some(rest) => rest.split('/').next(),
+        None => (!key.contains('/')).then_some(key),
     }
 }
 
@@ -426,14 +506,78 @@ mod tests {
         assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
     }
 
+    /// The key [`find_key`] picks among `keys` for `repository` of `registry`.
+    fn pick<'a>(keys: &[&'a str], registry: &str, repository: &str) -> Option<&'a str> {
+        let map: BTreeMap<String, &str> = keys.iter().map(|k| ((*k).to_owned(), *k)).collect();
+        find_key(&map, registry, repository).map(|(_, v)| *v)
+    }
+
     #[test]
-    fn keys_match_as_docker_matches_them() {
-        assert!(key_matches("https://index.docker.io/v1/", "docker.io"));
-        assert!(key_matches("ghcr.io", "ghcr.io"));
-        assert!(key_matches("https://ghcr.io/v2/", "ghcr.io"));
-        assert!(key_matches("localhost:5000", "localhost:5000"));
-        assert!(!key_matches("localhost:5000", "localhost"));
-        assert!(!key_matches("evil.ghcr.io", "ghcr.io"));
+    fn keys_match_as_docker_matches_hosts() {
+        assert_eq!(
+            pick(&["https://index.docker.io/v1/"], "docker.io", "library/a"),
+            Some("https://index.docker.io/v1/")
+        );
+        assert_eq!(pick(&["ghcr.io"], "ghcr.io", "o/a"), Some("ghcr.io"));
+        assert_eq!(
+            pick(&["https://ghcr.io/v2/"], "ghcr.io", "o/a"),
+            Some("https://ghcr.io/v2/")
+        );
+        assert_eq!(
+            pick(&["localhost:5000"], "localhost:5000", "a"),
+            Some("localhost:5000")
+        );
+        assert_eq!(pick(&["localhost:5000"], "localhost", "a"), None);
+        assert_eq!(pick(&["evil.ghcr.io"], "ghcr.io", "a"), None);
+        assert_eq!(pick(&["ghcr.io.evil"], "ghcr.io", "a"), None);
+    }
+
+    #[test]
+    fn keys_match_by_podmans_rule_and_never_by_chance() {
+        let keys = [
+            "host/team-a",
+            "host/team-b",
+            "host/team-a/app",
+            "host/team-a/sub",
+            "host",
+            "https://host/v1/",
+            "http://host",
+        ];
+        assert_eq!(pick(&keys, "host", "team-a/app"), Some("host/team-a/app"));
+        assert_eq!(pick(&keys, "host", "team-a/other"), Some("host/team-a"));
+        assert_eq!(
+            pick(&keys, "host", "team-a/sub/app"),
+            Some("host/team-a/sub")
+        );
+        assert_eq!(pick(&keys, "host", "team-b/app"), Some("host/team-b"));
+        assert_eq!(pick(&keys, "host", "team-c/app"), Some("host"));
+        // A namespace matches whole path components only.
+        assert_eq!(pick(&keys, "host", "team-ab/app"), Some("host"));
+        // Without the plain host key, the noisy ones, first in byte order.
+        let noisy = ["https://host/v1/", "http://host", "host/team-a"];
+        assert_eq!(pick(&noisy, "host", "team-c/app"), Some("http://host"));
+        // A namespace key never stands for its host.
+        assert_eq!(pick(&["host/team-a"], "host", "team-b/app"), None);
+        assert_eq!(pick(&["host/team-a"], "host", ""), None);
+        // Docker Hub: podman's keys, then docker's, then its aliases.
+        let hub = [
+            "docker.io/library",
+            "https://index.docker.io/v1/",
+            "index.docker.io",
+            "https://registry-1.docker.io/v2/",
+        ];
+        assert_eq!(
+            pick(&hub, "docker.io", "library/alpine"),
+            Some("docker.io/library")
+        );
+        assert_eq!(
+            pick(&hub, "docker.io", "me/plugin"),
+            Some("https://index.docker.io/v1/")
+        );
+        assert_eq!(
+            pick(&hub[2..], "docker.io", "me/plugin"),
+            Some("https://registry-1.docker.io/v2/")
+        );
     }
 
     #[test]
@@ -441,6 +585,10 @@ mod tests {
         let c = Credentials::basic("alice", "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!format!("{:?}", Credentials::identity_token("tok-123")).contains("tok-123"));
+    }
+
+    fn lookup(s: &CredentialSources, registry: &str, repository: &str) -> Lookup {
+        s.lookup(registry, repository, &HelperAnswers::default(), None)
     }
 
     fn config(dir: &Path, json: &str) -> CredentialSources {
@@ -461,33 +609,43 @@ mod tests {
                          "quay.io":{"identitytoken":"refresh"},
                          "empty.io":{}}}"#,
         );
-        let hub = s.lookup("docker.io").found.unwrap();
+        let hub = lookup(&s, "docker.io", "library/a").found.unwrap();
         assert_eq!(hub.0, Credentials::basic("user", "pass"));
-        assert_eq!(hub.1, Source::File(dir.path().join("config.json")));
         assert_eq!(
-            s.lookup("ghcr.io").found.unwrap().0,
+            hub.1,
+            Source::File {
+                path: dir.path().join("config.json"),
+                key: "https://index.docker.io/v1/".to_owned()
+            }
+        );
+        assert_eq!(
+            lookup(&s, "ghcr.io", "o/a").found.unwrap().0,
             Credentials::basic("u", "p")
         );
         assert_eq!(
-            s.lookup("quay.io").found.unwrap().0,
+            lookup(&s, "quay.io", "o/a").found.unwrap().0,
             Credentials::identity_token("refresh")
         );
-        assert!(s.lookup("empty.io").found.is_none());
-        assert!(s.lookup("other.io").found.is_none());
+        assert!(lookup(&s, "empty.io", "o/a").found.is_none());
+        assert!(lookup(&s, "other.io", "o/a").found.is_none());
     }
 
     #[test]
     fn credential_files_from_bytes_and_fuzz_regressions() {
-        let known = br#"{"auths":{"https://registry.example:5000/v1/":{"auth":"dXNlcjpwYXNz"}}}"#;
+        let known = br#"{"auths":{"https://registry.example:5000/v1/":{"auth":"dXNlcjpwYXNz"}},
+                          "credHelpers":{"registry.example:5000":"pass"}}"#;
         assert_eq!(
-            parse_credential_file(known, "registry.example:5000"),
-            Some(Credentials::basic("user", "pass"))
+            parse_credential_file(known, "registry.example:5000", "a/b"),
+            Some((
+                Some("pass".to_owned()),
+                Some(Credentials::basic("user", "pass"))
+            ))
         );
-        assert_eq!(parse_credential_file(b"{\"auths\": 7}", "x"), None);
+        assert_eq!(parse_credential_file(b"{\"auths\": 7}", "x", "a"), None);
         // Inputs that once crashed the fuzz target, if any were kept.
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/credentials");
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let _ = parse_credential_file(&std::fs::read(entry.path()).unwrap(), "docker.io");
+            crate::__fuzz::credentials(&std::fs::read(entry.path()).unwrap());
         }
     }
 
@@ -498,7 +656,7 @@ mod tests {
             dir.path(),
             r#"{"auths": {"ghcr.io": {"auth": "secret-not-base64!"}}, "#,
         );
-        let l = s.lookup("ghcr.io");
+        let l = lookup(&s, "ghcr.io", "o/a");
         assert!(l.found.is_none());
         assert!(
             l.problems[0].contains("is not valid JSON"),
@@ -509,7 +667,7 @@ mod tests {
             dir.path(),
             r#"{"credHelpers": {"ghcr.io": "no-such-helper-anywhere"}}"#,
         );
-        let l = s.lookup("ghcr.io");
+        let l = lookup(&s, "ghcr.io", "o/a");
         assert!(l.found.is_none());
         assert!(
             l.problems[0].contains("docker-credential-no-such-helper-anywhere"),

@@ -6,6 +6,7 @@
 
 mod challenge;
 mod credentials;
+mod helper;
 mod token;
 
 pub(crate) use challenge::{Challenge, parse_challenges};
@@ -13,4 +14,7 @@ pub use credentials::Credentials;
 #[cfg(any(feature = "__fuzz", test))]
 pub(crate) use credentials::parse_credential_file;
 pub(crate) use credentials::{CredentialSources, Lookup, Source, base64};
+pub(crate) use helper::HelperAnswers;
+#[cfg(any(feature = "__fuzz", test))]
+pub(crate) use helper::{Answer, Ended, judge};
 pub(crate) use token::{Token, TokenStore, parse_token_answer};

@@ -9,9 +9,6 @@ use std::time::{Duration, Instant};
 use ureq::http::Response;
 use ureq::{Body, BodyReader};
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 pub(crate) mod range;
 mod redirect;
 pub(crate) mod retry;
@@ -31,7 +28,7 @@ pub(crate) use transport::{Proxies, TransportConfig};
 pub use url::UrlRefusal;
 use url::{Url, UrlError};
 
-use crate::auth::{CredentialSources, Lookup, TokenStore};
+use crate::auth::{CredentialSources, HelperAnswers, Lookup, TokenStore};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::MANIFEST_ACCEPT;
@@ -83,8 +80,9 @@ pub(crate) struct Registry {
     transport: Transport,
     config: RegistryConfig,
     tokens: TokenStore,
-    /// Credential lookups by registry: helpers run once per client, not per request.
-    lookups: Mutex<HashMap<String, Lookup>>,
+    /// Credential helpers' answers: a helper runs once per client and server, not
+    /// per request, and with no lock held.
+    helpers: HelperAnswers,
 }
 
 impl Registry {
@@ -98,7 +96,7 @@ impl Registry {
             transport: Transport::new(config.transport.clone()),
             config,
             tokens: TokenStore::default(),
-            lookups: Mutex::default(),
+            helpers: HelperAnswers::default(),
         }
     }
 
@@ -329,7 +327,7 @@ impl Registry {
             }
             auth.answered = true;
             let challenges = challenges(&answer.resp);
-            let lookup = self.lookup(r.registry());
+            let lookup = self.lookup(r, call.deadline);
             auth.problems.clone_from(&lookup.problems);
             if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
                 // A token service that refuses us anonymously is the registry refusing
@@ -406,13 +404,15 @@ impl Registry {
         }
     }
 
-    /// The credentials for `registry`, looked up once per client.
-    fn lookup(&self, registry: &str) -> Lookup {
-        let mut lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
-        lookups
-            .entry(registry.to_owned())
-            .or_insert_with(|| self.config.credentials.lookup(registry))
-            .clone()
+    /// The credentials for the reference's repository. The files are read again
+    /// on each challenge (they are small, and a 401 comes once per token); a
+    /// helper's answer is kept per server, and a helper never runs past `deadline`.
+    /// No lock is held while a helper runs, so a slow one holds up only the
+    /// requests that wait for its answer.
+    fn lookup(&self, r: &Reference, deadline: Option<Instant>) -> Lookup {
+        self.config
+            .credentials
+            .lookup(r.registry(), r.repository(), &self.helpers, deadline)
     }
 
     /// Credentials cross plain HTTP only to a host the user marked insecure, judged
