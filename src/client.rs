@@ -269,9 +269,28 @@ impl Client {
                 cache: inner.cache.root().to_path_buf(),
             });
         }
+        // The manifests come first and outside the cache-wide lock: their requests
+        // are where a 401 runs credential helpers, and prune and clear must not
+        // wait on those. A cache that cannot take the result is said first.
+        inner.cache.check_writable(r)?;
+        let docs = self.documents_to_pull(r, deadline)?;
         inner
             .cache
-            .with_pull_lock(r, |held| self.pull_from_registry(held, r, deadline))
+            .with_pull_lock(r, |held| self.pull_from_registry(held, r, docs, deadline))
+    }
+
+    /// The documents a pull of `r` needs: a pin's from the cache when they are
+    /// there (content-addressed manifests cannot be stale), else the registry's.
+    fn documents_to_pull(&self, r: &Reference, deadline: Option<Instant>) -> Result<Documents> {
+        let inner = &self.inner;
+        let cached = match r.digest() {
+            Some(pin) => inner.selection.cached_documents(&inner.cache, r, pin)?,
+            None => None,
+        };
+        match cached {
+            Some(docs) => Ok(docs),
+            None => self.fetch_documents(r, deadline),
+        }
     }
 
     /// The digest tag `r` points to now: a HEAD, or a GET of the manifest when the
@@ -300,10 +319,13 @@ impl Client {
         Artifact::new(path, resolved, true)
     }
 
+    /// Downloads the blob `docs` lead to and commits it, then the manifests, then
+    /// the ref.
     fn pull_from_registry(
         &self,
         held: &PullGuard,
         r: &Reference,
+        docs: Documents,
         deadline: Option<Instant>,
     ) -> Result<Artifact> {
         let Inner {
@@ -312,16 +334,6 @@ impl Client {
             selection,
             ..
         } = &*self.inner;
-        // A pin whose manifests are cached (its layer is not, or we would not be
-        // here) needs only the blob: content-addressed manifests cannot be stale.
-        let cached = match r.digest() {
-            Some(pin) => selection.cached_documents(cache, r, pin)?,
-            None => None,
-        };
-        let docs = match cached {
-            Some(docs) => docs,
-            None => self.fetch_documents(r, deadline)?,
-        };
         let chosen = selection.choose(r, &docs)?;
         let layer_digest = chosen.layer_digest.clone();
         // A connection dropped mid-download is retried, resuming from the partial

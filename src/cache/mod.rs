@@ -221,6 +221,18 @@ impl Cache {
         with_lock(path, guarding, &waiting, f)
     }
 
+    /// Whether a pull of `r` could write here, checked before any network request
+    /// so that a read-only cache is said at once. Takes no lock.
+    pub(crate) fn check_writable(&self, r: &Reference) -> Result<()> {
+        let result = ensure_root(self.root()).and_then(|()| {
+            self.layout
+                .writable_dirs()
+                .iter()
+                .try_for_each(|d| ensure_dir(d))
+        });
+        read_only_for(r, result)
+    }
+
     /// Runs `f` under the cache-wide lock held for a pull (shared with other
     /// pulls), handing it the guard that the writing functions ask for. A cache
     /// that cannot be written is reported as such for `r`.
@@ -241,16 +253,7 @@ impl Cache {
                 f(&PullGuard(()))
             })
         });
-        match result {
-            // Any write the pull attempts failing this way means the cache is not ours to write.
-            Err(Error::Io { path, source, .. }) if is_read_only(&source) => {
-                Err(Error::ReadOnlyCache {
-                    reference: r.to_string(),
-                    path,
-                })
-            }
-            other => other,
-        }
+        read_only_for(r, result)
     }
 
     /// Makes sure blob `digest` of `size` bytes is in the cache, downloading it at
@@ -318,6 +321,18 @@ fn read_ref_file(path: &Path) -> Option<(Digest, SystemTime)> {
     let mut text = String::new();
     file.take(128).read_to_string(&mut text).ok()?;
     Some((text.trim().parse().ok()?, modified))
+}
+
+/// A write failing for want of permission, or on a read-only file system, means
+/// the cache is not ours to write: say so for `r`.
+fn read_only_for<T>(r: &Reference, result: Result<T>) -> Result<T> {
+    match result {
+        Err(Error::Io { path, source, .. }) if is_read_only(&source) => Err(Error::ReadOnlyCache {
+            reference: r.to_string(),
+            path,
+        }),
+        other => other,
+    }
 }
 
 /// Whether two paths name the same file (false when either is missing).
