@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use crate::digest::{Digest, ParseDigestError, VerifyError};
 use crate::manifest::{ParseManifestError, SelectError};
 use crate::reference::ParseReferenceError;
-use crate::registry::UrlRefusal;
 
 /// Shorthand for `Result<T, forge_oci::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -306,5 +305,37 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Why a URL a server sent was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UrlRefusal {
+    /// Not an `http://` or `https://` URL (`file:`, `ftp:`, a bare path…).
+    NotHttp,
+    /// It carries a user name or password (`http://user:pass@host/`). Its host
+    /// is not what a quick reading suggests, and credentials are never sent this way.
+    UserInfo,
+    /// It cannot be read unambiguously: a malformed host or port, or a character
+    /// URLs cannot hold.
+    Malformed,
+    /// A redirect from HTTPS down to plain HTTP.
+    Downgrade,
+    /// A plain-HTTP token realm for a registry reached over HTTPS.
+    PlainHttpRealm,
+}
+
+impl std::fmt::Display for UrlRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UrlRefusal::NotHttp => "it is not an http(s) URL",
+            UrlRefusal::UserInfo => "it carries a user name or password",
+            UrlRefusal::Malformed => "it cannot be read unambiguously",
+            UrlRefusal::Downgrade => "it leads from HTTPS down to plain HTTP",
+            UrlRefusal::PlainHttpRealm => {
+                "it is a plain-HTTP token service for a registry reached over HTTPS"
+            }
+        })
     }
 }

@@ -13,37 +13,7 @@
 use crate::untrusted::printable;
 use std::fmt;
 
-/// Why a URL a server sent was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum UrlRefusal {
-    /// Not an `http://` or `https://` URL (`file:`, `ftp:`, a bare path…).
-    NotHttp,
-    /// It carries a user name or password (`http://user:pass@host/`). Its host
-    /// is not what a quick reading suggests, and credentials are never sent this way.
-    UserInfo,
-    /// It cannot be read unambiguously: a malformed host or port, or a character
-    /// URLs cannot hold.
-    Malformed,
-    /// A redirect from HTTPS down to plain HTTP.
-    Downgrade,
-    /// A plain-HTTP token realm for a registry reached over HTTPS.
-    PlainHttpRealm,
-}
-
-impl fmt::Display for UrlRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            UrlRefusal::NotHttp => "it is not an http(s) URL",
-            UrlRefusal::UserInfo => "it carries a user name or password",
-            UrlRefusal::Malformed => "it cannot be read unambiguously",
-            UrlRefusal::Downgrade => "it leads from HTTPS down to plain HTTP",
-            UrlRefusal::PlainHttpRealm => {
-                "it is a plain-HTTP token service for a registry reached over HTTPS"
-            }
-        })
-    }
-}
+pub use crate::error::UrlRefusal;
 
 /// A URL that failed [`Url::parse`]: why, and the host it names when one can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
