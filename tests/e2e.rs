@@ -1055,19 +1055,7 @@ fn proxies_per_scheme_and_no_proxy() -> Outcome {
             "--cache-dir",
         ])
         .arg(work.path().join(cache));
-        for var in [
-            "HTTP_PROXY",
-            "http_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.envs(env.iter().copied());
+        common::proxy::without_proxies(&mut cmd).envs(env.iter().copied());
         cmd.output().unwrap()
     };
 
