@@ -13,7 +13,10 @@ use crate::client::{Client, Inner};
 use crate::error::{Error, Result};
 use crate::event::{Callback, Event, Events};
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
-use crate::registry::{Proxies, Registry, RegistryConfig, TransportConfig};
+use crate::registry::{
+    NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting, Registry, RegistryConfig,
+    TransportConfig,
+};
 
 const CACHE_SUBDIR: [&str; 2] = ["openapi-forge", "plugins"];
 /// The variables behind the default [`Network`].
@@ -64,7 +67,8 @@ enum CacheDir {
 #[derive(Debug)]
 struct NotUtf8 {
     name: &'static str,
-    value: OsString,
+    /// The value as an error may show it (lossily, a proxy URL's password hidden).
+    value: String,
 }
 
 /// Configures a [`Client`]. Start from [`Client::builder`]; every setter overrides
@@ -95,7 +99,8 @@ pub struct ClientBuilder {
 
 impl Default for ClientBuilder {
     /// The defaults, with `FORGE_CACHE_DIR`, `FORGE_OCI_INSECURE_HOSTS`,
-    /// `FORGE_OFFLINE` and `CARGO_NET_OFFLINE` read from the environment. A text
+    /// `FORGE_OFFLINE`, `CARGO_NET_OFFLINE`, `SSL_CERT_FILE` and the proxy variables
+    /// read from the environment. A text
     /// variable that is not UTF-8 is kept for [`build`](ClientBuilder::build) to refuse.
     fn default() -> Self {
         let mut not_utf8 = Vec::new();
@@ -103,7 +108,10 @@ impl Default for ClientBuilder {
             Ok(v) => Some(v).filter(|v| !v.trim().is_empty()),
             Err(std::env::VarError::NotPresent) => None,
             Err(std::env::VarError::NotUnicode(value)) => {
-                not_utf8.push(NotUtf8 { name, value });
+                not_utf8.push(NotUtf8 {
+                    name,
+                    value: value.to_string_lossy().into_owned(),
+                });
                 None
             }
         };
@@ -117,6 +125,12 @@ impl Default for ClientBuilder {
         let [forge_offline, cargo_offline] = OFFLINE_VARS.map(|name| env(name).is_some_and(is_on));
         let offline = forge_offline || cargo_offline;
         let insecure_hosts = env("FORGE_OCI_INSECURE_HOSTS");
+        let (proxies, proxies_not_utf8) = Proxies::from_env();
+        not_utf8.extend(
+            proxies_not_utf8
+                .into_iter()
+                .map(|(name, value)| NotUtf8 { name, value }),
+        );
         ClientBuilder {
             // Set but empty is kept, for build() to refuse: not silently the default.
             // A path need not be UTF-8: it is used as it is.
@@ -154,7 +168,7 @@ impl Default for ClientBuilder {
             cert_file: std::env::var_os("SSL_CERT_FILE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
-            proxies: Proxies::from_env(),
+            proxies,
         }
     }
 }
@@ -179,14 +193,7 @@ impl fmt::Debug for ClientBuilder {
             .field("credentials", &self.credentials)
             .field("root_certificates", &self.root_certificates.len())
             .field("cert_file", &self.cert_file)
-            .field(
-                "proxies",
-                &(
-                    self.proxies.http.is_some(),
-                    self.proxies.https.is_some(),
-                    &self.proxies.no_proxy,
-                ),
-            )
+            .field("proxies", &self.proxies)
             .finish()
     }
 }
@@ -307,28 +314,53 @@ impl ClientBuilder {
         self
     }
 
-    /// Sends every request through this proxy (`http://host:port`, credentials in
-    /// the URL allowed), or directly with `None`. Defaults to `HTTPS_PROXY` for
-    /// `https://` and `HTTP_PROXY` for `http://` requests, each falling back to
-    /// `ALL_PROXY`.
+    /// Sends every request through this proxy, or directly with `None`. The URL is
+    /// `[scheme://][user:password@]host[:port]` with the scheme `http` (the default),
+    /// `https`, `socks4`, `socks4a`, `socks5` or `socks5h` (`socks` is `socks4`, as in
+    /// curl); a URL that cannot be used fails the first request with [`Error::Config`].
+    /// Setting it makes the proxy variables irrelevant, so one that is not UTF-8 is
+    /// no longer refused.
+    ///
+    /// Defaults to the environment as curl reads it: for `https://` requests
+    /// `https_proxy`, else `HTTPS_PROXY`; for `http://` requests `http_proxy` (never
+    /// `HTTP_PROXY`, which CGI servers fill from a request's `Proxy:` header); for
+    /// both, failing those, `all_proxy`, else `ALL_PROXY`. A variable set to the
+    /// empty string counts as unset.
     pub fn proxy(mut self, url: Option<&str>) -> Self {
-        self.proxies.http = url.map(str::to_owned);
-        self.proxies.https = url.map(str::to_owned);
+        let setting = url.map(|url| ProxySetting {
+            setting: "ClientBuilder::proxy",
+            url: url.to_owned(),
+        });
+        self.proxies.http.clone_from(&setting);
+        self.proxies.https = setting;
+        self.not_utf8.retain(|v| !PROXY_VARS.contains(&v.name));
         self
     }
 
-    /// Hosts reached without the proxy, as curl reads `NO_PROXY`: `*`, a domain with
-    /// its subdomains (`example.com`, `.example.com`), an optional `:port`, exact IPs.
-    /// Defaults to `NO_PROXY`.
+    /// Hosts reached without a proxy, matched as curl matches `NO_PROXY`:
+    /// - `["*"]` alone means every host;
+    /// - a name matches itself and its subdomains, ignoring case and a leading or
+    ///   trailing `.`: `example.com` and `.example.com` both match
+    ///   `registry.example.com`, never `notexample.com`; there are no wildcards
+    ///   (`*.example.com` matches nothing);
+    /// - an IP address matches itself or a CIDR range (`10.0.0.0/8`, `::1`,
+    ///   `fd00::/8`; IPv6 without brackets); names never match addresses;
+    /// - ports play no part: an entry with one (`localhost:5000`) matches nothing.
+    ///
+    /// Setting it makes `no_proxy` and `NO_PROXY` irrelevant, so one that is not
+    /// UTF-8 is no longer refused. Defaults to `no_proxy`, else `NO_PROXY`: a
+    /// comma-separated list of the same entries, or `*`.
     pub fn no_proxy<I, S>(mut self, hosts: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.proxies.no_proxy = hosts
+        let hosts: Vec<String> = hosts
             .into_iter()
-            .map(|h| h.as_ref().trim().to_ascii_lowercase())
+            .map(|h| h.as_ref().trim().to_owned())
             .collect();
+        self.proxies.no_proxy = NoProxy::parse(&hosts.join(","));
+        self.not_utf8.retain(|v| !NO_PROXY_VARS.contains(&v.name));
         self
     }
 
@@ -355,14 +387,16 @@ impl ClientBuilder {
     ///   the cache directory given is empty.
     /// - [`Error::Config`] naming the variable when `FORGE_OCI_INSECURE_HOSTS`,
     ///   `FORGE_OFFLINE` or `CARGO_NET_OFFLINE` is set to something that is not UTF-8
-    ///   (the offline ones not once [`network`](Self::network) is set). A
+    ///   (the offline ones not once [`network`](Self::network) is set), and when the
+    ///   proxy variable a request would use, or the `no_proxy`/`NO_PROXY` read, is
+    ///   (not once [`proxy`](Self::proxy) or [`no_proxy`](Self::no_proxy) is set). A
     ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
     /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
     pub fn build(self) -> Result<Client> {
         if let Some(NotUtf8 { name, value }) = self.not_utf8.first() {
             return Err(Error::Config {
                 setting: name,
-                value: value.to_string_lossy().into_owned(),
+                value: value.clone(),
                 reason: "the value is not valid UTF-8".into(),
             });
         }

@@ -1033,9 +1033,10 @@ fn tls_registry_with_a_private_ca() -> Outcome {
     Outcome::Passed
 }
 
-/// HTTP_PROXY carries http:// requests (through a proxy that records them);
+/// http_proxy carries http:// requests (through a proxy that records them);
 /// NO_PROXY bypasses it; an HTTPS_PROXY does not capture http:// requests (ureq
-/// alone would send them there).
+/// alone would send them there). Which variable wins where is compared with curl
+/// in tests/network.rs.
 fn proxies_per_scheme_and_no_proxy() -> Outcome {
     let server = FakeRegistry::start();
     let payload = wasm_payload("proxied", 20_000);
@@ -1059,7 +1060,7 @@ fn proxies_per_scheme_and_no_proxy() -> Outcome {
         cmd.output().unwrap()
     };
 
-    let out = pull("proxied", &[("HTTP_PROXY", &proxy.url)]);
+    let out = pull("proxied", &[("http_proxy", &proxy.url)]);
     assert!(
         out.status.success(),
         "{}",
@@ -1079,7 +1080,7 @@ fn proxies_per_scheme_and_no_proxy() -> Outcome {
     let out = pull(
         "bypassed",
         &[
-            ("HTTP_PROXY", &proxy.url),
+            ("http_proxy", &proxy.url),
             ("NO_PROXY", "localhost,127.0.0.1"),
         ],
     );

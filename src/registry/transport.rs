@@ -1,13 +1,7 @@
 //! Which connection carries a request: direct, or through the proxy for its
 //! scheme; and which certificates TLS trusts. Agents are built on first use, so
-//! building a client still does no I/O (reading `SSL_CERT_FILE` is I/O).
-//!
-//! Proxies follow curl rather than ureq: `HTTPS_PROXY` carries `https://` requests
-//! and `HTTP_PROXY` `http://` ones (each falling back to `ALL_PROXY`), where ureq
-//! would use the first variable it finds for every scheme. `NO_PROXY` is a comma-
-//! separated list of hosts matched as curl does: `*` for all, `example.com` and
-//! `.example.com` for the domain and every subdomain, an optional `:port`, and exact
-//! IP addresses (CIDR ranges are not supported).
+//! building a client still does no I/O (reading `SSL_CERT_FILE` is I/O). Proxy
+//! settings are read as [`proxy`](super::proxy) describes.
 //!
 //! TLS trusts the Mozilla roots bundled with rustls by default. Certificates given to
 //! [`ClientBuilder::root_certificate`](crate::ClientBuilder::root_certificate) or found
@@ -21,9 +15,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ureq::Agent;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::{Agent, Proxy};
 
+use super::proxy::{Proxies, ProxySetting, redact, ureq_proxy};
 use crate::error::{Error, Result};
 
 /// System CA bundles, first found wins: Debian/Ubuntu/Alpine, Fedora/RHEL, openSUSE, macOS/BSD.
@@ -46,92 +41,42 @@ pub(crate) struct TransportConfig {
     pub(crate) proxies: Proxies,
 }
 
-/// Proxy settings: one per scheme, and the hosts that bypass them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Proxies {
-    pub(crate) http: Option<String>,
-    pub(crate) https: Option<String>,
-    pub(crate) no_proxy: Vec<String>,
+/// A setting that cannot be used, and why: the error every request that needs
+/// it gets.
+#[derive(Debug, Clone)]
+struct Unusable {
+    setting: &'static str,
+    value: String,
+    reason: String,
 }
 
-impl Proxies {
-    /// From `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case).
-    pub(crate) fn from_env() -> Proxies {
-        let var = |name: &str| {
-            [name.to_ascii_uppercase(), name.to_ascii_lowercase()]
-                .iter()
-                .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
-        };
-        let all = var("all_proxy");
-        Proxies {
-            http: var("http_proxy").or_else(|| all.clone()),
-            https: var("https_proxy").or(all),
-            no_proxy: var("no_proxy")
-                .map(|v| {
-                    v.split(',')
-                        .map(|e| e.trim().to_ascii_lowercase())
-                        .filter(|e| !e.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+impl Unusable {
+    fn error(&self) -> Error {
+        Error::Config {
+            setting: self.setting,
+            value: self.value.clone(),
+            reason: self.reason.clone(),
         }
     }
-
-    /// Whether `host` (with `port`) bypasses the proxies.
-    pub(crate) fn bypass(&self, host: &str, port: u16) -> bool {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        self.no_proxy.iter().any(|entry| {
-            if entry == "*" {
-                return true;
-            }
-            let (name, entry_port) = split_port(entry);
-            if entry_port.is_some_and(|p| p != port) {
-                return false;
-            }
-            let name = name.trim_start_matches("*.").trim_start_matches('.');
-            host == name || host.ends_with(&format!(".{name}"))
-        })
-    }
 }
 
-/// `host:port` / `[v6]:port` / `host` -> (host, port).
-fn split_port(entry: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = entry.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
-        return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
-    }
-    match entry.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse() {
-            Ok(p) => (host, Some(p)),
-            Err(_) => (entry, None),
-        },
-        _ => (entry, None),
-    }
-}
+type Lazy<T> = OnceLock<std::result::Result<T, Unusable>>;
 
-struct Agents {
-    direct: Agent,
-    http: Option<Agent>,
-    https: Option<Agent>,
-}
-
-/// The agents, built once per client on first use.
+/// The agents, each built on the first request that needs it: a proxy that is
+/// never used (its scheme is not asked for, or `NO_PROXY` covers every host
+/// asked for) is never judged, as in curl.
 pub(crate) struct Transport {
     config: TransportConfig,
-    agents: OnceLock<std::result::Result<Agents, (&'static str, String, String)>>,
+    tls: Lazy<TlsConfig>,
+    direct: Lazy<Agent>,
+    http: Lazy<Agent>,
+    https: Lazy<Agent>,
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Proxy URLs may carry a password: say whether there is one, not what.
-        let p = &self.config.proxies;
         f.debug_struct("Transport")
-            .field("http_proxy", &p.http.is_some())
-            .field("https_proxy", &p.https.is_some())
-            .field("no_proxy", &p.no_proxy)
+            .field("proxies", &self.config.proxies)
             .field(
                 "extra_root_certificates",
                 &self.config.root_certificates.len(),
@@ -145,84 +90,74 @@ impl Transport {
     pub(crate) fn new(config: TransportConfig) -> Transport {
         Transport {
             config,
-            agents: OnceLock::new(),
+            tls: OnceLock::new(),
+            direct: OnceLock::new(),
+            http: OnceLock::new(),
+            https: OnceLock::new(),
         }
     }
 
     /// The agent for `url`: through its scheme's proxy unless `NO_PROXY` says otherwise.
     ///
     /// # Errors
-    /// [`Error::Config`] when the TLS roots or a proxy URL cannot be used.
+    /// [`Error::Config`] when the TLS roots or the proxy this request needs cannot be used.
     pub(crate) fn agent(&self, url: &str) -> Result<&Agent> {
-        let agents = self
-            .agents
-            .get_or_init(|| build(&self.config))
-            .as_ref()
-            .map_err(|(setting, value, reason)| Error::Config {
-                setting,
-                value: value.clone(),
-                reason: reason.clone(),
-            })?;
         let https = url.starts_with("https://");
         let authority = url
             .split("://")
             .nth(1)
             .and_then(|r| r.split(['/', '?', '#']).next())
             .unwrap_or("");
-        let (host, port) = split_port(authority);
-        let port = port.unwrap_or(if https { 443 } else { 80 });
-        let proxied = if https { &agents.https } else { &agents.http };
-        Ok(match proxied {
-            Some(agent) if !self.config.proxies.bypass(host, port) => agent,
-            _ => &agents.direct,
-        })
+        let proxies = &self.config.proxies;
+        let (slot, proxy) = match if https { &proxies.https } else { &proxies.http } {
+            Some(proxy) if !proxies.no_proxy.matches(host_of(authority)) => {
+                (if https { &self.https } else { &self.http }, Some(proxy))
+            }
+            _ => (&self.direct, None),
+        };
+        slot.get_or_init(|| self.build(proxy))
+            .as_ref()
+            .map_err(Unusable::error)
+    }
+
+    fn build(&self, proxy: Option<&ProxySetting>) -> std::result::Result<Agent, Unusable> {
+        let tls = self.tls.get_or_init(|| tls_config(&self.config)).clone()?;
+        let proxy = proxy
+            .map(|p| {
+                ureq_proxy(&p.url).map_err(|reason| Unusable {
+                    setting: p.setting,
+                    value: redact(&p.url),
+                    reason,
+                })
+            })
+            .transpose()?;
+        let config = &self.config;
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            // ureq adds timeouts to instants unchecked: an absurd one is none.
+            .timeout_connect(super::finite(config.connect_timeout))
+            .timeout_recv_response(super::finite(config.read_timeout))
+            .timeout_per_read(super::finite(config.read_timeout))
+            // Redirects are followed hop by hop in `redirect.rs`, which decides per
+            // hop whether Authorization goes along.
+            .max_redirects(0)
+            .proxy(proxy)
+            .tls_config(tls)
+            .user_agent(concat!("forge-oci/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Agent::new_with_config(config))
     }
 }
 
-fn build(config: &TransportConfig) -> std::result::Result<Agents, (&'static str, String, String)> {
-    let tls = tls_config(config)?;
-    let agent =
-        |proxy: Option<&str>| -> std::result::Result<Agent, (&'static str, String, String)> {
-            let proxy = match proxy {
-                Some(url) => {
-                    Some(Proxy::new(url).map_err(|e| ("proxy", redact(url), e.to_string()))?)
-                }
-                None => None,
-            };
-            let config = Agent::config_builder()
-                .http_status_as_error(false)
-                // ureq adds timeouts to instants unchecked: an absurd one is none.
-                .timeout_connect(super::finite(config.connect_timeout))
-                .timeout_recv_response(super::finite(config.read_timeout))
-                .timeout_per_read(super::finite(config.read_timeout))
-                // Redirects are followed hop by hop in `redirect.rs`, which decides per
-                // hop whether Authorization goes along.
-                .max_redirects(0)
-                .proxy(proxy)
-                .tls_config(tls.clone())
-                .user_agent(concat!("forge-oci/", env!("CARGO_PKG_VERSION")))
-                .build();
-            Ok(Agent::new_with_config(config))
-        };
-    let proxies = &config.proxies;
-    Ok(Agents {
-        direct: agent(None)?,
-        http: proxies
-            .http
-            .as_deref()
-            .map(|p| agent(Some(p)))
-            .transpose()?,
-        https: proxies
-            .https
-            .as_deref()
-            .map(|p| agent(Some(p)))
-            .transpose()?,
-    })
+/// The host of a URL's authority (`[::1]` keeps its brackets), without the port.
+fn host_of(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    authority.split(':').next().unwrap_or(authority)
 }
 
-fn tls_config(
-    config: &TransportConfig,
-) -> std::result::Result<TlsConfig, (&'static str, String, String)> {
+fn tls_config(config: &TransportConfig) -> std::result::Result<TlsConfig, Unusable> {
     let builder = TlsConfig::builder();
     #[cfg(feature = "native-tls")]
     let builder = builder.provider(ureq::tls::TlsProvider::NativeTls);
@@ -243,18 +178,20 @@ fn tls_config(
         } else {
             "the system CA bundle"
         };
-        let pem = std::fs::read(file)
-            .map_err(|e| (setting, file.display().to_string(), e.to_string()))?;
-        roots.extend(
-            certificates(&pem).map_err(|reason| (setting, file.display().to_string(), reason))?,
-        );
+        let unusable = |reason: String| Unusable {
+            setting,
+            value: file.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(file).map_err(|e| unusable(e.to_string()))?;
+        roots.extend(certificates(&pem).map_err(unusable)?);
     }
     for (i, given) in config.root_certificates.iter().enumerate() {
-        let value = format!("certificate #{}", i + 1);
-        roots.extend(
-            certificates(given)
-                .map_err(|reason| ("ClientBuilder::root_certificate", value, reason))?,
-        );
+        roots.extend(certificates(given).map_err(|reason| Unusable {
+            setting: "ClientBuilder::root_certificate",
+            value: format!("certificate #{}", i + 1),
+            reason,
+        })?);
     }
     Ok(builder
         .root_certs(RootCerts::new_with_certs(&roots))
@@ -278,48 +215,16 @@ fn certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate<'static>>, 
     }
     Ok(certs)
 }
-
-/// A proxy URL without its password, query string or fragment, for messages.
-fn redact(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            format!("{}://<credentials>@{}", &url[..s], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::proxy::NoProxy;
 
-    fn proxies(no_proxy: &str) -> Proxies {
-        Proxies {
-            http: Some("http://proxy:3128".into()),
-            https: None,
-            no_proxy: no_proxy
-                .split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn no_proxy_matches_as_curl_does() {
-        let p = proxies("example.com, .internal, localhost:5000, 10.1.2.3, [::1]");
-        assert!(p.bypass("example.com", 443));
-        assert!(p.bypass("registry.example.com", 443));
-        assert!(!p.bypass("notexample.com", 443));
-        assert!(p.bypass("a.b.internal", 80));
-        assert!(p.bypass("localhost", 5000));
-        assert!(!p.bypass("localhost", 5001));
-        assert!(p.bypass("10.1.2.3", 80));
-        assert!(!p.bypass("10.1.2.4", 80));
-        assert!(p.bypass("[::1]", 5000));
-        assert!(proxies("*").bypass("anything", 1));
-        assert!(!proxies("").bypass("anything", 1));
+    fn setting(url: &str) -> Option<ProxySetting> {
+        Some(ProxySetting {
+            setting: "https_proxy",
+            url: url.to_owned(),
+        })
     }
 
     #[test]
@@ -327,16 +232,37 @@ mod tests {
         let t = Transport::new(TransportConfig {
             proxies: Proxies {
                 http: None,
-                https: Some("http://127.0.0.1:9".into()),
-                no_proxy: vec![],
+                https: setting("http://127.0.0.1:9"),
+                no_proxy: NoProxy::parse("bypassed.local"),
             },
             ..Default::default()
         });
         let direct = t.agent("http://registry.local/v2/").unwrap() as *const Agent;
         let proxied = t.agent("https://registry.local/v2/").unwrap() as *const Agent;
+        let bypassed = t.agent("https://bypassed.local:5000/v2/").unwrap() as *const Agent;
         assert_ne!(
             direct, proxied,
             "an https URL goes through HTTPS_PROXY, an http one does not"
+        );
+        assert_eq!(direct, bypassed, "NO_PROXY ignores the port of the URL");
+    }
+
+    #[test]
+    fn a_proxy_is_judged_only_when_used() {
+        let t = Transport::new(TransportConfig {
+            proxies: Proxies {
+                http: None,
+                https: setting("ftp://unusable"),
+                no_proxy: NoProxy::parse("direct.local"),
+            },
+            ..Default::default()
+        });
+        assert!(t.agent("http://registry.local/").is_ok());
+        assert!(t.agent("https://direct.local/").is_ok());
+        let e = t.agent("https://registry.local/").unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot use https_proxy `ftp://unusable`"),
+            "{e}"
         );
     }
 
@@ -344,13 +270,16 @@ mod tests {
     fn bad_settings_are_named_and_passwords_hidden() {
         let t = Transport::new(TransportConfig {
             proxies: Proxies {
-                http: Some("http://user:hunter2@[bad".into()),
+                http: Some(ProxySetting {
+                    setting: "http_proxy",
+                    url: "http://user:hunter2@[bad".into(),
+                }),
                 ..Default::default()
             },
             ..Default::default()
         });
         let e = t.agent("http://x/").unwrap_err().to_string();
-        assert!(e.contains("proxy") && !e.contains("hunter2"), "{e}");
+        assert!(e.contains("http_proxy") && !e.contains("hunter2"), "{e}");
         let t = Transport::new(TransportConfig {
             cert_file: Some("/nonexistent/bundle.pem".into()),
             ..Default::default()

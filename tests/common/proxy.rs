@@ -214,3 +214,72 @@ fn socks(mut client: TcpStream, log: &Mutex<Vec<String>>) -> std::io::Result<()>
     let _ = t.join();
     Ok(())
 }
+
+/// A listener on 127.0.0.1 that only records how each connection began, to tell
+/// which way a client went, and answers so the client gives up at once without
+/// retrying: `direct` (an origin-form request: 404), `proxy` (an absolute-form
+/// request or `CONNECT`: 403), `socks4` or `socks5` (a greeting: a reply of the
+/// wrong version), `tls` (a TLS hello: plain text).
+pub struct Witness {
+    pub port: u16,
+    seen: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl Witness {
+    pub fn start() -> Witness {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let log = Arc::clone(&log);
+                thread::spawn(move || {
+                    let _ = witness(client, &log);
+                });
+            }
+        });
+        Witness { port, seen }
+    }
+
+    /// How each connection so far began.
+    pub fn seen(&self) -> Vec<&'static str> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn witness(mut client: TcpStream, log: &Mutex<Vec<&'static str>>) -> std::io::Result<()> {
+    let mut first = [0];
+    client.peek(&mut first)?;
+    let (kind, answer): (_, &[u8]) = match first[0] {
+        4 => ("socks4", &[1, 91, 0, 0, 0, 0, 0, 0]),
+        5 => ("socks5", &[0, 0]),
+        0x16 => (
+            "tls",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+        ),
+        _ => {
+            let mut line = String::new();
+            BufReader::new(client.try_clone()?).read_line(&mut line)?;
+            let target = line.split_whitespace().nth(1).unwrap_or_default();
+            if line.starts_with("CONNECT ") || target.contains("://") {
+                (
+                    "proxy",
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+                )
+            } else {
+                (
+                    "direct",
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                )
+            }
+        }
+    };
+    log.lock().unwrap().push(kind);
+    client.write_all(answer)?;
+    // Read what the client sent until it closes: closing with unread bytes would
+    // reset the connection, and the client might lose the answer.
+    client.shutdown(std::net::Shutdown::Write)?;
+    client.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    std::io::copy(&mut client, &mut std::io::sink()).map(drop)
+}
