@@ -377,3 +377,29 @@ fn a_proxy_variable_that_is_not_utf8_is_refused_by_name() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A proxy setting that cannot be used fails the pull with an error naming the
+/// variable, and its password is never shown, whether or not the value parses
+/// as a URL (it used to be printed whole when there was no scheme).
+#[test]
+fn an_unusable_proxy_is_named_and_its_password_never_shown() {
+    let server = FakeRegistry::start();
+    let reference = format!("{}/bad/proxy:1.0", server.host());
+    for value in [
+        "user:hunter2@[bad",
+        "http://user:hunter2@[bad",
+        "user:hun/ter2@[bad",
+        "ftp://user:hunter2@proxy",
+        "socks5h://user:hun?ter2@[bad",
+    ] {
+        let out = pull(&reference, &[("all_proxy", value)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{value}: {stderr}");
+        assert!(
+            stderr.contains("cannot use all_proxy `") && stderr.contains("<credentials>@"),
+            "{value}: {stderr}"
+        );
+        assert!(!stderr.contains("hun"), "{value}: {stderr}");
+    }
+    assert_eq!(server.connections(), 0);
+}

@@ -231,8 +231,21 @@ pub(super) fn ureq_proxy(url: &str) -> Result<Proxy, String> {
             ));
         }
     };
-    Proxy::new(&format!("{scheme}://{rest}"))
-        .map_err(|_| "it is not a proxy URL (`[scheme://][user:password@]host[:port]`)".to_owned())
+    let not_a_url =
+        || "it is not a proxy URL (`[scheme://][user:password@]host[:port]`)".to_owned();
+    let proxy = Proxy::new(&format!("{scheme}://{rest}")).map_err(|_| not_a_url())?;
+    // ureq takes a port that is not a number for none, so a password holding a
+    // `/` read as host `user` and port `pass`, then a path; curl refuses it.
+    let authority = proxy.uri().authority().map(|a| a.as_str());
+    let host_port = authority.unwrap_or_default().rsplit('@').next();
+    let port = match host_port.unwrap_or_default().rsplit_once(':') {
+        Some((_, port)) if !port.contains(']') => Some(port),
+        _ => None,
+    };
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(not_a_url());
+    }
+    Ok(proxy)
 }
 
 /// Whether `s` is an RFC 3986 scheme (`http`, `socks5h`).
@@ -242,15 +255,23 @@ fn is_scheme(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
-/// A proxy URL without its password, query string or fragment, for messages.
-pub(super) fn redact(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            format!("{}://<credentials>@{}", &url[..s], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
+/// Any text that may be a proxy setting, for messages, whether or not it parses
+/// (nothing here depends on reading it as a URL): everything before the last `@`
+/// after the scheme (user name and password, whatever characters they hold)
+/// becomes `<credentials>@`, then any query string or fragment is dropped, control
+/// characters are escaped, and at most 200 characters are kept.
+pub(super) fn redact(value: &str) -> String {
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) if is_scheme(scheme) => (Some(scheme), rest),
+        _ => (None, value),
+    };
+    let (credentials, rest) = match rest.rfind('@') {
+        Some(at) => ("<credentials>@", &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+    printable(&format!("{scheme}{credentials}{rest}"), 200)
 }
 
 #[cfg(test)]
@@ -392,5 +413,37 @@ mod tests {
         assert!(e.starts_with("`ftp` is not a proxy scheme"), "{e}");
         assert!(ureq_proxy(" ").is_err());
         assert!(ureq_proxy("http://").is_err());
+        assert!(ureq_proxy("user:pass/word@proxy").is_err());
+        assert!(ureq_proxy("http://proxy:0").is_err());
+        assert!(ureq_proxy("http://proxy:99999").is_err());
+        assert!(ureq_proxy("http://[::1]:3128/").is_ok());
+        assert!(ureq_proxy("http://[::1]").is_ok());
+    }
+
+    #[test]
+    fn redaction_needs_no_parsing_and_never_shows_a_password() {
+        for (value, shown) in [
+            ("user:hunter2@[bad", "<credentials>@[bad"),
+            ("http://user:hunter2@[bad", "http://<credentials>@[bad"),
+            (
+                "http://user:hunter2@proxy:3128",
+                "http://<credentials>@proxy:3128",
+            ),
+            (
+                "socks5h://user:hun#ter2@proxy",
+                "socks5h://<credentials>@proxy",
+            ),
+            ("http://user:hun?ter2@proxy/", "http://<credentials>@proxy/"),
+            ("http://user:hun/ter2@proxy", "http://<credentials>@proxy"),
+            ("http://us@er:hunter2@proxy", "http://<credentials>@proxy"),
+            ("user:hun://ter2@proxy", "<credentials>@proxy"),
+            ("http://proxy:3128/?token=hunter2", "http://proxy:3128/"),
+            ("http://proxy#hunter2", "http://proxy"),
+            ("proxy:3128", "proxy:3128"),
+            ("http://proxy\x1b[2J", "http://proxy\\x1b[2J"),
+        ] {
+            assert_eq!(redact(value), shown, "{value}");
+        }
+        assert_eq!(redact(&"x".repeat(500)).chars().count(), 201);
     }
 }

@@ -268,18 +268,29 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named_and_passwords_hidden() {
-        let t = Transport::new(TransportConfig {
-            proxies: Proxies {
-                http: Some(ProxySetting {
-                    setting: "http_proxy",
-                    url: "http://user:hunter2@[bad".into(),
-                }),
+        // With a scheme or without (the password used to be shown then).
+        for url in [
+            "http://user:hunter2@[bad",
+            "user:hunter2@[bad",
+            "ftp://u:hunter2@p",
+        ] {
+            let t = Transport::new(TransportConfig {
+                proxies: Proxies {
+                    http: Some(ProxySetting {
+                        setting: "http_proxy",
+                        url: url.into(),
+                    }),
+                    ..Default::default()
+                },
                 ..Default::default()
-            },
-            ..Default::default()
-        });
-        let e = t.agent("http://x/").unwrap_err().to_string();
-        assert!(e.contains("http_proxy") && !e.contains("hunter2"), "{e}");
+            });
+            let e = t.agent("http://x/").unwrap_err();
+            assert!(
+                matches!(&e, Error::Config { setting: "http_proxy", value, .. } if value.contains("<credentials>@")),
+                "{e:?}"
+            );
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
         let t = Transport::new(TransportConfig {
             cert_file: Some("/nonexistent/bundle.pem".into()),
             ..Default::default()
