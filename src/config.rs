@@ -270,7 +270,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Retries after a connection failure or a 429/502/503/504. Defaults to 3.
+    /// Retries after a connection failure or a 408/429/500/502/503/504; never after
+    /// a TLS failure (a certificate not trusted, expired or for another host),
+    /// which would fail the same way again. Defaults to 3.
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
@@ -308,7 +310,9 @@ impl ClientBuilder {
     /// Trusts this certificate (PEM, possibly several, or DER) for TLS. Once any
     /// certificate is given, the trusted set is the system CA bundle (or the
     /// `SSL_CERT_FILE` bundle) plus the certificates given, instead of the Mozilla
-    /// roots bundled in. Defaults to none.
+    /// roots bundled in. Bytes that are neither PEM holding a certificate nor one
+    /// DER certificate, like an `SSL_CERT_FILE` that is neither, fail the first
+    /// request with [`Error::Config`] naming them and why. Defaults to none.
     pub fn root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
         self.root_certificates.push(certificate.into());
         self

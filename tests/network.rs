@@ -403,3 +403,51 @@ fn an_unusable_proxy_is_named_and_its_password_never_shown() {
     }
     assert_eq!(server.connections(), 0);
 }
+
+/// An `SSL_CERT_FILE` that holds no certificate is an error naming it and saying
+/// why, before any connection; it used to be taken for one DER certificate that
+/// rustls then skipped, leaving no trusted root (`UnknownIssuer`, retried).
+#[test]
+fn an_unusable_ssl_cert_file_is_named_before_any_connection() {
+    let server = FakeRegistry::start();
+    let reference = format!("{}/certs/bad:1.0", server.host());
+    let dir = tempfile::tempdir().unwrap();
+    let noise: Vec<u8> = (0..2048u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    for (name, content, why) in [
+        ("empty.pem", &b""[..], "it is empty"),
+        ("noise.der", &noise, "it is neither PEM"),
+        (
+            "notes.txt",
+            b"see the wiki for our CA\n",
+            "it is neither PEM",
+        ),
+        (
+            "key.pem",
+            b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
+            "it holds no certificate",
+        ),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, content).unwrap();
+        let out = pull(&reference, &[("SSL_CERT_FILE", &file)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cannot use SSL_CERT_FILE `{}`: {why}",
+                file.display()
+            )),
+            "{name}: {stderr}"
+        );
+    }
+    let missing = dir.path().join("missing.pem");
+    let out = pull(&reference, &[("SSL_CERT_FILE", &missing)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot use SSL_CERT_FILE `{}`", missing.display())),
+        "{stderr}"
+    );
+    assert_eq!(server.connections(), 0);
+}

@@ -9,7 +9,9 @@
 //! the system bundle (`/etc/ssl/certs/ca-certificates.crt` and its equivalents) if there
 //! is one, plus the certificates given. ureq takes one root set, not additions to its
 //! own, and this keeps public registries reachable without bundling a second copy of
-//! the Mozilla roots.
+//! the Mozilla roots. A bundle or certificate that holds no certificate fails every
+//! request, whatever its scheme, with `Error::Config` naming it: rustls would skip
+//! what it cannot read and trust nothing.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -198,23 +200,76 @@ fn tls_config(config: &TransportConfig) -> std::result::Result<TlsConfig, Unusab
         .build())
 }
 
-/// Every certificate in a PEM bundle, or the one DER certificate given.
+/// Every certificate in a PEM bundle, or the one DER certificate the bytes are.
+/// Anything else is refused, saying why: rustls skips a certificate it cannot
+/// read, so an empty file, text or random bytes taken as a certificate left
+/// nothing trusted, and every registry failed with "unknown issuer".
 fn certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate<'static>>, String> {
-    if !bytes.starts_with(b"-----") && !bytes.windows(5).any(|w| w == b"-----") {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("it is empty".to_owned());
+    }
+    if is_der_certificate(bytes) {
         return Ok(vec![Certificate::from_der(bytes).to_owned()]);
     }
-    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(bytes)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(c)) => Some(Ok(c.to_owned())),
-            Ok(_) => None,
-            Err(e) => Some(Err(e.to_string())),
-        })
-        .collect::<std::result::Result<_, _>>()?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(
+            "it is neither PEM (`-----BEGIN CERTIFICATE-----`) nor one DER certificate".to_owned(),
+        );
+    }
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(bytes) {
+        match item {
+            Ok(PemItem::Certificate(c)) if is_der_certificate(c.der()) => certs.push(c.to_owned()),
+            Ok(PemItem::Certificate(_)) => {
+                return Err(format!(
+                    "its certificate #{} is not an X.509 certificate",
+                    certs.len() + 1
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("it is not valid PEM: {e}")),
+        }
+    }
     if certs.is_empty() {
-        return Err("no certificate found".to_owned());
+        return Err("it holds no certificate (`-----BEGIN CERTIFICATE-----`)".to_owned());
     }
     Ok(certs)
 }
+
+/// Whether `der` has the shape of an X.509 certificate in DER: one SEQUENCE of
+/// two SEQUENCEs (the signed part, the signature algorithm) and a BIT STRING
+/// (the signature), with nothing after it. Text and random bytes never do.
+fn is_der_certificate(der: &[u8]) -> bool {
+    let Some((0x30, certificate, [])) = der_item(der) else {
+        return false;
+    };
+    let Some((0x30, _, rest)) = der_item(certificate) else {
+        return false;
+    };
+    let Some((0x30, _, rest)) = der_item(rest) else {
+        return false;
+    };
+    matches!(der_item(rest), Some((0x03, _, [])))
+}
+
+/// The first DER item of `bytes`: its tag, its contents, and what follows it.
+/// Lengths are definite, as DER requires, and at most four bytes long.
+fn der_item(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let (len, rest) = rest.split_at_checked(usize::from(first & 0x7f))?;
+            let len = len.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b));
+            (usize::try_from(len).ok()?, rest)
+        }
+        _ => return None,
+    };
+    let (contents, rest) = rest.split_at_checked(len)?;
+    Some((tag, contents, rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,9 +355,85 @@ mod tests {
             e.contains("SSL_CERT_FILE") && e.contains("/nonexistent/bundle.pem"),
             "{e}"
         );
+    }
+
+    /// A self-signed P-256 certificate, `openssl req -x509` made.
+    const PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBiTCCAS+gAwIBAgIUWcsSBMa13FApXHa6XVmXGldqtDEwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOZm9yZ2Utb2NpLXRlc3QwIBcNMjYxMjAxMTYxNjU2WhgPMjEy
+NjExMDcxNjE2NTZaMBkxFzAVBgNVBAMMDmZvcmdlLW9jaS10ZXN0MFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAErqprE57PmXy57s9ZN9RPKqH/rwN3QG8tFLU7LH5j
+TS3iB/Y+UB64L7edjozWrFr3UjjZnBHakQtZh3VhcwDCAKNTMFEwHQYDVR0OBBYE
+FJNbF5LH92tUqz4SRsu4gXOP3bV6MB8GA1UdIwQYMBaAFJNbF5LH92tUqz4SRsu4
+gXOP3bV6MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIhAPXdApS2
+XF28P91HGOId6T5NZQrLjs1NG774QIIRC16kAiAaBljOxBIbmjSntGVdN5/P4HAj
+TZg9ise2JU/nt3Y0pg==
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn certificates_are_pem_or_der_and_nothing_else_passes() {
+        assert_eq!(certificates(PEM.as_bytes()).unwrap().len(), 1);
+        let two = format!("a comment\n{PEM}\n{PEM}trailing text\n");
+        assert_eq!(certificates(two.as_bytes()).unwrap().len(), 2);
+        let der = certificates(PEM.as_bytes()).unwrap()[0].der().to_vec();
+        assert_eq!(certificates(&der).unwrap()[0].der(), der);
+
+        let refused = |bytes: &[u8]| certificates(bytes).unwrap_err();
+        assert_eq!(refused(b""), "it is empty");
+        assert_eq!(refused(b" \n\t\n"), "it is empty");
+        let neither = "it is neither PEM (`-----BEGIN CERTIFICATE-----`) nor one DER certificate";
+        assert_eq!(refused(b"not a certificate\n"), neither);
+        assert_eq!(refused(&[0x30, 0x82, 0xff, 0xff, 1, 2, 3]), neither);
+        assert_eq!(refused(&der[..der.len() - 1]), neither);
+        assert_eq!(refused(&[der.as_slice(), b"x"].concat()), neither);
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert_eq!(refused(&noise), neither);
         assert_eq!(
-            certificates(b"-----BEGIN NOTHING-----\n-----END NOTHING-----\n").unwrap_err(),
-            "no certificate found"
+            refused(b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"),
+            "it holds no certificate (`-----BEGIN CERTIFICATE-----`)"
         );
+        assert_eq!(
+            refused(b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n"),
+            "its certificate #1 is not an X.509 certificate"
+        );
+        assert!(
+            refused(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n")
+                .starts_with("it is not valid PEM")
+        );
+    }
+
+    #[test]
+    fn an_unusable_cert_file_is_named_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content, reason) in [
+            ("empty.pem", &b""[..], "it is empty"),
+            ("text.pem", b"hello\n", "it is neither PEM"),
+        ] {
+            let file = dir.path().join(name);
+            std::fs::write(&file, content).unwrap();
+            let t = Transport::new(TransportConfig {
+                cert_file: Some(file.clone()),
+                ..Default::default()
+            });
+            let e = t.agent("https://x/").unwrap_err();
+            let Error::Config {
+                setting,
+                value,
+                reason: why,
+            } = &e
+            else {
+                panic!("{e:?}");
+            };
+            assert_eq!(
+                (*setting, value.as_str()),
+                ("SSL_CERT_FILE", file.to_str().unwrap())
+            );
+            assert!(why.starts_with(reason), "{e}");
+            // Plain HTTP needs the same agents, so it fails the same way.
+            assert!(t.agent("http://x/").is_err());
+        }
     }
 }
