@@ -392,8 +392,9 @@ impl ClientBuilder {
     /// - [`Error::Config`] naming the variable when `FORGE_OCI_INSECURE_HOSTS`,
     ///   `FORGE_OFFLINE` or `CARGO_NET_OFFLINE` is set to something that is not UTF-8
     ///   (the offline ones not once [`network`](Self::network) is set), and when the
-    ///   proxy variable a request would use, or the `no_proxy`/`NO_PROXY` read, is
-    ///   (not once [`proxy`](Self::proxy) or [`no_proxy`](Self::no_proxy) is set). A
+    ///   first proxy variable set in curl's order for `https://` or for `http://`
+    ///   requests, or the first of `no_proxy` and `NO_PROXY` set, is (not once
+    ///   [`proxy`](Self::proxy), or [`no_proxy`](Self::no_proxy), is set). A
     ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
     /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
     pub fn build(self) -> Result<Client> {
