@@ -13,7 +13,10 @@ use crate::client::{Client, Inner};
 use crate::error::{Error, Result};
 use crate::event::{Callback, Event, Events};
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
-use crate::registry::{Proxies, Registry, RegistryConfig, TransportConfig};
+use crate::registry::{
+    NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting, Registry, RegistryConfig,
+    TransportConfig,
+};
 use crate::resolve::Selection;
 
 const CACHE_SUBDIR: [&str; 2] = ["openapi-forge", "plugins"];
@@ -65,7 +68,8 @@ enum CacheDir {
 #[derive(Debug)]
 struct NotUtf8 {
     name: &'static str,
-    value: OsString,
+    /// The value as an error may show it (lossily, a proxy URL's password hidden).
+    value: String,
 }
 
 /// Configures a [`Client`]. Start from [`Client::builder`]; every setter overrides
@@ -96,7 +100,8 @@ pub struct ClientBuilder {
 
 impl Default for ClientBuilder {
     /// The defaults, with `FORGE_CACHE_DIR`, `FORGE_OCI_INSECURE_HOSTS`,
-    /// `FORGE_OFFLINE` and `CARGO_NET_OFFLINE` read from the environment. A text
+    /// `FORGE_OFFLINE`, `CARGO_NET_OFFLINE`, `SSL_CERT_FILE` and the proxy variables
+    /// read from the environment. A text
     /// variable that is not UTF-8 is kept for [`build`](ClientBuilder::build) to refuse.
     fn default() -> Self {
         let mut not_utf8 = Vec::new();
@@ -104,7 +109,10 @@ impl Default for ClientBuilder {
             Ok(v) => Some(v).filter(|v| !v.trim().is_empty()),
             Err(std::env::VarError::NotPresent) => None,
             Err(std::env::VarError::NotUnicode(value)) => {
-                not_utf8.push(NotUtf8 { name, value });
+                not_utf8.push(NotUtf8 {
+                    name,
+                    value: value.to_string_lossy().into_owned(),
+                });
                 None
             }
         };
@@ -118,6 +126,12 @@ impl Default for ClientBuilder {
         let [forge_offline, cargo_offline] = OFFLINE_VARS.map(|name| env(name).is_some_and(is_on));
         let offline = forge_offline || cargo_offline;
         let insecure_hosts = env("FORGE_OCI_INSECURE_HOSTS");
+        let (proxies, proxies_not_utf8) = Proxies::from_env();
+        not_utf8.extend(
+            proxies_not_utf8
+                .into_iter()
+                .map(|(name, value)| NotUtf8 { name, value }),
+        );
         ClientBuilder {
             // Set but empty is kept, for build() to refuse: not silently the default.
             // A path need not be UTF-8: it is used as it is.
@@ -155,7 +169,7 @@ impl Default for ClientBuilder {
             cert_file: std::env::var_os("SSL_CERT_FILE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
-            proxies: Proxies::from_env(),
+            proxies,
         }
     }
 }
@@ -180,14 +194,7 @@ impl fmt::Debug for ClientBuilder {
             .field("credentials", &self.credentials)
             .field("root_certificates", &self.root_certificates.len())
             .field("cert_file", &self.cert_file)
-            .field(
-                "proxies",
-                &(
-                    self.proxies.http.is_some(),
-                    self.proxies.https.is_some(),
-                    &self.proxies.no_proxy,
-                ),
-            )
+            .field("proxies", &self.proxies)
             .finish()
     }
 }
@@ -264,7 +271,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Retries after a connection failure or a 429/502/503/504. Defaults to 3.
+    /// Retries after a connection failure or a 408/429/500/502/503/504; never after
+    /// a TLS failure (a certificate not trusted, expired or for another host),
+    /// which would fail the same way again. Defaults to 3.
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
@@ -316,34 +325,61 @@ impl ClientBuilder {
     /// Trusts this certificate (PEM, possibly several, or DER) for TLS. Once any
     /// certificate is given, the trusted set is the system CA bundle (or the
     /// `SSL_CERT_FILE` bundle) plus the certificates given, instead of the Mozilla
-    /// roots bundled in. Defaults to none.
+    /// roots bundled in. Bytes that are neither PEM holding a certificate nor one
+    /// DER certificate, like an `SSL_CERT_FILE` that is neither, fail the first
+    /// request with [`Error::Config`] naming them and why. Defaults to none.
     pub fn root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
         self.root_certificates.push(certificate.into());
         self
     }
 
-    /// Sends every request through this proxy (`http://host:port`, credentials in
-    /// the URL allowed), or directly with `None`. Defaults to `HTTPS_PROXY` for
-    /// `https://` and `HTTP_PROXY` for `http://` requests, each falling back to
-    /// `ALL_PROXY`.
+    /// Sends every request through this proxy, or directly with `None`. The URL is
+    /// `[scheme://][user:password@]host[:port]` with the scheme `http` (the default),
+    /// `https`, `socks4`, `socks4a`, `socks5` or `socks5h` (`socks` is `socks4`, as in
+    /// curl); a URL that cannot be used fails the first request with [`Error::Config`].
+    /// Setting it makes the proxy variables irrelevant, so one that is not UTF-8 is
+    /// no longer refused.
+    ///
+    /// Defaults to the environment as curl reads it: for `https://` requests
+    /// `https_proxy`, else `HTTPS_PROXY`; for `http://` requests `http_proxy` (never
+    /// `HTTP_PROXY`, which CGI servers fill from a request's `Proxy:` header); for
+    /// both, failing those, `all_proxy`, else `ALL_PROXY`. A variable set to the
+    /// empty string counts as unset.
     pub fn proxy(mut self, url: Option<&str>) -> Self {
-        self.proxies.http = url.map(str::to_owned);
-        self.proxies.https = url.map(str::to_owned);
+        let setting = url.map(|url| ProxySetting {
+            setting: "ClientBuilder::proxy",
+            url: url.to_owned(),
+        });
+        self.proxies.http.clone_from(&setting);
+        self.proxies.https = setting;
+        self.not_utf8.retain(|v| !PROXY_VARS.contains(&v.name));
         self
     }
 
-    /// Hosts reached without the proxy, as curl reads `NO_PROXY`: `*`, a domain with
-    /// its subdomains (`example.com`, `.example.com`), an optional `:port`, exact IPs.
-    /// Defaults to `NO_PROXY`.
+    /// Hosts reached without a proxy, matched as curl matches `NO_PROXY`:
+    /// - `["*"]` alone means every host;
+    /// - a name matches itself and its subdomains, ignoring case and a leading or
+    ///   trailing `.`: `example.com` and `.example.com` both match
+    ///   `registry.example.com`, never `notexample.com`; there are no wildcards
+    ///   (`*.example.com` matches nothing);
+    /// - an IP address matches itself or a CIDR range (`10.0.0.0/8`, `::1`,
+    ///   `fd00::/8`; IPv6 without brackets); names never match addresses;
+    /// - ports play no part: an entry with one (`localhost:5000`) matches nothing.
+    ///
+    /// Setting it makes `no_proxy` and `NO_PROXY` irrelevant, so one that is not
+    /// UTF-8 is no longer refused. Defaults to `no_proxy`, else `NO_PROXY`: a
+    /// comma-separated list of the same entries, or `*`.
     pub fn no_proxy<I, S>(mut self, hosts: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.proxies.no_proxy = hosts
+        let hosts: Vec<String> = hosts
             .into_iter()
-            .map(|h| h.as_ref().trim().to_ascii_lowercase())
+            .map(|h| h.as_ref().trim().to_owned())
             .collect();
+        self.proxies.no_proxy = NoProxy::parse(&hosts.join(","));
+        self.not_utf8.retain(|v| !NO_PROXY_VARS.contains(&v.name));
         self
     }
 
@@ -370,14 +406,17 @@ impl ClientBuilder {
     ///   the cache directory given is empty.
     /// - [`Error::Config`] naming the variable when `FORGE_OCI_INSECURE_HOSTS`,
     ///   `FORGE_OFFLINE` or `CARGO_NET_OFFLINE` is set to something that is not UTF-8
-    ///   (the offline ones not once [`network`](Self::network) is set). A
+    ///   (the offline ones not once [`network`](Self::network) is set), and when the
+    ///   first proxy variable set in curl's order for `https://` or for `http://`
+    ///   requests, or the first of `no_proxy` and `NO_PROXY` set, is (not once
+    ///   [`proxy`](Self::proxy), or [`no_proxy`](Self::no_proxy), is set). A
     ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
     /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
     pub fn build(self) -> Result<Client> {
         if let Some(NotUtf8 { name, value }) = self.not_utf8.first() {
             return Err(Error::Config {
                 setting: name,
-                value: value.to_string_lossy().into_owned(),
+                value: value.clone(),
                 reason: "the value is not valid UTF-8".into(),
             });
         }

@@ -258,12 +258,14 @@ pub enum Error {
 
     /// A setting cannot be used: an empty cache directory (from
     /// [`ClientBuilder::cache_dir`](crate::ClientBuilder::cache_dir) or `FORGE_CACHE_DIR`),
-    /// a TLS certificate bundle that cannot be read or holds no certificate, or a
-    /// proxy URL that does not parse.
+    /// a TLS certificate bundle that cannot be read or holds no certificate, a
+    /// proxy URL that does not parse or has a scheme that is not a proxy's, or a
+    /// variable that is not UTF-8.
     #[error("cannot use {setting} `{value}`: {reason}")]
     Config {
         /// The setting: `FORGE_CACHE_DIR`, `ClientBuilder::cache_dir`, `SSL_CERT_FILE`,
-        /// `proxy`, `ClientBuilder::root_certificate`, ….
+        /// the proxy variable (`https_proxy`, `ALL_PROXY`, …), `ClientBuilder::proxy`,
+        /// `ClientBuilder::root_certificate`, ….
         setting: &'static str,
         /// Its value (a proxy URL with any password replaced).
         value: String,

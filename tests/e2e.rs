@@ -1016,6 +1016,56 @@ fn tls_registry_with_a_private_ca() -> Outcome {
         matches!(&err, Error::Transport { host, .. } if *host == registry.host),
         "{err:?}"
     );
+
+    // A certificate that does not verify fails at once, retries allowed or not:
+    // trying again cannot change it. A proxy counts the connections.
+    let proxy = RecordingProxy::start();
+    let tunnels = |host: &str| {
+        let connect = format!("CONNECT {host} ");
+        proxy
+            .seen()
+            .iter()
+            .filter(|l| l.starts_with(&connect))
+            .count()
+    };
+    let by_name = reference.replacen("127.0.0.1", "localhost", 1);
+    let localhost = registry.host.replacen("127.0.0.1", "localhost", 1);
+    for (cache, trusted, reference, host, why) in [
+        (
+            "unknown-issuer",
+            None,
+            &reference,
+            &registry.host,
+            "UnknownIssuer",
+        ),
+        // The certificate names 127.0.0.1, not localhost.
+        (
+            "misnamed",
+            Some(ca.clone()),
+            &by_name,
+            &localhost,
+            "not valid for name",
+        ),
+    ] {
+        let mut builder = client(cache).retries(3).proxy(Some(&proxy.url));
+        if let Some(ca) = trusted {
+            builder = builder.root_certificate(ca);
+        }
+        let started = Instant::now();
+        let err = builder.build().unwrap().pull(reference).unwrap_err();
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            matches!(&err, Error::Transport { host: h, .. } if h == host)
+                && cause.as_deref().is_some_and(|c| c.contains(why)),
+            "{err:?}"
+        );
+        assert_eq!(tunnels(host), 1, "{cache}: {:?}", proxy.seen());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{cache}: retried"
+        );
+    }
+
     let trusted = client("trusted").root_certificate(ca).build().unwrap();
     assert_eq!(trusted.pull(&reference).unwrap().read().unwrap(), payload);
 
@@ -1035,9 +1085,10 @@ fn tls_registry_with_a_private_ca() -> Outcome {
     Outcome::Passed
 }
 
-/// HTTP_PROXY carries http:// requests (through a proxy that records them);
+/// http_proxy carries http:// requests (through a proxy that records them);
 /// NO_PROXY bypasses it; an HTTPS_PROXY does not capture http:// requests (ureq
-/// alone would send them there).
+/// alone would send them there). Which variable wins where is compared with curl
+/// in tests/network.rs.
 fn proxies_per_scheme_and_no_proxy() -> Outcome {
     let server = FakeRegistry::start();
     let payload = wasm_payload("proxied", 20_000);
@@ -1057,23 +1108,11 @@ fn proxies_per_scheme_and_no_proxy() -> Outcome {
             "--cache-dir",
         ])
         .arg(work.path().join(cache));
-        for var in [
-            "HTTP_PROXY",
-            "http_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.envs(env.iter().copied());
+        common::proxy::without_proxies(&mut cmd).envs(env.iter().copied());
         cmd.output().unwrap()
     };
 
-    let out = pull("proxied", &[("HTTP_PROXY", &proxy.url)]);
+    let out = pull("proxied", &[("http_proxy", &proxy.url)]);
     assert!(
         out.status.success(),
         "{}",
@@ -1093,7 +1132,7 @@ fn proxies_per_scheme_and_no_proxy() -> Outcome {
     let out = pull(
         "bypassed",
         &[
-            ("HTTP_PROXY", &proxy.url),
+            ("http_proxy", &proxy.url),
             ("NO_PROXY", "localhost,127.0.0.1"),
         ],
     );

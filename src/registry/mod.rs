@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ureq::http::Response;
 use ureq::{Body, BodyReader};
 
+mod proxy;
 pub(crate) mod range;
 mod redirect;
 pub(crate) mod retry;
@@ -17,6 +18,7 @@ mod token;
 mod transport;
 pub(crate) mod url;
 
+pub(crate) use proxy::{NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting};
 use range::parse_content_range;
 use redirect::is_redirect;
 pub(crate) use retry::backoff;
@@ -24,7 +26,7 @@ use retry::{is_retryable_status, is_transient, retry_after};
 use status::{Answer, check_status};
 use token::{AuthOutcome, Withheld, challenges};
 use transport::Transport;
-pub(crate) use transport::{Proxies, TransportConfig};
+pub(crate) use transport::TransportConfig;
 pub use url::UrlRefusal;
 use url::{Url, UrlError};
 

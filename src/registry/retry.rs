@@ -12,11 +12,20 @@ pub(super) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
+/// Whether a failure to get an answer may pass: a connection that failed, broke
+/// or timed out. Not a TLS failure: rustls reports a certificate that is not
+/// trusted, has expired or names another host (and any other failed handshake)
+/// as an I/O error of kind `InvalidData`, and it fails the same way every time.
+/// Nor a refusal the next attempt would meet again (`PermissionDenied`: a SOCKS
+/// password refused, a connection the system forbids; `InvalidInput`: a request
+/// a SOCKS proxy cannot carry).
 pub(super) fn is_transient(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::Timeout(_)
-    )
+    use std::io::ErrorKind::{InvalidData, InvalidInput, PermissionDenied};
+    match e {
+        ureq::Error::Io(e) => !matches!(e.kind(), InvalidData | InvalidInput | PermissionDenied),
+        ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) => true,
+        _ => false,
+    }
 }
 
 /// 200 ms doubling per attempt (capped at 6.4 s), half of it jittered so that a
@@ -161,6 +170,21 @@ mod tests {
 
     fn wait_at(v: &str, now: SystemTime) -> Option<Duration> {
         parse_retry_after(v, now)
+    }
+
+    #[test]
+    fn tls_failures_and_refusals_are_final() {
+        use std::io::{Error as IoError, ErrorKind};
+        let io = |kind| ureq::Error::Io(IoError::new(kind, "x"));
+        assert!(is_transient(&io(ErrorKind::ConnectionReset)));
+        assert!(is_transient(&io(ErrorKind::UnexpectedEof)));
+        assert!(is_transient(&io(ErrorKind::ConnectionRefused)));
+        assert!(is_transient(&ureq::Error::ConnectionFailed));
+        // What rustls returns for an untrusted, expired or misnamed certificate.
+        assert!(!is_transient(&io(ErrorKind::InvalidData)));
+        assert!(!is_transient(&io(ErrorKind::PermissionDenied)));
+        assert!(!is_transient(&io(ErrorKind::InvalidInput)));
+        assert!(!is_transient(&ureq::Error::HostNotFound));
     }
 
     #[test]

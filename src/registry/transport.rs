@@ -1,13 +1,7 @@
 //! Which connection carries a request: direct, or through the proxy for its
 //! scheme; and which certificates TLS trusts. Agents are built on first use, so
-//! building a client still does no I/O (reading `SSL_CERT_FILE` is I/O).
-//!
-//! Proxies follow curl rather than ureq: `HTTPS_PROXY` carries `https://` requests
-//! and `HTTP_PROXY` `http://` ones (each falling back to `ALL_PROXY`), where ureq
-//! would use the first variable it finds for every scheme. `NO_PROXY` is a comma-
-//! separated list of hosts matched as curl does: `*` for all, `example.com` and
-//! `.example.com` for the domain and every subdomain, an optional `:port`, and exact
-//! IP addresses (CIDR ranges are not supported).
+//! building a client still does no I/O (reading `SSL_CERT_FILE` is I/O). Proxy
+//! settings are read as [`proxy`](super::proxy) describes.
 //!
 //! TLS trusts the Mozilla roots bundled with rustls by default. Certificates given to
 //! [`ClientBuilder::root_certificate`](crate::ClientBuilder::root_certificate) or found
@@ -15,15 +9,18 @@
 //! the system bundle (`/etc/ssl/certs/ca-certificates.crt` and its equivalents) if there
 //! is one, plus the certificates given. ureq takes one root set, not additions to its
 //! own, and this keeps public registries reachable without bundling a second copy of
-//! the Mozilla roots.
+//! the Mozilla roots. A bundle or certificate that holds no certificate fails every
+//! request, whatever its scheme, with `Error::Config` naming it: rustls would skip
+//! what it cannot read and trust nothing.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ureq::Agent;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::{Agent, Proxy};
 
+use super::proxy::{Proxies, ProxySetting, redact, ureq_proxy};
 use crate::error::{Error, Result};
 
 /// System CA bundles, first found wins: Debian/Ubuntu/Alpine, Fedora/RHEL, openSUSE, macOS/BSD.
@@ -46,92 +43,42 @@ pub(crate) struct TransportConfig {
     pub(crate) proxies: Proxies,
 }
 
-/// Proxy settings: one per scheme, and the hosts that bypass them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Proxies {
-    pub(crate) http: Option<String>,
-    pub(crate) https: Option<String>,
-    pub(crate) no_proxy: Vec<String>,
+/// A setting that cannot be used, and why: the error every request that needs
+/// it gets.
+#[derive(Debug, Clone)]
+struct Unusable {
+    setting: &'static str,
+    value: String,
+    reason: String,
 }
 
-impl Proxies {
-    /// From `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case).
-    pub(crate) fn from_env() -> Proxies {
-        let var = |name: &str| {
-            [name.to_ascii_uppercase(), name.to_ascii_lowercase()]
-                .iter()
-                .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
-        };
-        let all = var("all_proxy");
-        Proxies {
-            http: var("http_proxy").or_else(|| all.clone()),
-            https: var("https_proxy").or(all),
-            no_proxy: var("no_proxy")
-                .map(|v| {
-                    v.split(',')
-                        .map(|e| e.trim().to_ascii_lowercase())
-                        .filter(|e| !e.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+impl Unusable {
+    fn error(&self) -> Error {
+        Error::Config {
+            setting: self.setting,
+            value: self.value.clone(),
+            reason: self.reason.clone(),
         }
     }
-
-    /// Whether `host` (with `port`) bypasses the proxies.
-    pub(crate) fn bypass(&self, host: &str, port: u16) -> bool {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        self.no_proxy.iter().any(|entry| {
-            if entry == "*" {
-                return true;
-            }
-            let (name, entry_port) = split_port(entry);
-            if entry_port.is_some_and(|p| p != port) {
-                return false;
-            }
-            let name = name.trim_start_matches("*.").trim_start_matches('.');
-            host == name || host.ends_with(&format!(".{name}"))
-        })
-    }
 }
 
-/// `host:port` / `[v6]:port` / `host` -> (host, port).
-fn split_port(entry: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = entry.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
-        return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
-    }
-    match entry.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse() {
-            Ok(p) => (host, Some(p)),
-            Err(_) => (entry, None),
-        },
-        _ => (entry, None),
-    }
-}
+type Lazy<T> = OnceLock<std::result::Result<T, Unusable>>;
 
-struct Agents {
-    direct: Agent,
-    http: Option<Agent>,
-    https: Option<Agent>,
-}
-
-/// The agents, built once per client on first use.
+/// The agents, each built on the first request that needs it: a proxy that is
+/// never used (its scheme is not asked for, or `NO_PROXY` covers every host
+/// asked for) is never judged, as in curl.
 pub(crate) struct Transport {
     config: TransportConfig,
-    agents: OnceLock<std::result::Result<Agents, (&'static str, String, String)>>,
+    tls: Lazy<TlsConfig>,
+    direct: Lazy<Agent>,
+    http: Lazy<Agent>,
+    https: Lazy<Agent>,
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Proxy URLs may carry a password: say whether there is one, not what.
-        let p = &self.config.proxies;
         f.debug_struct("Transport")
-            .field("http_proxy", &p.http.is_some())
-            .field("https_proxy", &p.https.is_some())
-            .field("no_proxy", &p.no_proxy)
+            .field("proxies", &self.config.proxies)
             .field(
                 "extra_root_certificates",
                 &self.config.root_certificates.len(),
@@ -145,84 +92,74 @@ impl Transport {
     pub(crate) fn new(config: TransportConfig) -> Transport {
         Transport {
             config,
-            agents: OnceLock::new(),
+            tls: OnceLock::new(),
+            direct: OnceLock::new(),
+            http: OnceLock::new(),
+            https: OnceLock::new(),
         }
     }
 
     /// The agent for `url`: through its scheme's proxy unless `NO_PROXY` says otherwise.
     ///
     /// # Errors
-    /// [`Error::Config`] when the TLS roots or a proxy URL cannot be used.
+    /// [`Error::Config`] when the TLS roots or the proxy this request needs cannot be used.
     pub(crate) fn agent(&self, url: &str) -> Result<&Agent> {
-        let agents = self
-            .agents
-            .get_or_init(|| build(&self.config))
-            .as_ref()
-            .map_err(|(setting, value, reason)| Error::Config {
-                setting,
-                value: value.clone(),
-                reason: reason.clone(),
-            })?;
         let https = url.starts_with("https://");
         let authority = url
             .split("://")
             .nth(1)
             .and_then(|r| r.split(['/', '?', '#']).next())
             .unwrap_or("");
-        let (host, port) = split_port(authority);
-        let port = port.unwrap_or(if https { 443 } else { 80 });
-        let proxied = if https { &agents.https } else { &agents.http };
-        Ok(match proxied {
-            Some(agent) if !self.config.proxies.bypass(host, port) => agent,
-            _ => &agents.direct,
-        })
+        let proxies = &self.config.proxies;
+        let (slot, proxy) = match if https { &proxies.https } else { &proxies.http } {
+            Some(proxy) if !proxies.no_proxy.matches(host_of(authority)) => {
+                (if https { &self.https } else { &self.http }, Some(proxy))
+            }
+            _ => (&self.direct, None),
+        };
+        slot.get_or_init(|| self.build(proxy))
+            .as_ref()
+            .map_err(Unusable::error)
+    }
+
+    fn build(&self, proxy: Option<&ProxySetting>) -> std::result::Result<Agent, Unusable> {
+        let tls = self.tls.get_or_init(|| tls_config(&self.config)).clone()?;
+        let proxy = proxy
+            .map(|p| {
+                ureq_proxy(&p.url).map_err(|reason| Unusable {
+                    setting: p.setting,
+                    value: redact(&p.url),
+                    reason,
+                })
+            })
+            .transpose()?;
+        let config = &self.config;
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            // ureq adds timeouts to instants unchecked: an absurd one is none.
+            .timeout_connect(super::finite(config.connect_timeout))
+            .timeout_recv_response(super::finite(config.read_timeout))
+            .timeout_per_read(super::finite(config.read_timeout))
+            // Redirects are followed hop by hop in `redirect.rs`, which decides per
+            // hop whether Authorization goes along.
+            .max_redirects(0)
+            .proxy(proxy)
+            .tls_config(tls)
+            .user_agent(concat!("forge-oci/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Agent::new_with_config(config))
     }
 }
 
-fn build(config: &TransportConfig) -> std::result::Result<Agents, (&'static str, String, String)> {
-    let tls = tls_config(config)?;
-    let agent =
-        |proxy: Option<&str>| -> std::result::Result<Agent, (&'static str, String, String)> {
-            let proxy = match proxy {
-                Some(url) => {
-                    Some(Proxy::new(url).map_err(|e| ("proxy", redact(url), e.to_string()))?)
-                }
-                None => None,
-            };
-            let config = Agent::config_builder()
-                .http_status_as_error(false)
-                // ureq adds timeouts to instants unchecked: an absurd one is none.
-                .timeout_connect(super::finite(config.connect_timeout))
-                .timeout_recv_response(super::finite(config.read_timeout))
-                .timeout_per_read(super::finite(config.read_timeout))
-                // Redirects are followed hop by hop in `redirect.rs`, which decides per
-                // hop whether Authorization goes along.
-                .max_redirects(0)
-                .proxy(proxy)
-                .tls_config(tls.clone())
-                .user_agent(concat!("forge-oci/", env!("CARGO_PKG_VERSION")))
-                .build();
-            Ok(Agent::new_with_config(config))
-        };
-    let proxies = &config.proxies;
-    Ok(Agents {
-        direct: agent(None)?,
-        http: proxies
-            .http
-            .as_deref()
-            .map(|p| agent(Some(p)))
-            .transpose()?,
-        https: proxies
-            .https
-            .as_deref()
-            .map(|p| agent(Some(p)))
-            .transpose()?,
-    })
+/// The host of a URL's authority (`[::1]` keeps its brackets), without the port.
+fn host_of(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    authority.split(':').next().unwrap_or(authority)
 }
 
-fn tls_config(
-    config: &TransportConfig,
-) -> std::result::Result<TlsConfig, (&'static str, String, String)> {
+fn tls_config(config: &TransportConfig) -> std::result::Result<TlsConfig, Unusable> {
     let builder = TlsConfig::builder();
     #[cfg(feature = "native-tls")]
     let builder = builder.provider(ureq::tls::TlsProvider::NativeTls);
@@ -243,83 +180,106 @@ fn tls_config(
         } else {
             "the system CA bundle"
         };
-        let pem = std::fs::read(file)
-            .map_err(|e| (setting, file.display().to_string(), e.to_string()))?;
-        roots.extend(
-            certificates(&pem).map_err(|reason| (setting, file.display().to_string(), reason))?,
-        );
+        let unusable = |reason: String| Unusable {
+            setting,
+            value: file.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(file).map_err(|e| unusable(e.to_string()))?;
+        roots.extend(certificates(&pem).map_err(unusable)?);
     }
     for (i, given) in config.root_certificates.iter().enumerate() {
-        let value = format!("certificate #{}", i + 1);
-        roots.extend(
-            certificates(given)
-                .map_err(|reason| ("ClientBuilder::root_certificate", value, reason))?,
-        );
+        roots.extend(certificates(given).map_err(|reason| Unusable {
+            setting: "ClientBuilder::root_certificate",
+            value: format!("certificate #{}", i + 1),
+            reason,
+        })?);
     }
     Ok(builder
         .root_certs(RootCerts::new_with_certs(&roots))
         .build())
 }
 
-/// Every certificate in a PEM bundle, or the one DER certificate given.
+/// Every certificate in a PEM bundle, or the one DER certificate the bytes are.
+/// Anything else is refused, saying why: rustls skips a certificate it cannot
+/// read, so an empty file, text or random bytes taken as a certificate left
+/// nothing trusted, and every registry failed with "unknown issuer".
 fn certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate<'static>>, String> {
-    if !bytes.starts_with(b"-----") && !bytes.windows(5).any(|w| w == b"-----") {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("it is empty".to_owned());
+    }
+    if is_der_certificate(bytes) {
         return Ok(vec![Certificate::from_der(bytes).to_owned()]);
     }
-    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(bytes)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(c)) => Some(Ok(c.to_owned())),
-            Ok(_) => None,
-            Err(e) => Some(Err(e.to_string())),
-        })
-        .collect::<std::result::Result<_, _>>()?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(
+            "it is neither PEM (`-----BEGIN CERTIFICATE-----`) nor one DER certificate".to_owned(),
+        );
+    }
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(bytes) {
+        match item {
+            Ok(PemItem::Certificate(c)) if is_der_certificate(c.der()) => certs.push(c.to_owned()),
+            Ok(PemItem::Certificate(_)) => {
+                return Err(format!(
+                    "its certificate #{} is not an X.509 certificate",
+                    certs.len() + 1
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("it is not valid PEM: {e}")),
+        }
+    }
     if certs.is_empty() {
-        return Err("no certificate found".to_owned());
+        return Err("it holds no certificate (`-----BEGIN CERTIFICATE-----`)".to_owned());
     }
     Ok(certs)
 }
 
-/// A proxy URL without its password, query string or fragment, for messages.
-fn redact(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            format!("{}://<credentials>@{}", &url[..s], &url[at + 1..])
+/// Whether `der` has the shape of an X.509 certificate in DER: one SEQUENCE of
+/// two SEQUENCEs (the signed part, the signature algorithm) and a BIT STRING
+/// (the signature), with nothing after it. Text and random bytes never do.
+fn is_der_certificate(der: &[u8]) -> bool {
+    let Some((0x30, certificate, [])) = der_item(der) else {
+        return false;
+    };
+    let Some((0x30, _, rest)) = der_item(certificate) else {
+        return false;
+    };
+    let Some((0x30, _, rest)) = der_item(rest) else {
+        return false;
+    };
+    matches!(der_item(rest), Some((0x03, _, [])))
+}
+
+/// The first DER item of `bytes`: its tag, its contents, and what follows it.
+/// Lengths are definite, as DER requires, and at most four bytes long.
+fn der_item(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let (len, rest) = rest.split_at_checked(usize::from(first & 0x7f))?;
+            let len = len.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b));
+            (usize::try_from(len).ok()?, rest)
         }
-        _ => url.to_owned(),
-    }
+        _ => return None,
+    };
+    let (contents, rest) = rest.split_at_checked(len)?;
+    Some((tag, contents, rest))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::proxy::NoProxy;
 
-    fn proxies(no_proxy: &str) -> Proxies {
-        Proxies {
-            http: Some("http://proxy:3128".into()),
-            https: None,
-            no_proxy: no_proxy
-                .split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn no_proxy_matches_as_curl_does() {
-        let p = proxies("example.com, .internal, localhost:5000, 10.1.2.3, [::1]");
-        assert!(p.bypass("example.com", 443));
-        assert!(p.bypass("registry.example.com", 443));
-        assert!(!p.bypass("notexample.com", 443));
-        assert!(p.bypass("a.b.internal", 80));
-        assert!(p.bypass("localhost", 5000));
-        assert!(!p.bypass("localhost", 5001));
-        assert!(p.bypass("10.1.2.3", 80));
-        assert!(!p.bypass("10.1.2.4", 80));
-        assert!(p.bypass("[::1]", 5000));
-        assert!(proxies("*").bypass("anything", 1));
-        assert!(!proxies("").bypass("anything", 1));
+    fn setting(url: &str) -> Option<ProxySetting> {
+        Some(ProxySetting {
+            setting: "https_proxy",
+            url: url.to_owned(),
+        })
     }
 
     #[test]
@@ -327,30 +287,65 @@ mod tests {
         let t = Transport::new(TransportConfig {
             proxies: Proxies {
                 http: None,
-                https: Some("http://127.0.0.1:9".into()),
-                no_proxy: vec![],
+                https: setting("http://127.0.0.1:9"),
+                no_proxy: NoProxy::parse("bypassed.local"),
             },
             ..Default::default()
         });
         let direct = t.agent("http://registry.local/v2/").unwrap() as *const Agent;
         let proxied = t.agent("https://registry.local/v2/").unwrap() as *const Agent;
+        let bypassed = t.agent("https://bypassed.local:5000/v2/").unwrap() as *const Agent;
         assert_ne!(
             direct, proxied,
             "an https URL goes through HTTPS_PROXY, an http one does not"
+        );
+        assert_eq!(direct, bypassed, "NO_PROXY ignores the port of the URL");
+    }
+
+    #[test]
+    fn a_proxy_is_judged_only_when_used() {
+        let t = Transport::new(TransportConfig {
+            proxies: Proxies {
+                http: None,
+                https: setting("ftp://unusable"),
+                no_proxy: NoProxy::parse("direct.local"),
+            },
+            ..Default::default()
+        });
+        assert!(t.agent("http://registry.local/").is_ok());
+        assert!(t.agent("https://direct.local/").is_ok());
+        let e = t.agent("https://registry.local/").unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot use https_proxy `ftp://unusable`"),
+            "{e}"
         );
     }
 
     #[test]
     fn bad_settings_are_named_and_passwords_hidden() {
-        let t = Transport::new(TransportConfig {
-            proxies: Proxies {
-                http: Some("http://user:hunter2@[bad".into()),
+        // With a scheme or without (the password used to be shown then).
+        for url in [
+            "http://user:hunter2@[bad",
+            "user:hunter2@[bad",
+            "ftp://u:hunter2@p",
+        ] {
+            let t = Transport::new(TransportConfig {
+                proxies: Proxies {
+                    http: Some(ProxySetting {
+                        setting: "http_proxy",
+                        url: url.into(),
+                    }),
+                    ..Default::default()
+                },
                 ..Default::default()
-            },
-            ..Default::default()
-        });
-        let e = t.agent("http://x/").unwrap_err().to_string();
-        assert!(e.contains("proxy") && !e.contains("hunter2"), "{e}");
+            });
+            let e = t.agent("http://x/").unwrap_err();
+            assert!(
+                matches!(&e, Error::Config { setting: "http_proxy", value, .. } if value.contains("<credentials>@")),
+                "{e:?}"
+            );
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
         let t = Transport::new(TransportConfig {
             cert_file: Some("/nonexistent/bundle.pem".into()),
             ..Default::default()
@@ -360,9 +355,85 @@ mod tests {
             e.contains("SSL_CERT_FILE") && e.contains("/nonexistent/bundle.pem"),
             "{e}"
         );
+    }
+
+    /// A self-signed P-256 certificate, `openssl req -x509` made.
+    const PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBiTCCAS+gAwIBAgIUWcsSBMa13FApXHa6XVmXGldqtDEwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOZm9yZ2Utb2NpLXRlc3QwIBcNMjYxMjAxMTYxNjU2WhgPMjEy
+NjExMDcxNjE2NTZaMBkxFzAVBgNVBAMMDmZvcmdlLW9jaS10ZXN0MFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAErqprE57PmXy57s9ZN9RPKqH/rwN3QG8tFLU7LH5j
+TS3iB/Y+UB64L7edjozWrFr3UjjZnBHakQtZh3VhcwDCAKNTMFEwHQYDVR0OBBYE
+FJNbF5LH92tUqz4SRsu4gXOP3bV6MB8GA1UdIwQYMBaAFJNbF5LH92tUqz4SRsu4
+gXOP3bV6MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIhAPXdApS2
+XF28P91HGOId6T5NZQrLjs1NG774QIIRC16kAiAaBljOxBIbmjSntGVdN5/P4HAj
+TZg9ise2JU/nt3Y0pg==
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn certificates_are_pem_or_der_and_nothing_else_passes() {
+        assert_eq!(certificates(PEM.as_bytes()).unwrap().len(), 1);
+        let two = format!("a comment\n{PEM}\n{PEM}trailing text\n");
+        assert_eq!(certificates(two.as_bytes()).unwrap().len(), 2);
+        let der = certificates(PEM.as_bytes()).unwrap()[0].der().to_vec();
+        assert_eq!(certificates(&der).unwrap()[0].der(), der);
+
+        let refused = |bytes: &[u8]| certificates(bytes).unwrap_err();
+        assert_eq!(refused(b""), "it is empty");
+        assert_eq!(refused(b" \n\t\n"), "it is empty");
+        let neither = "it is neither PEM (`-----BEGIN CERTIFICATE-----`) nor one DER certificate";
+        assert_eq!(refused(b"not a certificate\n"), neither);
+        assert_eq!(refused(&[0x30, 0x82, 0xff, 0xff, 1, 2, 3]), neither);
+        assert_eq!(refused(&der[..der.len() - 1]), neither);
+        assert_eq!(refused(&[der.as_slice(), b"x"].concat()), neither);
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert_eq!(refused(&noise), neither);
         assert_eq!(
-            certificates(b"-----BEGIN NOTHING-----\n-----END NOTHING-----\n").unwrap_err(),
-            "no certificate found"
+            refused(b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"),
+            "it holds no certificate (`-----BEGIN CERTIFICATE-----`)"
         );
+        assert_eq!(
+            refused(b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n"),
+            "its certificate #1 is not an X.509 certificate"
+        );
+        assert!(
+            refused(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n")
+                .starts_with("it is not valid PEM")
+        );
+    }
+
+    #[test]
+    fn an_unusable_cert_file_is_named_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content, reason) in [
+            ("empty.pem", &b""[..], "it is empty"),
+            ("text.pem", b"hello\n", "it is neither PEM"),
+        ] {
+            let file = dir.path().join(name);
+            std::fs::write(&file, content).unwrap();
+            let t = Transport::new(TransportConfig {
+                cert_file: Some(file.clone()),
+                ..Default::default()
+            });
+            let e = t.agent("https://x/").unwrap_err();
+            let Error::Config {
+                setting,
+                value,
+                reason: why,
+            } = &e
+            else {
+                panic!("{e:?}");
+            };
+            assert_eq!(
+                (*setting, value.as_str()),
+                ("SSL_CERT_FILE", file.to_str().unwrap())
+            );
+            assert!(why.starts_with(reason), "{e}");
+            // Plain HTTP needs the same agents, so it fails the same way.
+            assert!(t.agent("http://x/").is_err());
+        }
     }
 }
