@@ -114,6 +114,18 @@ pub(crate) fn ensure_root(root: &Path) -> Result<()> {
     check_root(root)
 }
 
+/// Whether this process may create files in `dir` (the file system's own answer:
+/// permission bits, a read-only mount).
+pub(crate) fn check_can_write(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    if let Err(errno) = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
+        return Err(Error::io("write into", dir, errno.into()));
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 /// [`ensure_root`] for a root that exists.
 pub(crate) fn check_root(root: &Path) -> Result<()> {
     match fs::metadata(root) {

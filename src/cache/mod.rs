@@ -223,13 +223,11 @@ impl Cache {
 
     /// Whether a pull of `r` could write here, checked before any network request
     /// so that a read-only cache is said at once. Takes no lock.
+    /// Nothing below the root is made here: `clear` removes those directories under
+    /// the exclusive lock, and only a pull holding its lock may make them again.
     pub(crate) fn check_writable(&self, r: &Reference) -> Result<()> {
-        let result = ensure_root(self.root()).and_then(|()| {
-            self.layout
-                .writable_dirs()
-                .iter()
-                .try_for_each(|d| ensure_dir(d))
-        });
+        let root = self.root();
+        let result = ensure_root(root).and_then(|()| files::check_can_write(root));
         read_only_for(r, result)
     }
 
