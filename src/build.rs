@@ -57,21 +57,13 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::untrusted::printable;
 
-/// Every environment variable that can change what a fetch returns.
-pub const ENV_VARS: [&str; 12] = [
-    "FORGE_CACHE_DIR",
-    "FORGE_OCI_INSECURE_HOSTS",
-    "FORGE_OFFLINE",
-    "CARGO_NET_OFFLINE",
-    "DOCKER_CONFIG",
-    "REGISTRY_AUTH_FILE",
-    "XDG_RUNTIME_DIR",
-    "XDG_CACHE_HOME",
-    "HOME",
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "NO_PROXY",
-];
+/// Every environment variable that can change what a fetch returns: the cache
+/// root, offline mode, insecure hosts, TLS roots, the proxy variables as curl
+/// reads them, where credentials are found (`DOCKER_CONFIG`, `REGISTRY_AUTH_FILE`,
+/// `XDG_RUNTIME_DIR`, `HOME`, and `PATH` for credential helpers), and
+/// `XDG_CACHE_HOME`. Made from the one table of variables the crate reads, so
+/// it lists every one.
+pub const ENV_VARS: [&str; crate::env::FETCH_COUNT] = crate::env::FETCH_VARS;
 
 /// Tells cargo to rerun the build script when the file (or directory) at `path`
 /// changes: call it for every file your script reads besides its own source, since
@@ -123,7 +115,7 @@ pub fn fetch_to_out_dir(reference: &str, file_name: &str) -> Result<PathBuf, Bui
         ));
     }
     let out_dir =
-        std::env::var_os("OUT_DIR").ok_or_else(|| BuildError::new(reference, Kind::NoOutDir))?;
+        crate::env::var("OUT_DIR").ok_or_else(|| BuildError::new(reference, Kind::NoOutDir))?;
     let artifact = fetch_with(Client::builder(), reference)?;
     let dest = Path::new(&out_dir).join(file_name);
     artifact

@@ -105,10 +105,9 @@ impl Default for ClientBuilder {
     /// variable that is not UTF-8 is kept for [`build`](ClientBuilder::build) to refuse.
     fn default() -> Self {
         let mut not_utf8 = Vec::new();
-        let mut env = |name: &'static str| match std::env::var(name) {
+        let mut env = |name: &'static str| match crate::env::var(name)?.into_string() {
             Ok(v) => Some(v).filter(|v| !v.trim().is_empty()),
-            Err(std::env::VarError::NotPresent) => None,
-            Err(std::env::VarError::NotUnicode(value)) => {
+            Err(value) => {
                 not_utf8.push(NotUtf8 {
                     name,
                     value: value.to_string_lossy().into_owned(),
@@ -135,7 +134,7 @@ impl Default for ClientBuilder {
         ClientBuilder {
             // Set but empty is kept, for build() to refuse: not silently the default.
             // A path need not be UTF-8: it is used as it is.
-            cache_dir: std::env::var_os("FORGE_CACHE_DIR").map_or(CacheDir::Default, CacheDir::Env),
+            cache_dir: crate::env::var("FORGE_CACHE_DIR").map_or(CacheDir::Default, CacheDir::Env),
             not_utf8,
             insecure_hosts: insecure_hosts
                 .map(|v| {
@@ -166,7 +165,7 @@ impl Default for ClientBuilder {
             on_event: None,
             credentials: CredentialSources::from_env(),
             root_certificates: Vec::new(),
-            cert_file: std::env::var_os("SSL_CERT_FILE")
+            cert_file: crate::env::var("SSL_CERT_FILE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             proxies,

@@ -28,6 +28,7 @@ mod cache;
 mod client;
 mod config;
 pub mod digest;
+mod env;
 mod error;
 mod event;
 mod export;

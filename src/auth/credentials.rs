@@ -175,8 +175,8 @@ impl CredentialSources {
     /// podman's `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
     /// `~/.config/containers/auth.json`.
     pub(crate) fn from_env() -> CredentialSources {
-        let env = |k: &str| {
-            std::env::var_os(k)
+        let env = |k: &'static str| {
+            crate::env::var(k)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };

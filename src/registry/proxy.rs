@@ -64,11 +64,11 @@ impl Proxies {
     /// From the environment, as curl reads it (see the [module docs](self)), with
     /// the variables that would be used but are not UTF-8.
     pub(crate) fn from_env() -> (Proxies, Vec<NotUtf8>) {
-        Proxies::from_vars(|name| std::env::var_os(name))
+        Proxies::from_vars(crate::env::var)
     }
 
     /// [`from_env`](Self::from_env) with `var` in place of the environment.
-    fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> (Proxies, Vec<NotUtf8>) {
+    fn from_vars(var: impl Fn(&'static str) -> Option<OsString>) -> (Proxies, Vec<NotUtf8>) {
         let mut not_utf8: Vec<NotUtf8> = Vec::new();
         // The first variable set to something not empty, as curl's getenv does.
         let mut first = |names: &[&'static str]| {
