@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{Cache, CommitError, PullGuard};
-use crate::config::{ClientBuilder, Network, TagPolicy};
+use crate::cache::{Cache, CommitError, Policy, PullGuard};
+use crate::config::{ClientBuilder, Config, Network, TagPolicy};
 use crate::digest::{Digest, VerifyError};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
@@ -157,15 +157,34 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-/// Everything a client holds, assembled by [`ClientBuilder::build`].
-pub(crate) struct Inner {
-    pub(crate) cache: Cache,
-    pub(crate) selection: Selection,
-    pub(crate) registry: Registry,
-    pub(crate) network: Network,
-    pub(crate) tag_policy: TagPolicy,
-    pub(crate) events: Events,
-    pub(crate) pull_timeout: Option<Duration>,
+/// Everything a client holds, assembled from its [`Config`].
+struct Inner {
+    cache: Cache,
+    selection: Selection,
+    registry: Registry,
+    network: Network,
+    tag_policy: TagPolicy,
+    events: Events,
+    pull_timeout: Option<Duration>,
+}
+
+impl ClientBuilder {
+    /// Builds the client. Does no I/O: directories are created on first write.
+    ///
+    /// # Errors
+    /// - [`Error::Config`] naming `ClientBuilder::cache_dir` or `FORGE_CACHE_DIR` when
+    ///   the cache directory given is empty.
+    /// - [`Error::Config`] naming the variable when `FORGE_OCI_INSECURE_HOSTS`,
+    ///   `FORGE_OFFLINE` or `CARGO_NET_OFFLINE` is set to something that is not UTF-8
+    ///   (the offline ones not once [`network`](Self::network) is set), and when the
+    ///   first proxy variable set in curl's order for `https://` or for `http://`
+    ///   requests, or the first of `no_proxy` and `NO_PROXY` set, is (not once
+    ///   [`proxy`](Self::proxy), or [`no_proxy`](Self::no_proxy), is set). A
+    ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
+    /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
+    pub fn build(self) -> Result<Client> {
+        Ok(Client::from_config(self.into_config()?))
+    }
 }
 
 impl fmt::Debug for Client {
@@ -180,9 +199,32 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    pub(crate) fn from_inner(inner: Inner) -> Client {
+    /// Assembles a client's parts from its settings.
+    fn from_config(config: Config) -> Client {
+        let selection = Selection {
+            platforms: config.platforms,
+            layer_media_types: config.layer_media_types,
+        };
+        let policy = Policy {
+            max_manifest_size: config.max_manifest_size,
+            lock_timeout: config.lock_timeout,
+        };
+        let cache = Cache::new(
+            config.root,
+            policy,
+            config.events.clone(),
+            selection.clone().for_listing(),
+        );
         Client {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                cache,
+                selection,
+                registry: Registry::new(config.registry),
+                network: config.network,
+                tag_policy: config.tag_policy,
+                events: config.events,
+                pull_timeout: config.pull_timeout,
+            }),
         }
     }
 

@@ -8,16 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{CredentialSources, Credentials};
-use crate::cache::{Cache, Policy};
-use crate::client::{Client, Inner};
 use crate::error::{Error, Result};
 use crate::event::{Callback, Event, Events};
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
 use crate::registry::{
-    NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting, Registry, RegistryConfig,
-    TransportConfig,
+    NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting, RegistryConfig, TransportConfig,
 };
-use crate::resolve::Selection;
 
 const CACHE_SUBDIR: [&str; 2] = ["openapi-forge", "plugins"];
 /// The variables behind the default [`Network`].
@@ -72,7 +68,7 @@ struct NotUtf8 {
     value: String,
 }
 
-/// Configures a [`Client`]. Start from [`Client::builder`]; every setter overrides
+/// Configures a [`Client`](crate::Client). Start from [`Client::builder`](crate::Client::builder); every setter overrides
 /// a default, and some defaults come from the environment.
 #[must_use]
 pub struct ClientBuilder {
@@ -398,20 +394,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client. Does no I/O: directories are created on first write.
-    ///
-    /// # Errors
-    /// - [`Error::Config`] naming `ClientBuilder::cache_dir` or `FORGE_CACHE_DIR` when
-    ///   the cache directory given is empty.
-    /// - [`Error::Config`] naming the variable when `FORGE_OCI_INSECURE_HOSTS`,
-    ///   `FORGE_OFFLINE` or `CARGO_NET_OFFLINE` is set to something that is not UTF-8
-    ///   (the offline ones not once [`network`](Self::network) is set), and when the
-    ///   first proxy variable set in curl's order for `https://` or for `http://`
-    ///   requests, or the first of `no_proxy` and `NO_PROXY` set, is (not once
-    ///   [`proxy`](Self::proxy), or [`no_proxy`](Self::no_proxy), is set). A
-    ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
-    /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
-    pub fn build(self) -> Result<Client> {
+    /// The settings as plain data for [`Client`](crate::Client) to assemble its
+    /// parts from, checked: see `ClientBuilder::build` for what is refused.
+    pub(crate) fn into_config(self) -> Result<Config> {
         if let Some(NotUtf8 { name, value }) = self.not_utf8.first() {
             return Err(Error::Config {
                 setting: name,
@@ -438,41 +423,44 @@ impl ClientBuilder {
                 CACHE_SUBDIR.iter().fold(base, |p, s| p.join(s))
             }
         };
-        let events = self.on_event.map(Events::new).unwrap_or_default();
-        let policy = Policy {
+        Ok(Config {
+            root,
+            events: self.on_event.map(Events::new).unwrap_or_default(),
             max_manifest_size: self.max_manifest_size,
             lock_timeout: self.lock_timeout,
-        };
-        let selection = Selection {
             platforms: self.platforms,
             layer_media_types: self.layer_media_types,
-        };
-        let registry = Registry::new(RegistryConfig {
-            insecure_hosts: self.insecure_hosts,
-            max_manifest_size: self.max_manifest_size,
-            retries: self.retries,
-            credentials: self.credentials,
-            transport: TransportConfig {
-                connect_timeout: self.connect_timeout,
-                read_timeout: self.read_timeout,
-                root_certificates: self.root_certificates,
-                cert_file: self.cert_file,
-                proxies: self.proxies,
+            registry: RegistryConfig {
+                insecure_hosts: self.insecure_hosts,
+                max_manifest_size: self.max_manifest_size,
+                retries: self.retries,
+                credentials: self.credentials,
+                transport: TransportConfig {
+                    connect_timeout: self.connect_timeout,
+                    read_timeout: self.read_timeout,
+                    root_certificates: self.root_certificates,
+                    cert_file: self.cert_file,
+                    proxies: self.proxies,
+                },
             },
-        });
-        Ok(Client::from_inner(Inner {
-            cache: Cache::new(
-                root,
-                policy,
-                events.clone(),
-                selection.clone().for_listing(),
-            ),
-            selection,
-            registry,
             network: self.network,
             tag_policy: self.tag_policy,
-            events,
             pull_timeout: self.pull_timeout,
-        }))
+        })
     }
+}
+
+/// Every setting of a client, checked, as plain data: what
+/// [`Client`](crate::Client) builds its cache, registry and selection from.
+pub(crate) struct Config {
+    pub(crate) root: PathBuf,
+    pub(crate) events: Events,
+    pub(crate) max_manifest_size: u64,
+    pub(crate) lock_timeout: Option<Duration>,
+    pub(crate) platforms: Vec<Platform>,
+    pub(crate) layer_media_types: Vec<String>,
+    pub(crate) registry: RegistryConfig,
+    pub(crate) network: Network,
+    pub(crate) tag_policy: TagPolicy,
+    pub(crate) pull_timeout: Option<Duration>,
 }
