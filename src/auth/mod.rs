@@ -4,16 +4,19 @@
 //! I/O is reading credential files and running credential helpers; the token
 //! request itself goes through `registry`.
 
+mod base64;
 mod challenge;
 mod credentials;
 mod helper;
+mod keys;
 mod token;
 
+pub(crate) use base64::base64;
 pub(crate) use challenge::{Challenge, parse_challenges};
 pub use credentials::Credentials;
 #[cfg(any(feature = "__fuzz", test))]
 pub(crate) use credentials::parse_credential_file;
-pub(crate) use credentials::{CredentialSources, Lookup, Source, base64};
+pub(crate) use credentials::{CredentialSources, Lookup, Source};
 pub(crate) use helper::HelperAnswers;
 #[cfg(any(feature = "__fuzz", test))]
 pub(crate) use helper::{Answer, Ended, judge};
