@@ -13,8 +13,6 @@
 //! Trouble with a source (a malformed file, a missing helper) is recorded, not
 //! raised: a public pull must not fail because of local credential trouble.
 
-use super::base64::{base64, decode_base64};
-use super::keys::{DOCKER_HUB_KEY, find_key, is_docker_hub, scoped_keys};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::base64::{base64, decode_base64};
 use super::helper::{self, Answer, HelperAnswers};
+use super::keys::{DOCKER_HUB_KEY, find_key, is_docker_hub, scoped_keys};
 use crate::untrusted::printable;
 
 /// What a registry is told about who we are. Its `Debug` never shows a secret.
