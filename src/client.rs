@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::cache::{Cache, CommitError, Policy, PullGuard};
 use crate::config::{ClientBuilder, Config, Network, TagPolicy};
-use crate::digest::{Digest, VerifyError};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::manifest::{Document, ImageIndex, ImageManifest, Manifest, Rejected};
@@ -380,27 +380,21 @@ impl Client {
         let layer_digest = chosen.layer_digest.clone();
         // A connection dropped mid-download is retried, resuming from the partial
         // file; content that fails verification is not (the next try would be the same).
-        let mut attempt = 0;
         // The host whose body was being read, named if reading it fails.
         let mut answered = r.api_host().to_owned();
-        let (path, downloaded) = loop {
-            let fetched = cache.fetch_blob(held, &layer_digest, chosen.size, |offset| {
-                let body = registry.open_blob(r, &layer_digest, offset, deadline)?;
-                answered = body.host;
-                Ok((body.reader, body.starts_at))
-            });
-            match fetched {
-                Err(CommitError::Read(e))
-                    if attempt < registry.retries() && !is_verification(&e) =>
-                {
-                    attempt += 1;
-                    std::thread::sleep(crate::registry::backoff(attempt - 1));
-                }
-                other => {
-                    break other.map_err(|e| commit_error(r, &layer_digest, &answered, e))?;
-                }
-            }
-        };
+        let fetched = registry.retrying(
+            deadline,
+            || {
+                cache.fetch_blob(held, &layer_digest, chosen.size, |offset| {
+                    let body = registry.open_blob(r, &layer_digest, offset, deadline)?;
+                    answered = body.host;
+                    Ok((body.reader, body.starts_at))
+                })
+            },
+            |e| matches!(e, CommitError::Cut(_)),
+        );
+        let (path, downloaded) =
+            fetched.map_err(|e| commit_error(r, &layer_digest, &answered, e))?;
         // Manifests after the blob, the ref last: a ref never points at something missing.
         if let Some(child) = &docs.child {
             cache.store_bytes(held, &child.digest, &child.bytes)?;
@@ -538,26 +532,20 @@ fn cannot_tell_now(e: &Error) -> bool {
     }
 }
 
-fn is_verification(e: &std::io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<VerifyError>())
-}
-
 /// The typed error for a failed blob download; `host` answered the request.
 fn commit_error(r: &Reference, digest: &Digest, host: &str, e: CommitError) -> Error {
     match e {
         CommitError::Typed(e) => e,
-        CommitError::Read(io) => match io.get_ref().and_then(|e| e.downcast_ref::<VerifyError>()) {
-            Some(v) => Error::Verification {
-                what: "blob",
-                reference: r.to_string(),
-                expected: digest.clone(),
-                reason: v.clone(),
-            },
-            None => Error::Transport {
-                host: host.to_owned(),
-                action: format!("downloading blob {digest} of {r}"),
-                source: Box::new(io),
-            },
+        CommitError::Verify(reason) => Error::Verification {
+            what: "blob",
+            reference: r.to_string(),
+            expected: digest.clone(),
+            reason,
+        },
+        CommitError::Cut(io) => Error::Transport {
+            host: host.to_owned(),
+            action: format!("downloading blob {digest} of {r}"),
+            source: Box::new(io),
         },
     }
 }

@@ -27,12 +27,15 @@ use super::files::{is_own_file, is_private_regular, open_no_follow, still_names,
 use crate::digest::{Digest, Hasher, VerifyError, VerifyingReader};
 use crate::error::{Error, Result};
 
-/// Why a download into the cache failed. A read error is left raw because only
-/// the caller knows where the source was (and it may carry a [`VerifyError`]).
+/// Why a download into the cache failed. A cut is left raw because only the
+/// caller knows which host it was reading from.
 #[derive(Debug)]
 pub(crate) enum CommitError {
-    /// Reading the source failed.
-    Read(io::Error),
+    /// Reading the source failed part-way (what arrived is kept as the partial):
+    /// worth another try.
+    Cut(io::Error),
+    /// The bytes are not the blob: another try would get the same.
+    Verify(VerifyError),
     /// Anything already typed: opening the source, or a cache file operation.
     Typed(Error),
 }
@@ -81,10 +84,10 @@ pub(crate) fn download<R: Read>(
                 writer.restart()?;
                 started_over = true;
             }
-            Err(Failure::Verify(e)) => return Err(CommitError::Read(e)),
+            Err(Failure::Verify(e)) => return Err(CommitError::Verify(e)),
             Err(Failure::Cut(e)) => {
                 writer.release(target.partial);
-                return Err(CommitError::Read(e));
+                return Err(CommitError::Cut(e));
             }
             Err(Failure::Source(e)) => {
                 writer.release(target.partial);
@@ -98,7 +101,7 @@ pub(crate) fn download<R: Read>(
 /// Why one pass of a download stopped short.
 enum Failure {
     /// The bytes do not verify: worthless.
-    Verify(io::Error),
+    Verify(VerifyError),
     /// The connection broke: what is on disk is worth keeping.
     Cut(io::Error),
     /// The source could not be opened: what is on disk is worth keeping.
@@ -176,14 +179,10 @@ impl Writer {
         if actual == *target.digest {
             return Ok(());
         }
-        let e = VerifyError::DigestMismatch {
+        Err(Failure::Verify(VerifyError::DigestMismatch {
             expected: target.digest.clone(),
             actual,
-        };
-        Err(Failure::Verify(io::Error::new(
-            io::ErrorKind::InvalidData,
-            e,
-        )))
+        }))
     }
 
     /// Appends the rest of the blob from the source, verifying the whole.
@@ -218,8 +217,11 @@ impl Writer {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_verification(&e) => return Err(Failure::Verify(e)),
                 Err(e) => {
+                    let e = match verify_error(e) {
+                        Ok(v) => return Err(Failure::Verify(v)),
+                        Err(e) => e,
+                    };
                     // Keep the hash of what is on disk, for a resume in this process.
                     (self.hasher, self.have) = verifying.into_progress();
                     if self.have == target.size {
@@ -303,8 +305,18 @@ fn rehash(file: &mut File, size: u64) -> io::Result<Option<(Hasher, u64)>> {
     Ok(Some((hasher, copied)))
 }
 
-fn is_verification(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<VerifyError>())
+/// The [`VerifyError`] a [`VerifyingReader`] failed with (a `Read` can only
+/// return `io::Error`), or the error as it was.
+fn verify_error(e: io::Error) -> std::result::Result<VerifyError, io::Error> {
+    if !e.get_ref().is_some_and(|inner| inner.is::<VerifyError>()) {
+        return Err(e);
+    }
+    match e.into_inner().map(|inner| inner.downcast::<VerifyError>()) {
+        Some(Ok(v)) => Ok(*v),
+        // Checked just above; kept total all the same.
+        Some(Err(inner)) => Err(io::Error::new(io::ErrorKind::InvalidData, inner)),
+        None => Err(io::ErrorKind::InvalidData.into()),
+    }
 }
 
 /// tempfile creates 0600; cache files are 0644 before the umask, so a cache

@@ -108,7 +108,7 @@ fn failed_verification_leaves_nothing() {
     let d = Digest::of(b"expected");
     assert!(matches!(
         c.fetch_blob(&HELD, &d, 8, |_| Ok((&b"tampered"[..], 0))),
-        Err(CommitError::Read(_))
+        Err(CommitError::Verify(_))
     ));
     assert!(!c.has_blob(&d, 8));
     assert!(tmp_entries(&c).is_empty());
@@ -237,7 +237,7 @@ fn a_cut_download_is_released_as_the_partial_and_resumed() {
     let c = ready_cache(dir.path());
     let d = Digest::of(b"interrupted");
     let cut = c.fetch_blob(&HELD, &d, 11, |_| Ok((CutAfter(b"inter"), 0)));
-    assert!(matches!(cut, Err(CommitError::Read(_))));
+    assert!(matches!(cut, Err(CommitError::Cut(_))));
     let partial = c.layout.partial(&d);
     assert_eq!(fs::read(&partial).unwrap(), b"inter");
     assert_eq!(tmp_entries(&c), [format!("{}.partial", d.hex())]);

@@ -21,7 +21,6 @@ pub(crate) mod url;
 pub(crate) use proxy::{NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting};
 use range::parse_content_range;
 use redirect::is_redirect;
-pub(crate) use retry::backoff;
 use retry::{is_retryable_status, is_transient, retry_after};
 use status::{Answer, check_status};
 use token::{AuthOutcome, Withheld, challenges};
@@ -89,8 +88,29 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Retries allowed after a failure that may pass.
-    pub(crate) fn retries(&self) -> u32 {
-        self.config.retries
+    /// Runs `once` again, with backoff and within `deadline`, as long as it fails
+    /// in a way `worth_again` calls passing (a download cut short, which resumes
+    /// from what arrived), up to the client's number of retries.
+    pub(crate) fn retrying<T, E>(
+        &self,
+        deadline: Option<Instant>,
+        mut once: impl FnMut() -> std::result::Result<T, E>,
+        worth_again: impl Fn(&E) -> bool,
+    ) -> std::result::Result<T, E> {
+        let mut attempt = 0;
+        loop {
+            match once() {
+                Err(e) if attempt < self.config.retries && worth_again(&e) => {
+                    // Past the deadline the next request says so (Error::Deadline),
+                    // so never wait beyond it.
+                    let wait = retry::backoff(attempt);
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    thread::sleep(left.map_or(wait, |l| wait.min(l)));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     pub(crate) fn new(config: RegistryConfig) -> Registry {
@@ -457,10 +477,12 @@ impl Registry {
                     if attempt < self.config.retries
                         && is_retryable_status(resp.status().as_u16()) =>
                 {
-                    retry_after(&resp).unwrap_or_else(|| backoff(attempt))
+                    retry_after(&resp).unwrap_or_else(|| retry::backoff(attempt))
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if attempt < self.config.retries && is_transient(&e) => backoff(attempt),
+                Err(e) if attempt < self.config.retries && is_transient(&e) => {
+                    retry::backoff(attempt)
+                }
                 Err(_) if call.deadline.is_some_and(|d| Instant::now() >= d) => {
                     return Err(Error::Deadline {
                         action: call.action.to_owned(),

@@ -30,7 +30,7 @@ pub(super) fn is_transient(e: &ureq::Error) -> bool {
 
 /// 200 ms doubling per attempt (capped at 6.4 s), half of it jittered so that a
 /// fleet of clients failing together does not retry together.
-pub(crate) fn backoff(attempt: u32) -> Duration {
+pub(super) fn backoff(attempt: u32) -> Duration {
     let base = 200u64 << attempt.min(5);
     Duration::from_millis(base / 2 + random() % (base / 2 + 1))
 }
