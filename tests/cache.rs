@@ -492,6 +492,38 @@ fn a_registry_that_ignores_the_range_makes_the_download_start_over() {
     assert_eq!(server.ranges(&blob_path(&payload)), [None, Some(50_000)]);
 }
 
+/// A cache operation run again and again on a thread of its own until stopped.
+struct Looping {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Looping {
+    fn start(
+        client: Client,
+        op: impl Fn(&Client) -> forge_oci::Result<()> + Send + 'static,
+    ) -> Looping {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut rounds = 0;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                op(&client).unwrap();
+                rounds += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            rounds
+        });
+        Looping { stop, thread }
+    }
+
+    /// Stops the loop; how many times the operation ran.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
 #[test]
 fn prune_in_a_loop_never_breaks_a_pull() {
     let server = Arc::new(FakeRegistry::start());
@@ -504,21 +536,10 @@ fn prune_in_a_loop_never_breaks_a_pull() {
         });
     }
     let cache = tempfile::tempdir().unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let pruner = {
-        let (c, stop) = (
-            client_with(&server, cache.path(), TagPolicy::CacheFirst),
-            Arc::clone(&stop),
-        );
-        std::thread::spawn(move || {
-            let mut rounds = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                c.cache().prune(&PruneOptions::default()).unwrap();
-                rounds += 1;
-            }
-            rounds
-        })
-    };
+    let pruner = Looping::start(
+        client_with(&server, cache.path(), TagPolicy::CacheFirst),
+        |c| c.cache().prune(&PruneOptions::default()).map(drop),
+    );
     let pullers: Vec<_> = (0..4)
         .map(|t| {
             let (server, cache, payloads) = (
@@ -547,8 +568,7 @@ fn prune_in_a_loop_never_breaks_a_pull() {
     for p in pullers {
         p.join().unwrap();
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let rounds = pruner.join().unwrap();
+    let rounds = pruner.stop();
     assert!(rounds > 1, "prune ran {rounds} times");
     // Everything pulled is still referenced, so prune kept it all.
     assert_eq!(verified_blobs(cache.path()).len(), 24);
@@ -566,22 +586,10 @@ fn clear_in_a_loop_never_breaks_a_pull() {
         });
     }
     let cache = tempfile::tempdir().unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clearer = {
-        let (c, stop) = (
-            client_with(&server, cache.path(), TagPolicy::CacheFirst),
-            Arc::clone(&stop),
-        );
-        std::thread::spawn(move || {
-            let mut rounds = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                c.cache().clear().unwrap();
-                rounds += 1;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            rounds
-        })
-    };
+    let clearer = Looping::start(
+        client_with(&server, cache.path(), TagPolicy::CacheFirst),
+        |c| c.cache().clear(),
+    );
     // 150 pulls, as many of them downloads as clear makes: none may fail.
     let pullers: Vec<_> = (0..3)
         .map(|t| {
@@ -603,8 +611,7 @@ fn clear_in_a_loop_never_breaks_a_pull() {
         .into_iter()
         .flat_map(|p| p.join().unwrap())
         .collect();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let rounds = clearer.join().unwrap();
+    let rounds = clearer.stop();
     assert!(rounds > 1, "clear ran {rounds} times");
     assert!(
         failed.is_empty(),
