@@ -330,7 +330,14 @@ impl Client {
             None => None,
         };
         match cached {
-            Some(docs) => Ok(docs),
+            Some(docs) => {
+                // The blob's request would be the first to meet a 401, under the
+                // cache lock: ask for the manifest's headers first, so credential
+                // helpers run and the token is kept out here. Whatever this says,
+                // the blob's own request reports it again where it matters.
+                let _ = inner.registry.head_manifest(r, deadline);
+                Ok(docs)
+            }
             None => self.fetch_documents(r, deadline),
         }
     }

@@ -30,14 +30,9 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
             cached: source.to_path_buf(),
         });
     }
-    let target = follow_links(dest)?;
-    if let Some(root) = inside_the_cache(source, &target) {
-        return Err(Error::DestinationIsCached {
-            destination: dest.to_path_buf(),
-            cached: root,
-        });
-    }
-    match fs::metadata(&target) {
+    // What `dest` leads to, as the system resolves it (`/dev/stdout` leads to a
+    // pipe through `/proc/self/fd/1`, whose link text is no path).
+    match fs::metadata(dest) {
         Ok(m) if m.is_dir() => {
             return Err(Error::io(
                 "copy the artifact to",
@@ -46,15 +41,23 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
             ));
         }
         Ok(m) if !m.is_file() => {
-            // A device, FIFO or terminal: there is nothing to replace whole.
+            // A device, FIFO, socket or terminal: there is nothing to replace whole.
             let mut to = fs::OpenOptions::new()
                 .write(true)
-                .open(&target)
+                .open(dest)
                 .map_err(|e| Error::io("open", dest, e))?;
             io::copy(&mut from, &mut to).map_err(|e| Error::io("copy the artifact to", dest, e))?;
             return Ok(());
         }
         _ => {}
+    }
+    // A regular file, or none yet: the file to replace is where the links lead.
+    let target = follow_links(dest)?;
+    if let Some(root) = inside_the_cache(source, &target) {
+        return Err(Error::DestinationIsCached {
+            destination: dest.to_path_buf(),
+            cached: root,
+        });
     }
     if target.file_name().is_none() {
         return Err(Error::io(

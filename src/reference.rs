@@ -252,8 +252,9 @@ fn check_domain(s: &str) -> Result<(), ReferenceErrorKind> {
         return Err(invalid());
     }
     match port {
-        // Digits only, so the parse fails only past u16::MAX.
-        Some(p) if !matches!(p.parse::<u16>(), Ok(1..)) => {
+        // Digits only, so the parse fails only past u16::MAX. A leading zero would
+        // name the same port as another spelling, and so another cache entry.
+        Some(p) if !matches!(p.parse::<u16>(), Ok(1..)) || p.starts_with('0') => {
             Err(ReferenceErrorKind::InvalidPort(p.to_owned()))
         }
         _ => Ok(()),
@@ -442,6 +443,7 @@ mod tests {
         assert!(matches!(kind("a@sha512:00"), ReferenceErrorKind::Digest(_)));
         for (input, port) in [
             ("localhost:99999/x", "99999"),
+            ("localhost:05000/x", "05000"),
             ("localhost:65536/x", "65536"),
             ("localhost:0/x", "0"),
             ("[::1]:70000/x", "70000"),

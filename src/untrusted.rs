@@ -41,7 +41,10 @@ pub(crate) fn is_printable(s: &str) -> bool {
 
 fn needs_escape(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 #[cfg(test)]
@@ -51,6 +54,7 @@ mod tests {
     #[test]
     fn escapes_what_a_terminal_would_act_on() {
         assert_eq!(printable("plain text: ok", 100), "plain text: ok");
+        assert_eq!(printable("a\u{61c}b", 100), "a\\u{61c}b");
         assert_eq!(
             printable("\x1b]0;owned\x07\x1b[2Kline\nnext\r\u{9b}\u{202e}", 100),
             "\\x1b]0;owned\\x07\\x1b[2Kline\\x0anext\\x0d\\u{9b}\\u{202e}"

@@ -762,3 +762,20 @@ fn platform_and_annotation_text_from_a_registry_is_escaped_in_every_output() {
         );
     }
 }
+
+#[test]
+fn dash_o_dev_stdout_writes_into_the_pipe() {
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("into a pipe", 20_000);
+    server.artifact(REPO, "1.0", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    // Command::output gives the child a pipe for stdout: /dev/stdout leads to it.
+    let out = pull(
+        work.path(),
+        &server,
+        &work.path().join("cache"),
+        &["-o", "/dev/stdout"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, payload);
+}

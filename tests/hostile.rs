@@ -1039,3 +1039,36 @@ fn escape_sequences_from_the_registry_never_reach_a_message_raw() {
         assert!(texts[0].contains("\\x1b]0;pwned"), "{tag}: {}", texts[0]);
     }
 }
+
+// 45
+#[test]
+fn a_body_echoing_a_signature_decoded_or_from_the_registry_itself_is_left_out() {
+    let server = FakeRegistry::start();
+    let cdn = FakeRegistry::start();
+    for (tag, host) in [
+        ("same", server.host().to_owned()),
+        ("cdn", cdn.host().to_owned()),
+    ] {
+        let blob = wasm_payload(tag, 1000);
+        serve(
+            &server,
+            tag,
+            &blob,
+            Route::ok("").status(307).header(
+                "location",
+                &format!("http://{host}/signed/{tag}?sig=Ab%2BSECRETSIG3%2Fxy%3D%3D&se=2030"),
+            ),
+        );
+        let echo = Route::ok("signature check failed for sig=Ab+SECRETSIG3/xy==").status(403);
+        if tag == "same" {
+            server.route(&format!("/signed/{tag}"), echo);
+        } else {
+            cdn.route(&format!("/signed/{tag}"), echo);
+        }
+        let (r, _cache) = pull(&server, &reference(&server, tag));
+        let e = r.unwrap_err();
+        for text in [e.to_string(), format!("{e:?}")] {
+            assert!(!text.to_lowercase().contains("secretsig"), "{tag}: {text}");
+        }
+    }
+}

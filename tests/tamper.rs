@@ -455,3 +455,38 @@ fn copying_out_into_the_cache_is_refused() {
     }
     assert_eq!(fs::read(&manifest).unwrap(), s.manifest);
 }
+
+#[test]
+fn a_cache_reached_through_another_users_directory_or_link_is_refused() {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: chown to another user needs root (CI runs as root) ***\n");
+        return;
+    }
+    let s = Setup::new("path through another user", |r| r);
+    // The victim: a cache-shaped directory of root's with something to lose.
+    let victim = s.outside.path().join("victim");
+    fs::create_dir_all(victim.join("refs/important")).unwrap();
+    fs::write(victim.join("refs/important/data"), b"keep").unwrap();
+    // Another user's directory holding a link named like the cache root.
+    let attacker = s.root().join("attacker");
+    fs::create_dir_all(&attacker).unwrap();
+    symlink(&victim, attacker.join("cache")).unwrap();
+    chown_nobody(&attacker);
+    let c = client(s.server.host(), &attacker.join("cache"));
+    let e = c.cache().clear().unwrap_err();
+    assert!(
+        matches!(&e, Error::UnsafeCacheDirectory { path, .. } if path == &attacker),
+        "{e:?}"
+    );
+    for e in [
+        c.pull(&s.reference()).unwrap_err(),
+        c.cache().verify().unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::UnsafeCacheDirectory { .. }), "{e:?}");
+    }
+    assert_eq!(
+        fs::read(victim.join("refs/important/data")).unwrap(),
+        b"keep"
+    );
+    assert!(!victim.join(".lock").exists());
+}

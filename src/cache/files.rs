@@ -127,12 +127,73 @@ pub(crate) fn check_can_write(dir: &Path) -> Result<()> {
 }
 
 /// [`ensure_root`] for a root that exists.
+///
+/// The way to it counts too, as ssh's `StrictModes` has it: every directory on
+/// the path as given and on the path it resolves to must belong to this user or
+/// to root and be writable by no one else (a sticky directory such as `/tmp`
+/// is fine), and every link on the way must belong to this user or to root.
+/// Otherwise whoever controls that directory or link could point the cache
+/// somewhere else between the check and the write.
 pub(crate) fn check_root(root: &Path) -> Result<()> {
     match fs::metadata(root) {
-        Ok(m) if m.is_dir() => check_ours(root, &m),
-        Ok(_) => Err(not_a_directory(root)),
-        Err(e) => Err(Error::io("inspect", root, e)),
+        Ok(m) if m.is_dir() => check_ours(root, &m)?,
+        Ok(_) => return Err(not_a_directory(root)),
+        Err(e) => return Err(Error::io("inspect", root, e)),
     }
+    let given = std::path::absolute(root).map_err(|e| Error::io("inspect", root, e))?;
+    let resolved = fs::canonicalize(root).map_err(|e| Error::io("inspect", root, e))?;
+    for path in [&given, &resolved] {
+        for ancestor in path.ancestors() {
+            check_on_the_way(ancestor, ancestor == path.as_path())?;
+        }
+    }
+    Ok(())
+}
+
+/// One step on the way to the root (see [`check_root`]); `is_root`: the root
+/// itself, whose directory [`check_ours`] has judged already.
+#[cfg(unix)]
+fn check_on_the_way(path: &Path, is_root: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(()); // `..` resolved away, or gone: canonicalize judged the rest
+    };
+    let me = rustix::process::geteuid().as_raw();
+    let trusted_owner = meta.uid() == me || meta.uid() == 0;
+    let reason = if meta.file_type().is_symlink() {
+        (!trusted_owner).then(|| {
+            format!(
+                "the link on the way to the cache belongs to user {}, who could point it elsewhere",
+                meta.uid()
+            )
+        })
+    } else if is_root {
+        None
+    } else if !trusted_owner {
+        Some(format!(
+            "a directory on the way to the cache belongs to user {}, who could swap its entries",
+            meta.uid()
+        ))
+    } else if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+        Some(format!(
+            "a directory on the way to the cache can be written by every user (mode {:o}) and is not sticky",
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::UnsafeCacheDirectory {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+fn check_on_the_way(_path: &Path, _is_root: bool) -> Result<()> {
+    Ok(())
 }
 
 /// An existing directory of the cache that is about to be read for removal

@@ -294,9 +294,12 @@ impl Cache {
             Ok(report)
         };
         // Held as a pull holds it: verify removes only what no pull would serve.
-        match self.lock(&self.layout.cache_lock(), Guarding::Pull, run) {
+        match check_root(self.root()) {
+            Ok(()) => self.lock(&self.layout.cache_lock(), Guarding::Pull, run),
+            // Not ours to write: read it without a lock (it can report but not
+            // remove, and nothing there can be running a pull of ours).
             Err(Error::Io { source, .. }) if super::is_read_only(&source) => run(),
-            other => other,
+            Err(e) => Err(e),
         }
     }
 

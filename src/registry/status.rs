@@ -66,8 +66,7 @@ fn registry_error(
             host: url.authority(),
             url: url.redacted(),
             status,
-            // A presigned URL's signature must not come back through an echoing body.
-            detail: detail.filter(|d| !quotes_query(d, url)),
+            detail,
         }
     } else {
         Error::Registry {
@@ -80,13 +79,49 @@ fn registry_error(
     }
 }
 
-/// Whether `text` holds any value of `url`'s query string (a signature, a token).
+/// Whether `text` holds any value of `url`'s query string (a signature, a token),
+/// as sent or percent-decoded, in any case, or a good part of one.
 fn quotes_query(text: &str, url: &Url) -> bool {
+    let text = text.to_ascii_lowercase();
     url.query().is_some_and(|q| {
         q.split('&')
             .map(|pair| pair.split_once('=').map_or(pair, |(_, v)| v))
-            .any(|v| v.len() >= 4 && text.contains(v))
+            .flat_map(|v| [v.to_owned(), percent_decoded(v)])
+            .map(|v| v.to_ascii_lowercase())
+            .any(|v| {
+                let chars: Vec<char> = v.chars().collect();
+                // Any run of 8 characters of it (the whole of a shorter one).
+                let n = chars.len().min(8);
+                n >= 4
+                    && chars
+                        .windows(n)
+                        .any(|w| text.contains(&w.iter().collect::<String>()))
+            })
     })
+}
+
+/// `%XX` escapes (and `+` for a space) decoded; anything malformed left as it is.
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Passes 2xx through; turns anything else into the matching typed error. A host
@@ -99,6 +134,9 @@ pub(super) fn check_status(r: &Reference, answer: Answer, auth: &AuthOutcome) ->
     }
     let Answer { resp, url, foreign } = answer;
     let (code, detail) = read_error_body(resp);
+    // A presigned URL's signature (or any other query value) must not come back
+    // through a body that echoes the request, whoever answered.
+    let detail = detail.filter(|d| !quotes_query(d, &url));
     let reference = r.to_string();
     let registry = r.registry().to_owned();
     Err(match status {

@@ -185,7 +185,7 @@ fn tls_config(config: &TransportConfig) -> std::result::Result<TlsConfig, Unusab
             value: file.display().to_string(),
             reason,
         };
-        let pem = std::fs::read(file).map_err(|e| unusable(e.to_string()))?;
+        let pem = read_bundle(file).map_err(unusable)?;
         roots.extend(certificates(&pem).map_err(unusable)?);
     }
     for (i, given) in config.root_certificates.iter().enumerate() {
@@ -270,9 +270,37 @@ fn der_item(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, contents, rest))
 }
 
+/// A CA bundle's bytes: a regular file (never a FIFO or a device that would
+/// block or never end) of at most 16 MiB (the system bundle is about 200 KiB).
+fn read_bundle(file: &std::path::Path) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    const LIMIT: u64 = 16 << 20;
+    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".to_owned());
+    }
+    let mut bytes = Vec::new();
+    f.take(LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > LIMIT {
+        return Err(format!("it is larger than {} MiB", LIMIT >> 20));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_bundle_that_is_not_a_regular_file_is_refused_without_reading_it() {
+        // /dev/zero never ends; a FIFO would block.
+        let e = read_bundle(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
     use crate::registry::proxy::NoProxy;
 
     fn setting(url: &str) -> Option<ProxySetting> {
