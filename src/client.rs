@@ -129,12 +129,14 @@ pub struct Resolution {
 pub struct Inspection {
     /// The reference, normalised.
     pub reference: String,
-    /// The digest the reference resolves to (the index, when there is one).
-    pub digest: Digest,
+    /// The digest the reference resolves to (the index, when there is one): the
+    /// same as [`Artifact::manifest_digest`] and [`Resolution::manifest_digest`].
+    pub manifest_digest: Digest,
     /// The index, when the reference names one.
     pub index: Option<ImageIndex>,
-    /// The digest of the image manifest selected (equal to `digest` without an index).
-    pub manifest_digest: Digest,
+    /// The digest of the image manifest selected from the index (equal to
+    /// `manifest_digest` without an index).
+    pub image_manifest_digest: Digest,
     /// The image manifest whose layer a pull would download.
     pub manifest: ImageManifest,
 }
@@ -418,9 +420,17 @@ impl Client {
     /// # Errors
     /// As [`Client::pull`], without the blob's own download errors.
     pub fn resolve(&self, reference: &str) -> Result<Resolution> {
-        let r: Reference = reference.parse()?;
-        let docs = self.documents(&r)?;
-        let chosen = self.inner.selection.choose(&r, &docs)?;
+        self.resolve_reference(&reference.parse()?)
+    }
+
+    /// [`Client::resolve`] for a parsed reference, as [`Client::pull_reference`]
+    /// is for [`Client::pull`].
+    ///
+    /// # Errors
+    /// As [`Client::resolve`].
+    pub fn resolve_reference(&self, r: &Reference) -> Result<Resolution> {
+        let docs = self.documents(r)?;
+        let chosen = self.inner.selection.choose(r, &docs)?;
         Ok(Resolution {
             reference: r.to_string(),
             manifest_digest: chosen.manifest_digest,
@@ -436,17 +446,24 @@ impl Client {
     /// # Errors
     /// As [`Client::resolve`].
     pub fn inspect(&self, reference: &str) -> Result<Inspection> {
-        let r: Reference = reference.parse()?;
-        let docs = self.documents(&r)?;
+        self.inspect_reference(&reference.parse()?)
+    }
+
+    /// [`Client::inspect`] for a parsed reference.
+    ///
+    /// # Errors
+    /// As [`Client::resolve`].
+    pub fn inspect_reference(&self, r: &Reference) -> Result<Inspection> {
+        let docs = self.documents(r)?;
         let index = match &docs.top.manifest {
             Manifest::Index(i) => Some(i.clone()),
             Manifest::Image(_) => None,
         };
         Ok(Inspection {
             reference: r.to_string(),
-            digest: docs.top.digest.clone(),
+            manifest_digest: docs.top.digest.clone(),
             index,
-            manifest_digest: docs.child.as_ref().unwrap_or(&docs.top).digest.clone(),
+            image_manifest_digest: docs.child.as_ref().unwrap_or(&docs.top).digest.clone(),
             manifest: docs.image,
         })
     }

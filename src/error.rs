@@ -341,3 +341,14 @@ impl std::fmt::Display for UrlRefusal {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every `Result` in the crate carries an `Error`: keep it small enough to
+    /// move cheaply (clippy's `result_large_err` draws the line at 128 bytes).
+    #[test]
+    fn an_error_stays_within_its_size_budget() {
+        let size = std::mem::size_of::<super::Error>();
+        assert!(size <= 128, "Error is {size} bytes");
+    }
+}
