@@ -1,5 +1,7 @@
 //! The `forge-oci` command against the fake registry in `common/server.rs`: where
-//! `pull -o` writes and what it refuses, and path options given empty.
+//! `pull -o` writes and what it refuses, and path options given empty; and the
+//! README's shell session against Debian's `docker-registry` (skipped loudly
+//! without it, except under CI, where it fails).
 //!
 //! Every command runs in its own working directory with `HOME` and
 //! `XDG_CACHE_HOME` pointed into it, so nothing here can reach the user's cache.
@@ -11,6 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::registry::Registry;
 use common::server::{FakeRegistry, Route};
 use common::*;
 
@@ -778,4 +781,72 @@ fn dash_o_dev_stdout_writes_into_the_pipe() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, payload);
+}
+
+/// The shell session the README shows, command by command.
+#[test]
+fn cli_session_from_the_readme() {
+    let registry = match Registry::start() {
+        Ok(r) => r,
+        Err(why) => return skip("cli_session_from_the_readme", &why),
+    };
+    let payload = wasm_payload("cli", 64 << 10);
+    registry.push_wasm("plugins/hello", "1.0", &payload);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let reference = format!("{}/plugins/hello:1.0", registry.host);
+    // As the README runs it: the cache and the insecure host from the environment.
+    let session = |host: &str| {
+        let mut cmd = forge_oci(work.path());
+        cmd.env("FORGE_CACHE_DIR", &cache)
+            .env("FORGE_OCI_INSECURE_HOSTS", host);
+        cmd
+    };
+
+    let out = work.path().join("hello.wasm");
+    let status = session(&registry.host)
+        .args(["pull", &reference, "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), payload);
+
+    // Without -o the cached path is printed.
+    let printed = session(&registry.host)
+        .args(["pull", &reference])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    let path = PathBuf::from(String::from_utf8(printed.stdout).unwrap().trim());
+    assert!(
+        path.starts_with(cache.join("openapi-forge/plugins/blobs/sha256")),
+        "{}",
+        path.display()
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), payload);
+
+    // `-o -` writes the bytes to stdout; --offline works from the cache.
+    drop(registry);
+    let stdout = session("")
+        .args(["pull", &reference, "--offline", "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(stdout.status.success());
+    assert_eq!(stdout.stdout, payload);
+
+    // A runtime error exits 1 with `error:` and the cause; a usage error exits 2.
+    let miss = session("")
+        .args(["pull", "--offline", "127.0.0.1:1/plugins/absent:1.0"])
+        .output()
+        .unwrap();
+    assert_eq!(miss.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&miss.stderr);
+    assert!(
+        stderr.starts_with("error: 127.0.0.1:1/plugins/absent:1.0 is not in the cache"),
+        "{stderr}"
+    );
+    let usage = session("").args(["pull"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("usage: forge-oci pull"));
 }

@@ -9,7 +9,7 @@ pub mod token_service;
 
 use std::path::{Path, PathBuf};
 
-use forge_oci::{Client, Digest};
+use forge_oci::{Client, ClientBuilder, Digest};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -86,14 +86,32 @@ pub fn mock_blob(server: &mut mockito::Server, repo: &str, body: &[u8]) -> mocki
         .create()
 }
 
-/// A client for `host` over plain HTTP with its own cache, no retries.
-pub fn client(host: &str, cache: &Path) -> Client {
+/// A builder for `host` over plain HTTP with its own cache and no retries, that
+/// reads no credential file of the machine's (docker config, podman `auth.json`):
+/// only the credentials a test gives reach a registry.
+pub fn isolated(host: &str, cache: &Path) -> ClientBuilder {
     Client::builder()
         .cache_dir(cache)
         .insecure_host(host)
         .retries(0)
-        .build()
-        .unwrap()
+        .docker_config_dir(cache.join("no-docker-config"))
+        .auth_files([])
+}
+
+/// [`isolated`], built.
+pub fn client(host: &str, cache: &Path) -> Client {
+    isolated(host, cache).build().unwrap()
+}
+
+/// Says loudly, past the test harness's capture of `eprintln!`, that `test` is
+/// skipped and why. Under CI (`CI` set) it panics instead: CI runs every test.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run {test}: {why}"
+    );
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why} ***\n");
 }
 
 /// Every file under `<cache>/blobs/sha256`, each checked to hash to its name.

@@ -1,0 +1,100 @@
+//! forge-oci as a build-script dependency, built by a real cargo against Debian's
+//! `docker-registry`, online then offline.
+//!
+//! Without `/usr/bin/docker-registry` (Debian package `docker-registry`) the test
+//! is skipped with a loud message, except under CI, where it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::registry::Registry;
+use common::*;
+
+/// `tests/build-script` is a crate whose build.rs calls `forge_oci::build`. Build
+/// it with cargo against a real registry; stop the registry and build again with
+/// CARGO_NET_OFFLINE=true (the build script reruns: the variable changed); then ask
+/// for an uncached reference offline and read the error cargo shows.
+#[test]
+fn build_script_pulls_then_builds_offline() {
+    let registry = match Registry::start() {
+        Ok(r) => r,
+        Err(why) => return skip("build_script_pulls_then_builds_offline", &why),
+    };
+    let payload = wasm_payload("built into a binary", 300_000);
+    registry.push_wasm("plugins/build", "1.0", &payload);
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().unwrap();
+    let krate = work.path().join("consumer");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    let manifest = std::fs::read_to_string(here.join("tests/build-script/Cargo.toml"))
+        .unwrap()
+        .replace(
+            "path = \"../..\"",
+            &format!("path = {:?}", here.display().to_string()),
+        );
+    std::fs::write(krate.join("Cargo.toml"), manifest).unwrap();
+    for file in ["build.rs", "src/main.rs"] {
+        std::fs::copy(here.join("tests/build-script").join(file), krate.join(file)).unwrap();
+    }
+    // Same dependency versions as forge-oci's own build, so nothing is resolved anew.
+    std::fs::copy(here.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+
+    let cache = work.path().join("cache");
+    let host = registry.host.clone();
+    let cargo_run = |reference: &str, offline: bool| {
+        // The script reads the reference from this file: a change to it must rerun
+        // the script although it prints rerun-if-env-changed lines.
+        std::fs::write(krate.join("plugin.ref"), reference).unwrap();
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["run", "--quiet"])
+            .current_dir(&krate)
+            // Its own target dir: ours is locked by the cargo running this test.
+            .env("CARGO_TARGET_DIR", here.join("target/build-script-test"))
+            .env("FORGE_CACHE_DIR", &cache)
+            .env("FORGE_OCI_INSECURE_HOSTS", &host)
+            .env_remove("FORGE_OFFLINE");
+        if offline {
+            cmd.env("CARGO_NET_OFFLINE", "true");
+        } else {
+            cmd.env_remove("CARGO_NET_OFFLINE");
+        }
+        cmd.output().unwrap()
+    };
+    let checksum = payload.iter().fold(0u32, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u32::from(*b))
+    });
+    let expected = format!("{} {checksum}\n", payload.len());
+
+    let reference = format!("{}/plugins/build:1.0", registry.host);
+    let online = cargo_run(&reference, false);
+    assert!(
+        online.status.success(),
+        "online build failed:\n{}",
+        String::from_utf8_lossy(&online.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&online.stdout), expected);
+
+    drop(registry);
+    let offline = cargo_run(&reference, true);
+    assert!(
+        offline.status.success(),
+        "offline build failed:\n{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&offline.stdout), expected);
+
+    let missing = cargo_run(&format!("{host}/plugins/build:2.0"), true);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    for line in [
+        format!("forge-oci could not fetch `{host}/plugins/build:2.0`"),
+        "  error: ".to_owned(),
+        "is not in the cache".to_owned(),
+        "  help: build once with network access".to_owned(),
+    ] {
+        assert!(stderr.contains(&line), "missing {line:?} in:\n{stderr}");
+    }
+}

@@ -1,0 +1,311 @@
+//! Several processes at once: pulls racing for the same blobs, and pulls killed
+//! with SIGKILL at random moments.
+//!
+//! This binary has its own small harness (`harness = false` in Cargo.toml) because
+//! each test re-runs it as a child that calls the one-line API with configuration
+//! from the environment. It prints libtest's closing line.
+//!
+//! `FORGE_OCI_CRASH_ITERATIONS=200 cargo test --test processes sigkill` is the long
+//! version of the crash test (20 kills by default).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::server::{FakeRegistry, Route};
+use common::*;
+use forge_oci::PruneOptions;
+
+const CHILD_ENV: &str = "FORGE_OCI_E2E_CHILD";
+
+fn main() -> ExitCode {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child_fetch();
+    }
+    let tests: &[(&str, fn())] = &[
+        (
+            "eight_processes_download_one_blob_once",
+            eight_processes_download_once,
+        ),
+        (
+            "sixteen_processes_four_references_each_blob_once",
+            sixteen_processes_four_references,
+        ),
+        (
+            "sigkill_at_random_moments_leaves_the_cache_consistent",
+            sigkill_at_random_moments,
+        ),
+    ];
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for &(name, test) in tests {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let started = Instant::now();
+        if std::panic::catch_unwind(test).is_ok() {
+            passed += 1;
+            println!(
+                "test {name} ... ok ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            );
+        } else {
+            failed += 1;
+            println!("test {name} ... FAILED");
+        }
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out"
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Child mode: the one-line API, configured only by the environment, for each
+/// reference in `CHILD_REFS` (comma-separated); the bytes go to `CHILD_OUT/<n>`.
+fn child_fetch() -> ExitCode {
+    let references = std::env::var("CHILD_REFS").unwrap();
+    let out = PathBuf::from(std::env::var("CHILD_OUT").unwrap());
+    for (i, reference) in references.split(',').enumerate() {
+        match forge_oci::fetch_to_bytes(reference) {
+            Ok(bytes) => std::fs::write(out.join(i.to_string()), bytes).unwrap(),
+            Err(e) => {
+                eprintln!("child error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Starts this binary as a child pulling `references` into the cache under `cache_base`.
+fn spawn_child(references: &[String], out: &Path, cache_base: &Path, insecure: &str) -> Child {
+    std::fs::create_dir_all(out).unwrap();
+    Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, "1")
+        .env("CHILD_REFS", references.join(","))
+        .env("CHILD_OUT", out)
+        .env("FORGE_CACHE_DIR", cache_base)
+        .env("FORGE_OCI_INSECURE_HOSTS", insecure)
+        .env_remove("FORGE_OFFLINE")
+        .env_remove("CARGO_NET_OFFLINE")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Eight processes pull one uncached reference at the same moment; the blob is
+/// served slowly so they all contend. Exactly one blob GET reaches the server.
+fn eight_processes_download_once() {
+    let mut server = mockito::Server::new();
+    let payload = Arc::new(wasm_payload("shared by eight", 2 << 20));
+    let m = manifest(&[(WASM, &payload)]);
+    mock_manifest(&mut server, "race/plugin", "1.0", &m, OCI_MANIFEST);
+    let blob_gets = Arc::new(AtomicUsize::new(0));
+    let (gets, body) = (Arc::clone(&blob_gets), Arc::clone(&payload));
+    let blob = server
+        .mock(
+            "GET",
+            format!("/v2/race/plugin/blobs/{}", digest(&payload)).as_str(),
+        )
+        .with_status(200)
+        .with_chunked_body(move |w| {
+            gets.fetch_add(1, Ordering::SeqCst);
+            for chunk in body.chunks(32 << 10) {
+                w.write_all(chunk)?;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        })
+        .create();
+    let host = server.host_with_port();
+    let work = tempfile::tempdir().unwrap();
+    let reference = format!("{host}/race/plugin:1.0");
+
+    let children: Vec<(PathBuf, Child)> = (0..8)
+        .map(|i| {
+            let out = work.path().join(format!("out-{i}"));
+            let child = spawn_child(std::slice::from_ref(&reference), &out, work.path(), &host);
+            (out, child)
+        })
+        .collect();
+    for (out, mut child) in children {
+        assert!(child.wait().unwrap().success(), "a child failed");
+        assert_eq!(
+            std::fs::read(out.join("0")).unwrap(),
+            *payload,
+            "{}",
+            out.display()
+        );
+    }
+    assert_eq!(
+        blob_gets.load(Ordering::SeqCst),
+        1,
+        "the blob must be downloaded exactly once"
+    );
+    blob.assert();
+    let root = work.path().join("openapi-forge/plugins");
+    assert_eq!(verified_blobs(&root).len(), 2);
+    assert_eq!(temp_files(&root), 0);
+}
+
+/// 16 processes start at once, each pulling two references all of them share and
+/// two of its own. Every blob crosses the network exactly once.
+fn sixteen_processes_four_references() {
+    let server = FakeRegistry::start();
+    let slow = |r: Route| r.slow(32 << 10, Duration::from_millis(4));
+    let shared: Vec<Vec<u8>> = (0..2)
+        .map(|i| wasm_payload(&format!("shared {i}"), 512 << 10))
+        .collect();
+    for (i, p) in shared.iter().enumerate() {
+        server.artifact("fleet/shared", &format!("s{i}"), p, slow);
+    }
+    let own = |n: usize, j: usize| wasm_payload(&format!("process {n} own {j}"), 256 << 10);
+    for n in 0..16 {
+        for j in 0..2 {
+            server.artifact("fleet/own", &format!("p{n}-{j}"), &own(n, j), slow);
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let host = server.host().to_owned();
+    let children: Vec<(usize, PathBuf, Child)> = (0..16)
+        .map(|n| {
+            let refs = vec![
+                format!("{host}/fleet/shared:s0"),
+                format!("{host}/fleet/own:p{n}-0"),
+                format!("{host}/fleet/shared:s1"),
+                format!("{host}/fleet/own:p{n}-1"),
+            ];
+            let out = work.path().join(format!("out-{n}"));
+            let child = spawn_child(&refs, &out, work.path(), &host);
+            (n, out, child)
+        })
+        .collect();
+    for (n, out, mut child) in children {
+        assert!(child.wait().unwrap().success(), "process {n} failed");
+        let expected = [&shared[0], &own(n, 0), &shared[1], &own(n, 1)];
+        for (i, want) in expected.iter().enumerate() {
+            assert_eq!(
+                &std::fs::read(out.join(i.to_string())).unwrap(),
+                *want,
+                "process {n} reference {i}"
+            );
+        }
+    }
+    for p in &shared {
+        assert_eq!(
+            server.hits("GET", &format!("/v2/fleet/shared/blobs/{}", digest(p))),
+            1
+        );
+    }
+    for n in 0..16 {
+        for j in 0..2 {
+            assert_eq!(
+                server.hits(
+                    "GET",
+                    &format!("/v2/fleet/own/blobs/{}", digest(&own(n, j)))
+                ),
+                1
+            );
+        }
+    }
+    let root = work.path().join("openapi-forge/plugins");
+    assert_eq!(verified_blobs(&root).len(), 2 * (2 + 32));
+    assert_eq!(temp_files(&root), 0);
+}
+
+/// xorshift64: reproducible randomness without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A child pulling a 2 MiB blob from a slow server is killed with SIGKILL at a
+/// random moment, again and again. Each artifact is attacked three times, so
+/// kills land at different stages of its download (a killed writer's own file is
+/// not resumed: see `cache/commit.rs`; tests/crash.rs kills at each system call). After every kill,
+/// `blobs/` holds only files that hash to their names; at the end every
+/// artifact pulls correctly and prune leaves no temporary file behind.
+fn sigkill_at_random_moments() {
+    let iterations: usize = std::env::var("FORGE_OCI_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed = std::env::var("FORGE_OCI_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("sigkill test: {iterations} kills, FORGE_OCI_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let server = FakeRegistry::start();
+    let host = server.host().to_owned();
+    let artifacts = iterations.div_ceil(3);
+    let payload = |a: usize| wasm_payload(&format!("crash target {a}"), 2 << 20);
+    for a in 0..artifacts {
+        server.artifact("crash/plugin", &format!("a{a}"), &payload(a), |r| {
+            r.slow(32 << 10, Duration::from_millis(8)).ranges()
+        });
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("openapi-forge/plugins");
+    let out = work.path().join("out");
+    let mut killed_mid_pull = 0;
+    for i in 0..iterations {
+        let reference = format!("{host}/crash/plugin:a{}", i / 3);
+        let mut child = spawn_child(&[reference], &out, work.path(), &host);
+        std::thread::sleep(Duration::from_millis(rng.below(450)));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_pull += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        verified_blobs(&root); // panics on any file that does not hash to its name
+    }
+    eprintln!("sigkill test: {killed_mid_pull} of {iterations} kills hit a running pull");
+    assert!(
+        killed_mid_pull > 0,
+        "no kill landed while a pull was running"
+    );
+    let client = client(&host, &root);
+    std::thread::scope(|scope| {
+        for a in 0..artifacts {
+            let (client, host) = (&client, &host);
+            scope.spawn(move || {
+                let artifact = client.pull(&format!("{host}/crash/plugin:a{a}")).unwrap();
+                assert_eq!(artifact.read().unwrap(), payload(a), "artifact {a}");
+            });
+        }
+    });
+    assert!(client.cache().verify().unwrap().corrupt.is_empty());
+    client.cache().prune(&PruneOptions::default()).unwrap();
+    assert_eq!(temp_files(&root), 0, "prune removes what the kills left");
+}
