@@ -1127,3 +1127,81 @@ exit 1"#
         "{msg}"
     );
 }
+
+#[test]
+fn one_token_request_serves_two_pulls() {
+    let mut server = Server::new();
+    let host = server.host_with_port();
+    let realm = format!("http://{host}/token");
+    let challenge =
+        format!(r#"Bearer realm="{realm}",service="test-registry",scope="repository:{REPO}:pull""#);
+    let token = server
+        .mock("GET", "/token")
+        .match_query(Matcher::AllOf(vec![
+            Matcher::UrlEncoded("service".into(), "test-registry".into()),
+            Matcher::UrlEncoded("scope".into(), format!("repository:{REPO}:pull")),
+        ]))
+        .with_status(200)
+        .with_body(r#"{"token":"anon-token-123","expires_in":300}"#)
+        .expect(1)
+        .create();
+    // Without the token everything is 401; with it the registry answers.
+    let unauthorized = server
+        .mock("GET", Matcher::Regex(format!("^/v2/{REPO}/")))
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header("www-authenticate", &challenge)
+        .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#)
+        .expect(1)
+        .create();
+    let mut authorized = Vec::new();
+    for (tag, seed) in [("v1", "one"), ("v2", "two")] {
+        let payload = wasm_payload(seed, 500);
+        let m = manifest(&[(WASM, &payload)]);
+        authorized.push(
+            server
+                .mock("GET", format!("/v2/{REPO}/manifests/{tag}").as_str())
+                .match_header("authorization", "Bearer anon-token-123")
+                .with_status(200)
+                .with_header("content-type", OCI_MANIFEST)
+                .with_body(&m)
+                .expect(1)
+                .create(),
+        );
+        authorized.push(
+            server
+                .mock(
+                    "GET",
+                    format!("/v2/{REPO}/blobs/{}", digest(&payload)).as_str(),
+                )
+                .match_header("authorization", "Bearer anon-token-123")
+                .with_status(200)
+                .with_body(&payload)
+                .expect(1)
+                .create(),
+        );
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let client = client(&host, cache.path());
+    assert_eq!(
+        client
+            .pull(&format!("{host}/{REPO}:v1"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        wasm_payload("one", 500)
+    );
+    assert_eq!(
+        client
+            .pull(&format!("{host}/{REPO}:v2"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        wasm_payload("two", 500)
+    );
+    token.assert();
+    unauthorized.assert();
+    authorized.iter().for_each(mockito::Mock::assert);
+    // The token never leaks into the client's Debug output.
+    assert!(!format!("{client:?}").contains("anon-token-123"));
+}

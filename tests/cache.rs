@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use common::server::{FakeRegistry, Route};
 use common::*;
 use forge_oci::{Client, Error, Network, PruneOptions, TagPolicy};
+use mockito::Server;
 
 const REPO: &str = "cache/plugin";
 
@@ -297,10 +298,19 @@ fn offline_opens_no_connection() {
             .build()
             .unwrap();
         assert_eq!(offline.pull(&reference).unwrap().read().unwrap(), payload);
-        let err = offline
-            .pull(&format!("{}/{REPO}:2.0", server.host()))
-            .unwrap_err();
-        assert!(matches!(err, Error::NotCached { .. }), "{err:?}");
+        let miss = format!("{}/{REPO}:2.0", server.host());
+        let err = offline.pull(&miss).unwrap_err();
+        match &err {
+            Error::NotCached {
+                reference,
+                cache: dir,
+            } => {
+                assert_eq!(reference, &miss);
+                assert_eq!(dir, cache.path());
+            }
+            other => panic!("expected NotCached, got {other:?}"),
+        }
+        assert!(err.to_string().contains("offline"), "{err}");
     }
     // The environment switches, through the CLI: FORGE_OFFLINE=1 and CARGO_NET_OFFLINE=true.
     for (var, value) in [("FORGE_OFFLINE", "1"), ("CARGO_NET_OFFLINE", "true")] {
@@ -640,4 +650,144 @@ fn a_pin_whose_layer_went_missing_refetches_only_the_blob() {
         "the cached manifest is reused"
     );
     assert_eq!(server.hits("GET", &blob_path(&payload)), 2);
+}
+
+/// A registry serving `REPO:tag` as a one-layer wasm artifact. Returns the
+/// payload and the manifest bytes.
+fn serve_artifact(server: &mut Server, tag: &str, payload: &[u8]) -> Vec<u8> {
+    let m = manifest(&[(WASM, payload)]);
+    mock_manifest(server, REPO, tag, &m, OCI_MANIFEST);
+    mock_blob(server, REPO, payload);
+    m
+}
+
+#[test]
+fn pulls_into_the_cache_then_serves_the_tag_with_the_registry_gone() {
+    let mut server = Server::new();
+    let payload = wasm_payload("fake-wasm-payload", 4096);
+    let m = serve_artifact(&mut server, "v1", &payload);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+    let client = client(&host, cache.path());
+    let reference = format!("{host}/{REPO}:v1");
+
+    let first = client.pull(&reference).unwrap();
+    assert!(!first.from_cache());
+    assert_eq!(first.read().unwrap(), payload);
+    assert_eq!(first.layer_digest().to_string(), digest(&payload));
+    assert_eq!(first.manifest_digest().to_string(), digest(&m));
+    assert_eq!(first.media_type(), WASM);
+    assert_eq!(first.size(), payload.len() as u64);
+    assert_eq!(
+        first.path(),
+        cache
+            .path()
+            .join("blobs/sha256")
+            .join(&digest(&payload)[7..])
+    );
+    // Layer and manifest are cached, the tag recorded; nothing left in tmp/.
+    assert_eq!(verified_blobs(cache.path()).len(), 2);
+    assert_eq!(temp_files(cache.path()), 0);
+
+    drop(server);
+    let second = client.pull(&reference).unwrap();
+    assert!(second.from_cache());
+    assert_eq!(second.read().unwrap(), payload);
+    // A new client (another process, in effect) sees the same cache.
+    let third = common::client(&host, cache.path())
+        .pull(&reference)
+        .unwrap();
+    assert!(third.from_cache());
+}
+
+#[test]
+fn a_tag_whose_blob_is_cached_is_from_the_cache_though_its_manifest_was_fetched() {
+    let mut server = Server::new();
+    let payload = wasm_payload("shared by two tags", 4096);
+    let m = manifest(&[(WASM, &payload)]);
+    mock_manifest(&mut server, REPO, "v1", &m, OCI_MANIFEST);
+    let blob = mock_blob(&mut server, REPO, &payload).expect(1);
+    let second_tag = mock_manifest(&mut server, REPO, "stable", &m, OCI_MANIFEST).expect(1);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+    let client = client(&host, cache.path());
+
+    let first = client.pull(&format!("{host}/{REPO}:v1")).unwrap();
+    assert!(!first.from_cache(), "the blob was downloaded");
+    // Another tag for the same content: its manifest is fetched, the blob is not.
+    let second = client.pull(&format!("{host}/{REPO}:stable")).unwrap();
+    assert!(second.from_cache(), "no blob was downloaded");
+    assert_eq!(second.read().unwrap(), payload);
+    second_tag.assert();
+    blob.assert();
+}
+
+#[test]
+fn digest_pinned_reference_is_verified_and_then_needs_no_network() {
+    let mut server = Server::new();
+    let payload = wasm_payload("pinned", 1000);
+    let m = manifest(&[(WASM, &payload)]);
+    let pin = digest(&m);
+    let by_digest = mock_manifest(&mut server, REPO, &pin, &m, OCI_MANIFEST).expect(1);
+    mock_blob(&mut server, REPO, &payload);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+    let reference = format!("{host}/{REPO}@{pin}");
+
+    let a = client(&host, cache.path()).pull(&reference).unwrap();
+    assert_eq!(a.read().unwrap(), payload);
+    assert_eq!(a.manifest_digest().to_string(), pin);
+    by_digest.assert();
+    // The pin is recorded (so prune keeps it), and no tag was invented for it.
+    let repo_refs = cache
+        .path()
+        .join("refs")
+        .join(host.replace(':', "_"))
+        .join(REPO);
+    assert!(repo_refs.join("_digests").join(&pin[7..]).is_file());
+    assert!(!repo_refs.join("_tags").exists());
+
+    drop(server);
+    let b = client(&host, cache.path()).pull(&reference).unwrap();
+    assert!(b.from_cache());
+    assert_eq!(b.read().unwrap(), payload);
+}
+
+#[test]
+fn a_pull_that_must_wait_for_a_lock_says_so_then_proceeds() {
+    let mut server = Server::new();
+    let payload = wasm_payload("locked", 1000);
+    serve_artifact(&mut server, "v1", &payload);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+
+    // Another "process" holds the download lock of this blob.
+    let locks = cache.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock_path = locks.join(format!("{}.lock", &digest(&payload)[7..]));
+    let mut held = fd_lock::RwLock::new(std::fs::File::create(&lock_path).unwrap());
+    let guard = held.write().unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let client = Client::builder()
+        .cache_dir(cache.path())
+        .insecure_host(&host)
+        .on_event(move |e| tx.send(e.to_string()).unwrap())
+        .build()
+        .unwrap();
+    let reference = format!("{host}/{REPO}:v1");
+    let puller = std::thread::spawn(move || client.pull(&reference));
+
+    let event = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        event,
+        format!("waiting for file lock on {}", lock_path.display())
+    );
+    assert!(
+        !puller.is_finished(),
+        "the pull must block while the lock is held"
+    );
+    drop(guard);
+    let artifact = puller.join().unwrap().unwrap();
+    assert_eq!(artifact.read().unwrap(), payload);
 }

@@ -11,7 +11,8 @@ use common::server::{FakeRegistry, Route};
 use common::*;
 use forge_oci::digest::VerifyError;
 use forge_oci::manifest::ManifestErrorKind;
-use forge_oci::{Artifact, Client, Credentials, Error, UrlRefusal};
+use forge_oci::{Artifact, Client, Credentials, Error, Platform, UrlRefusal};
+use mockito::Server;
 
 const REPO: &str = "hostile/plugin";
 
@@ -98,16 +99,24 @@ fn manifest_error(result: &Result<Artifact, Error>) -> Option<&ManifestErrorKind
 fn wrong_digest() {
     let server = FakeRegistry::start();
     let payload = wasm_payload("right", 5000);
-    serve(
-        &server,
-        "t",
-        &payload,
-        Route::ok(wasm_payload("wrong", 5000)),
-    );
-    let (r, _cache) = pull(&server, &reference(&server, "t"));
+    let wrong = wasm_payload("wrong", 5000);
+    serve(&server, "t", &payload, Route::ok(wrong.clone()));
+    let (r, cache) = pull(&server, &reference(&server, "t"));
+    match blob_error(&r) {
+        Some(VerifyError::DigestMismatch { expected, actual }) => {
+            assert_eq!(expected.to_string(), digest(&payload));
+            assert_eq!(actual.to_string(), digest(&wrong));
+        }
+        _ => panic!("expected a blob digest mismatch, got {r:?}"),
+    }
     assert!(
-        matches!(blob_error(&r), Some(VerifyError::DigestMismatch { .. })),
-        "{r:?}"
+        verified_blobs(cache.path()).is_empty(),
+        "nothing may be committed"
+    );
+    assert_eq!(
+        temp_files(cache.path()),
+        0,
+        "the partial download is removed"
     );
 }
 
@@ -269,6 +278,8 @@ fn manifest_that_is_not_json() {
         matches!(manifest_error(&r), Some(ManifestErrorKind::Invalid)),
         "{r:?}"
     );
+    let err = r.unwrap_err();
+    assert!(err.to_string().contains(&reference(&server, "t")), "{err}");
 }
 
 // 10
@@ -299,23 +310,39 @@ fn html_error_page_with_status_200() {
 fn docker_content_digest_mismatch() {
     let server = FakeRegistry::start();
     let m = manifest(&[(WASM, b"x")]);
+    let lie = digest(b"other");
     server.route(
         &format!("/v2/{REPO}/manifests/t"),
+        Route::ok(m.clone())
+            .header("content-type", OCI_MANIFEST)
+            .header("docker-content-digest", &lie),
+    );
+    let (r, cache) = pull(&server, &reference(&server, "t"));
+    match &r {
+        Err(Error::Verification {
+            what: "manifest",
+            expected,
+            ..
+        }) => assert_eq!(expected.to_string(), lie),
+        other => panic!("expected a manifest mismatch, got {other:?}"),
+    }
+    assert!(verified_blobs(cache.path()).is_empty());
+    // Absent or empty, the header is tolerated.
+    serve_manifest(&server, "absent", m.clone());
+    server.route(
+        &format!("/v2/{REPO}/manifests/empty"),
         Route::ok(m)
             .header("content-type", OCI_MANIFEST)
-            .header("docker-content-digest", &digest(b"other")),
+            .header("docker-content-digest", ""),
     );
-    let (r, _cache) = pull(&server, &reference(&server, "t"));
-    assert!(
-        matches!(
-            r,
-            Err(Error::Verification {
-                what: "manifest",
-                ..
-            })
-        ),
-        "{r:?}"
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(b"x")),
+        Route::ok("x"),
     );
+    for tag in ["absent", "empty"] {
+        let (r, _cache) = pull(&server, &reference(&server, tag));
+        assert_eq!(r.unwrap().read().unwrap(), b"x", "{tag}");
+    }
 }
 
 // 12
@@ -323,9 +350,32 @@ fn docker_content_digest_mismatch() {
 fn index_without_a_wasm_platform() {
     let server = FakeRegistry::start();
     let child = manifest(&[("application/vnd.oci.image.layer.v1.tar", b"x")]);
-    serve_manifest(&server, "t", index(&[(&child, "linux", "amd64")]));
+    serve_manifest(
+        &server,
+        "t",
+        index(&[(&child, "linux", "amd64"), (&child, "linux", "arm64")]),
+    );
     let (r, _cache) = pull(&server, &reference(&server, "t"));
     assert!(matches!(r, Err(Error::NoMatch { .. })), "{r:?}");
+    // The error names what the index offers and what was looked for.
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains("linux/amd64") && msg.contains("linux/arm64") && msg.contains("wasip2/wasm"),
+        "{msg}"
+    );
+    // A client configured for linux/arm64 picks that entry.
+    server.route(
+        &format!("/v2/{REPO}/manifests/{}", digest(&child)),
+        Route::ok(child).header("content-type", OCI_MANIFEST),
+    );
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(b"x")),
+        Route::ok("x"),
+    );
+    let (r, _cache) = pull_with(&server, &reference(&server, "t"), |b| {
+        b.platforms([Platform::new("linux", "arm64")])
+    });
+    assert_eq!(r.unwrap().read().unwrap(), b"x");
 }
 
 // 13
@@ -407,13 +457,29 @@ fn a_401_after_a_fresh_token_is_final() {
     );
     server.route(
         &format!("/v2/{REPO}/manifests/t"),
-        Route::ok("")
+        Route::ok(r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#)
             .status(401)
             .header("www-authenticate", &challenge),
     );
     server.route("/token", Route::ok(r#"{"token":"useless"}"#));
     let (r, _cache) = pull(&server, &reference(&server, "t"));
-    assert!(matches!(r, Err(Error::Unauthorized { .. })), "{r:?}");
+    match &r {
+        Err(Error::Unauthorized {
+            reference: named,
+            detail,
+            ..
+        }) => {
+            assert_eq!(named, &reference(&server, "t"));
+            assert!(
+                detail
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("UNAUTHORIZED"),
+                "{detail:?}"
+            );
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
     assert_eq!(server.hits("GET", "/token"), 1);
     assert_eq!(server.hits("GET", &format!("/v2/{REPO}/manifests/t")), 2);
 }
@@ -703,11 +769,18 @@ fn a_manifest_that_never_ends_is_cut_at_the_limit() {
             r,
             Err(Error::TooLarge {
                 what: "manifest",
+                limit: 1048576,
                 ..
             })
         ),
         "{r:?}"
     );
+    // An announced Content-Length over the limit is refused before any body is read.
+    serve_manifest(&server, "announced", vec![b' '; (1 << 20) + 1]);
+    let (r, _cache) = pull_with(&server, &reference(&server, "announced"), |b| {
+        b.max_manifest_size(1 << 20)
+    });
+    assert!(matches!(r, Err(Error::TooLarge { .. })), "{r:?}");
 }
 
 // 32
@@ -1071,4 +1144,190 @@ fn a_body_echoing_a_signature_decoded_or_from_the_registry_itself_is_left_out() 
             assert!(!text.to_lowercase().contains("secretsig"), "{tag}: {text}");
         }
     }
+}
+
+// Against mockito: lies told once, with the exact error each one must give.
+
+#[test]
+fn pinned_manifest_that_does_not_hash_to_the_pin_is_refused() {
+    let mut server = Server::new();
+    let payload = wasm_payload("x", 100);
+    let m = manifest(&[(WASM, &payload)]);
+    let pin = digest(b"some other manifest");
+    // A registry (or a man in the middle) answers the pinned digest with other bytes.
+    server
+        .mock("GET", format!("/v2/{REPO}/manifests/{pin}").as_str())
+        .with_status(200)
+        .with_header("content-type", OCI_MANIFEST)
+        .with_body(&m)
+        .create();
+    let blob = mock_blob(&mut server, REPO, &payload).expect(0);
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+
+    let err = client(&host, cache.path())
+        .pull(&format!("{host}/{REPO}@{pin}"))
+        .unwrap_err();
+    match &err {
+        Error::Verification {
+            what: "manifest",
+            reason: VerifyError::DigestMismatch { expected, actual },
+            ..
+        } => {
+            assert_eq!(expected.to_string(), pin);
+            assert_eq!(actual.to_string(), digest(&m));
+        }
+        other => panic!("expected a manifest digest mismatch, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains(&pin) && msg.contains(&digest(&m)), "{msg}");
+    blob.assert();
+    assert!(verified_blobs(cache.path()).is_empty());
+}
+
+/// Serves a manifest for `payload` and, as its blob, `served` instead.
+fn pull_with_blob_body(payload: &[u8], served: &[u8]) -> (Error, tempfile::TempDir) {
+    let mut server = Server::new();
+    let m = manifest(&[(WASM, payload)]);
+    mock_manifest(&mut server, REPO, "v1", &m, OCI_MANIFEST);
+    server
+        .mock(
+            "GET",
+            format!("/v2/{REPO}/blobs/{}", digest(payload)).as_str(),
+        )
+        .with_status(200)
+        .with_body(served)
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+    let err = client(&host, cache.path())
+        .pull(&format!("{host}/{REPO}:v1"))
+        .unwrap_err();
+    (err, cache)
+}
+
+#[test]
+fn blob_size_mismatch_leaves_nothing_in_the_cache() {
+    let payload = wasm_payload("sized", 2048);
+    let (err, cache) = pull_with_blob_body(&payload, &payload[..1000]);
+    assert!(
+        matches!(
+            &err,
+            Error::Verification {
+                reason: VerifyError::TooShort {
+                    expected: 2048,
+                    actual: 1000
+                },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(verified_blobs(cache.path()).is_empty());
+    assert_eq!(temp_files(cache.path()), 0);
+
+    let mut longer = payload.clone();
+    longer.extend_from_slice(b"trailing bytes");
+    let (err, cache) = pull_with_blob_body(&payload, &longer);
+    assert!(
+        matches!(
+            &err,
+            Error::Verification {
+                reason: VerifyError::TooLong { expected: 2048 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(verified_blobs(cache.path()).is_empty());
+    assert_eq!(temp_files(cache.path()), 0);
+}
+
+#[test]
+fn not_found_carries_the_registry_error() {
+    let mut server = Server::new();
+    server
+        .mock("GET", format!("/v2/{REPO}/manifests/nope").as_str())
+        .with_status(404)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nope"}}]}"#)
+        .create();
+    server
+        .mock("GET", format!("/v2/{REPO}/manifests/teapot").as_str())
+        .with_status(418)
+        .with_body("short and stout")
+        .create();
+    let cache = tempfile::tempdir().unwrap();
+    let host = server.host_with_port();
+    let c = client(&host, cache.path());
+
+    let err = c.pull(&format!("{host}/{REPO}:nope")).unwrap_err();
+    match &err {
+        Error::NotFound {
+            reference,
+            registry,
+            detail,
+        } => {
+            assert_eq!(reference, &format!("{host}/{REPO}:nope"));
+            assert_eq!(registry, &host);
+            assert_eq!(
+                detail.as_deref(),
+                Some("MANIFEST_UNKNOWN: manifest unknown")
+            );
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains(&format!("{host}/{REPO}:nope")),
+        "{err}"
+    );
+
+    let err = c.pull(&format!("{host}/{REPO}:teapot")).unwrap_err();
+    match &err {
+        Error::Registry {
+            status: 418,
+            detail,
+            code: None,
+            ..
+        } => {
+            assert_eq!(detail.as_deref(), Some("short and stout"));
+        }
+        other => panic!("expected Registry 418, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_server_answers_are_typed_errors() {
+    let mut server = Server::new();
+    let host = server.host_with_port();
+    for (tag, body, media_type) in [
+        ("schema1", &br#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#[..], "application/vnd.docker.distribution.manifest.v1+prettyjws"),
+        ("unknown", br#"{"schemaVersion":2,"mediaType":"application/vnd.example+json","layers":[]}"#, "application/json"),
+        ("negative", br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a/b","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":-2},"layers":[]}"#, OCI_MANIFEST),
+    ] {
+        mock_manifest(&mut server, REPO, tag, body, media_type);
+    }
+    let sha512 = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"a/b","digest":"{}","size":2}},"layers":[{{"mediaType":"{WASM}","digest":"sha512:{}","size":4}}]}}"#,
+        digest(EMPTY_CONFIG),
+        "ab".repeat(64)
+    );
+    mock_manifest(&mut server, REPO, "sha512", sha512.as_bytes(), OCI_MANIFEST);
+    let cache = tempfile::tempdir().unwrap();
+    let c = client(&host, cache.path());
+    for tag in ["schema1", "unknown", "negative"] {
+        let err = c.pull(&format!("{host}/{REPO}:{tag}")).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidManifest { .. }),
+            "{tag}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains(&format!("{host}/{REPO}:{tag}")),
+            "{err}"
+        );
+    }
+    let err = c.pull(&format!("{host}/{REPO}:sha512")).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedDigest { .. }), "{err:?}");
+    assert!(err.to_string().contains("sha512"), "{err}");
+    assert!(verified_blobs(cache.path()).is_empty());
 }

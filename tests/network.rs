@@ -680,3 +680,25 @@ fn proxies_per_scheme_and_no_proxy() {
     );
     assert_eq!(out.stdout, payload);
 }
+
+#[test]
+fn unreachable_registry_is_a_transport_error_naming_the_host() {
+    // Bind then drop a listener to get a port with nothing behind it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let cache = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let err = client(&host, cache.path())
+        .pull(&format!("{host}/test/repo:v1"))
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    match &err {
+        Error::Transport { host: h, .. } => assert_eq!(h, &host),
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert!(std::error::Error::source(&err).is_some());
+}
