@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use forge_oci::{Client, ClientBuilder, Credentials, Error};
+use forge_oci::{Credentials, Error};
 use mockito::{Matcher, Server};
 
 const REPO: &str = "private/plugin";
@@ -17,16 +17,6 @@ const TOKEN: &str = "tok-secret-0123456789";
 
 fn basic(user: &str, pass: &str) -> String {
     basic_auth(user, pass)
-}
-
-/// A builder that reads no credential file of the machine's.
-fn isolated(host: &str, cache: &Path) -> ClientBuilder {
-    Client::builder()
-        .cache_dir(cache)
-        .insecure_host(host)
-        .retries(0)
-        .docker_config_dir(cache.join("no-docker-config"))
-        .auth_files([])
 }
 
 /// A registry that demands a Bearer token `TOKEN` for REPO and serves one artifact.
@@ -66,6 +56,12 @@ fn private_manifest(server: &mut Server) -> Vec<u8> {
     payload
 }
 
+/// A request to the token service at `/token`, whatever its query: the caller
+/// adds what it must carry and what it gets, then `create()`s it.
+fn token_request(server: &mut Server) -> mockito::Mock {
+    server.mock("GET", "/token").match_query(Matcher::Any)
+}
+
 fn token_body() -> String {
     format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#)
 }
@@ -74,9 +70,7 @@ fn token_body() -> String {
 fn basic_credentials_are_sent_to_the_token_realm() {
     let mut server = Server::new();
     let payload = private_registry(&mut server);
-    let token = server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    let token = token_request(&mut server)
         .match_header("authorization", basic("alice", PASSWORD).as_str())
         .with_body(token_body())
         .expect(1)
@@ -135,9 +129,7 @@ fn a_refused_oauth2_post_falls_back_to_get() {
     let mut server = Server::new();
     let payload = private_registry(&mut server);
     server.mock("POST", "/token").with_status(404).create();
-    let get = server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    let get = token_request(&mut server)
         .match_header("authorization", basic("<token>", "refresh-secret").as_str())
         .with_body(token_body())
         .expect(1)
@@ -218,9 +210,7 @@ fn docker_config_and_podman_auth_files_are_read() {
     let mut server = Server::new();
     let payload = private_registry(&mut server);
     let host = server.host_with_port();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    token_request(&mut server)
         .match_header(
             "authorization",
             Matcher::AnyOf(vec![
@@ -270,15 +260,11 @@ fn docker_config_and_podman_auth_files_are_read() {
 /// anonymous tokens but refuses the (stale) credentials.
 fn public_registry_refusing_credentials(server: &mut Server) -> Vec<u8> {
     let payload = private_registry(server);
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    token_request(server)
         .match_header("authorization", Matcher::Missing)
         .with_body(token_body())
         .create();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    token_request(server)
         .match_header("authorization", Matcher::Regex("^Basic ".into()))
         .with_status(401)
         .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#)
@@ -344,15 +330,11 @@ fn refusals_say_what_to_do_and_name_the_source() {
         )
         .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#)
         .create();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    token_request(&mut server)
         .match_header("authorization", Matcher::Missing)
         .with_body(token_body())
         .create();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    token_request(&mut server)
         .match_header("authorization", Matcher::Regex("^Basic ".into()))
         .with_status(401)
         .create();
@@ -433,15 +415,11 @@ fn credentials_never_cross_plain_http_to_a_host_not_marked_insecure() {
             ),
         )
         .create();
-    let with_credentials = auth
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    let with_credentials = token_request(&mut auth)
         .match_header("authorization", Matcher::Any)
         .expect(0)
         .create();
-    let anonymous = auth
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    let anonymous = token_request(&mut auth)
         .match_header("authorization", Matcher::Missing)
         .with_body(token_body())
         .expect(1)
@@ -462,11 +440,7 @@ fn authorization_is_not_forwarded_on_a_redirect_to_another_host() {
     let mut storage = Server::new(); // a CDN or S3 bucket that records what it is sent
     let payload = private_manifest(&mut server);
     let host = server.host_with_port();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
-        .with_body(token_body())
-        .create();
+    token_request(&mut server).with_body(token_body()).create();
     // The blob is redirected off-host.
     server
         .mock(
@@ -509,16 +483,12 @@ fn credential_helpers_run_from_path_and_their_trouble_is_reported() {
     let mut server = Server::new();
     let payload = private_registry(&mut server);
     let host = server.host_with_port();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    token_request(&mut server)
         .match_header("authorization", basic("helper-user", PASSWORD).as_str())
         .with_body(token_body())
         .expect(1)
         .create();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    token_request(&mut server)
         .match_header("authorization", Matcher::Missing)
         .with_status(401)
         .create();
@@ -656,11 +626,7 @@ fn a_redirect_target_that_challenges_gets_its_own_anonymous_token() {
     let mut storage = Server::new();
     let payload = private_manifest(&mut server);
     let host = server.host_with_port();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
-        .with_body(token_body())
-        .create();
+    token_request(&mut server).with_body(token_body()).create();
     server
         .mock(
             "GET",
@@ -682,15 +648,12 @@ fn a_redirect_target_that_challenges_gets_its_own_anonymous_token() {
             ),
         )
         .create();
-    let storage_token = storage
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    let storage_token = token_request(&mut storage)
         .match_header("authorization", Matcher::Missing)
         .with_body(r#"{"token":"storage-only-token"}"#)
         .expect(1)
         .create();
-    let credentials_leaked = storage
-        .mock("GET", "/token")
+    let credentials_leaked = token_request(&mut storage)
         .match_header("authorization", Matcher::Any)
         .expect(0)
         .create();
@@ -721,11 +684,7 @@ fn a_same_origin_redirect_keeps_authorization_and_loops_end() {
     let mut server = Server::new();
     let payload = private_manifest(&mut server);
     let host = server.host_with_port();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
-        .with_body(token_body())
-        .create();
+    token_request(&mut server).with_body(token_body()).create();
     server
         .mock(
             "GET",
@@ -795,9 +754,7 @@ fn registry_per_user(server: &mut Server, users: &[&str], repos: &[(&str, &str)]
         )
         .create();
     for user in users {
-        server
-            .mock("GET", "/token")
-            .match_query(Matcher::Any)
+        token_request(server)
             .match_header(
                 "authorization",
                 basic(user, &format!("{user}-password")).as_str(),
@@ -972,9 +929,7 @@ fn a_helper_that_never_answers_is_stopped_and_holds_up_nothing_else() {
     let mut private = Server::new();
     let private_payload = private_registry(&mut private);
     let private_host = private.host_with_port();
-    private
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
+    token_request(&mut private)
         .match_header("authorization", basic("fast-user", PASSWORD).as_str())
         .with_body(token_body())
         .create();
@@ -1039,11 +994,7 @@ fn a_helper_that_never_answers_is_stopped_and_holds_up_nothing_else() {
     // Where anonymous access is refused, the error says what the helper did.
     let mut refusing = Server::new();
     private_registry(&mut refusing);
-    refusing
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
-        .with_status(401)
-        .create();
+    token_request(&mut refusing).with_status(401).create();
     let refusing_host = refusing.host_with_port();
     let docker = helper_config(cache.path(), &[(&refusing_host, "slow")]);
     let err = isolated(&refusing_host, cache.path())
@@ -1086,11 +1037,7 @@ exit 1"#
     let mut server = Server::new();
     private_registry(&mut server);
     let host = server.host_with_port();
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
-        .with_status(401)
-        .create();
+    token_request(&mut server).with_status(401).create();
     let work = tempfile::tempdir().unwrap();
     let pull = |helper: &str| {
         let docker = helper_config(work.path(), &[(&host, helper)]);

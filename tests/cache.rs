@@ -18,10 +18,7 @@ use mockito::Server;
 const REPO: &str = "cache/plugin";
 
 fn client_with(server: &FakeRegistry, cache: &Path, policy: TagPolicy) -> Client {
-    Client::builder()
-        .cache_dir(cache)
-        .insecure_host(server.host())
-        .retries(0)
+    isolated(server.host(), cache)
         .tag_policy(policy)
         .build()
         .unwrap()
@@ -111,10 +108,7 @@ fn revalidate_uses_the_cache_when_the_registry_is_down_and_says_so() {
 
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&events);
-    let c = Client::builder()
-        .cache_dir(cache.path())
-        .insecure_host(&host)
-        .retries(0)
+    let c = isolated(&host, cache.path())
         .tag_policy(TagPolicy::Revalidate)
         .on_event(move |e| seen.lock().unwrap().push(e.to_string()))
         .build()
@@ -144,10 +138,7 @@ fn revalidating_pull(
 ) -> (forge_oci::Artifact, Vec<String>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&events);
-    let mut b = Client::builder()
-        .cache_dir(cache)
-        .insecure_host(host)
-        .retries(0)
+    let mut b = isolated(host, cache)
         .tag_policy(TagPolicy::Revalidate)
         .on_event(move |e| seen.lock().unwrap().push(e.to_string()));
     if let Some(t) = timeout {
@@ -290,9 +281,7 @@ fn offline_opens_no_connection() {
         TagPolicy::Revalidate,
         TagPolicy::MaxAge(Duration::ZERO),
     ] {
-        let offline = Client::builder()
-            .cache_dir(cache.path())
-            .insecure_host(server.host())
+        let offline = isolated(server.host(), cache.path())
             .network(Network::Offline)
             .tag_policy(policy)
             .build()
@@ -769,9 +758,7 @@ fn a_pull_that_must_wait_for_a_lock_says_so_then_proceeds() {
     let guard = held.write().unwrap();
 
     let (tx, rx) = std::sync::mpsc::channel();
-    let client = Client::builder()
-        .cache_dir(cache.path())
-        .insecure_host(&host)
+    let client = isolated(&host, cache.path())
         .on_event(move |e| tx.send(e.to_string()).unwrap())
         .build()
         .unwrap();

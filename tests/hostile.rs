@@ -11,7 +11,7 @@ use common::server::{FakeRegistry, Route};
 use common::*;
 use forge_oci::digest::VerifyError;
 use forge_oci::manifest::ManifestErrorKind;
-use forge_oci::{Artifact, Client, Credentials, Error, Platform, UrlRefusal};
+use forge_oci::{Artifact, Credentials, Error, Platform, UrlRefusal};
 use mockito::Server;
 
 const REPO: &str = "hostile/plugin";
@@ -28,11 +28,7 @@ fn pull_with(
     configure: impl FnOnce(forge_oci::ClientBuilder) -> forge_oci::ClientBuilder,
 ) -> (Result<Artifact, Error>, tempfile::TempDir) {
     let cache = tempfile::tempdir().unwrap();
-    let builder = Client::builder()
-        .cache_dir(cache.path())
-        .insecure_host(server.host())
-        .docker_config_dir(cache.path().join("none"))
-        .auth_files([])
+    let builder = isolated(server.host(), cache.path())
         .retries(1)
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(Duration::from_secs(1));
