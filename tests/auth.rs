@@ -945,7 +945,7 @@ fn a_helper_that_never_answers_is_stopped_and_holds_up_nothing_else() {
         .build()
         .unwrap();
 
-    std::thread::scope(|s| {
+    let pinned = std::thread::scope(|s| {
         let slow = s.spawn(|| {
             let t = std::time::Instant::now();
             let got = client.pull(&format!("{public_host}/{REPO}:1.0"));
@@ -970,11 +970,51 @@ fn a_helper_that_never_answers_is_stopped_and_holds_up_nothing_else() {
             .unwrap();
         assert!(!slow.is_finished(), "prune waited for the slow helper");
         let (got, took) = slow.join().unwrap();
-        assert_eq!(got.unwrap().read().unwrap(), payload, "anonymously");
+        let got = got.unwrap();
+        assert_eq!(got.read().unwrap(), payload, "anonymously");
         assert!(
             took.as_secs_f64() >= 1.9 && took.as_secs() < 6,
             "the public pull took {took:?} with a 2 s helper timeout"
         );
+        got
+    });
+
+    // A pin whose manifests are cached but whose layer is gone: its first request
+    // is the blob's, which would meet the 401 under the cache lock. A new client
+    // (no token, no helper answer kept) must still run the helper outside it.
+    std::fs::remove_file(pinned.path()).unwrap();
+    std::fs::remove_file(&started).unwrap();
+    public
+        .mock("HEAD", Matcher::Regex(format!("^/v2/{REPO}/")))
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            &format!(r#"Bearer realm="http://{public_host}/token",service="test""#),
+        )
+        .create();
+    let client = isolated(&public_host, work.path())
+        .docker_config_dir(&docker)
+        .credential_helper_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let reference = format!("{public_host}/{REPO}@{}", pinned.manifest_digest());
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| client.pull(&reference));
+        let t = std::time::Instant::now();
+        while !started.exists() {
+            assert!(t.elapsed().as_secs() < 10, "the slow helper never started");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        client
+            .cache()
+            .prune(&forge_oci::PruneOptions::default())
+            .unwrap();
+        assert!(
+            !slow.is_finished(),
+            "prune waited for the helper of a pinned pull"
+        );
+        assert_eq!(slow.join().unwrap().unwrap().read().unwrap(), payload);
     });
 
     // The pull's deadline bounds a helper too, whatever the helper timeout.
