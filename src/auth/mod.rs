@@ -9,6 +9,7 @@ mod challenge;
 mod credentials;
 mod helper;
 mod keys;
+mod session;
 mod token;
 
 pub(crate) use base64::base64;
@@ -20,4 +21,5 @@ pub(crate) use credentials::{CredentialSources, Lookup, Source};
 pub(crate) use helper::HelperAnswers;
 #[cfg(any(feature = "__fuzz", test))]
 pub(crate) use helper::{Answer, Ended, judge};
+pub(crate) use session::{AuthOutcome, Next, Realm, Session};
 pub(crate) use token::{Token, TokenStore, parse_token_answer};

@@ -23,13 +23,15 @@ use range::parse_content_range;
 use redirect::is_redirect;
 use retry::{is_retryable_status, is_transient, retry_after};
 use status::{Answer, check_status};
-use token::{AuthOutcome, Withheld, challenges};
+use token::challenges;
 use transport::Transport;
 pub(crate) use transport::TransportConfig;
 pub use url::UrlRefusal;
 use url::{Url, UrlError};
 
-use crate::auth::{CredentialSources, HelperAnswers, Lookup, TokenStore};
+use crate::auth::{
+    Challenge, CredentialSources, HelperAnswers, Lookup, Next, Realm, Session, TokenStore,
+};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::MANIFEST_ACCEPT;
@@ -311,7 +313,7 @@ impl Registry {
         let target = home.as_request();
         let scope = format!("repository:{}:pull", r.repository());
         let mut authorization = self.tokens.get(host, &scope).map(|t| t.header());
-        let mut auth = AuthOutcome::default();
+        let mut session = Session::default();
         let agent = self.transport.agent(&target)?;
         loop {
             let resp = self.send(host, call, |remaining| {
@@ -336,7 +338,7 @@ impl Registry {
                     headers,
                     authorization.as_deref(),
                     call,
-                    &auth,
+                    session.outcome(),
                 );
             }
             let answer = Answer {
@@ -344,85 +346,66 @@ impl Registry {
                 url: home.clone(),
                 foreign: false,
             };
-            if answer.resp.status().as_u16() != 401 || auth.answered {
-                return check_status(r, answer, &auth);
+            if answer.resp.status().as_u16() != 401 || session.answered() {
+                return check_status(r, answer, session.outcome());
             }
-            auth.answered = true;
+            // What the 401 means is the session's to decide; asking the credential
+            // sources and the token service is ours.
             let challenges = challenges(&answer.resp);
+            let bearer = challenges.iter().find(|c| c.scheme == "bearer");
+            let realm = bearer.map(|c| self.judge_realm(c));
+            let basic = challenges.iter().any(|c| c.scheme == "basic");
             let lookup = self.lookup(r, call.deadline);
-            auth.problems.clone_from(&lookup.problems);
-            if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
-                // A token service that refuses us anonymously is the registry refusing
-                // access: say so with the advice, not as a token-service failure.
-                let anonymously = |auth: &AuthOutcome| match self.fetch_token(
-                    r,
-                    challenge,
-                    &scope,
-                    None,
-                    call.deadline,
-                ) {
+            let mut next = session.on_unauthorized(lookup, realm, basic);
+            authorization = loop {
+                let with = match next {
+                    Next::GiveUp => return check_status(r, answer, session.outcome()),
+                    Next::Send(header) => break Some(header),
+                    Next::AskToken(with) => with,
+                };
+                let Some(challenge) = bearer else {
+                    return check_status(r, answer, session.outcome());
+                };
+                match self.fetch_token(r, challenge, &scope, with.as_ref(), call.deadline) {
+                    Ok(token) => {
+                        session.on_token();
+                        self.tokens.put(host, &scope, token.clone());
+                        break Some(token.header());
+                    }
                     Err(Error::Token {
                         status: Some(401 | 403),
                         ..
-                    }) => Err(Error::Unauthorized {
-                        reference: r.to_string(),
-                        registry: r.registry().to_owned(),
-                        detail: Some("the token service refused anonymous access".to_owned()),
-                        advice: auth.advice(r.registry()),
-                    }),
-                    other => other,
-                };
-                // A realm that does not parse gets nothing: fetch_token refuses it.
-                let realm = challenge.param("realm").and_then(|u| Url::parse(u).ok());
-                let found = match (&lookup.found, &realm) {
-                    (Some(_), None) => None,
-                    (Some((_, source)), Some(realm)) if !self.may_send_credentials(realm) => {
-                        auth.withheld = Some(Withheld {
-                            source: source.clone(),
-                            realm: realm.redacted(),
-                            host: realm.authority(),
-                        });
-                        None
-                    }
-                    (found, _) => found.as_ref(),
-                };
-                let token = match found {
-                    Some((credentials, source)) => {
-                        match self.fetch_token(
-                            r,
-                            challenge,
-                            &scope,
-                            Some(credentials),
-                            call.deadline,
-                        ) {
-                            Err(Error::Token {
-                                status: Some(401 | 403),
-                                ..
-                            }) => {
-                                auth.rejected = Some(source.clone());
-                                anonymously(&auth)?
-                            }
-                            other => {
-                                auth.used = Some(source.clone());
-                                other?
-                            }
+                    }) => match session.on_token_refused() {
+                        Some(again) => next = again,
+                        // A token service that refuses us anonymously is the registry
+                        // refusing access: say so with the advice.
+                        None => {
+                            return Err(Error::Unauthorized {
+                                reference: r.to_string(),
+                                registry: r.registry().to_owned(),
+                                detail: Some(
+                                    "the token service refused anonymous access".to_owned(),
+                                ),
+                                advice: session.outcome().advice(r.registry()),
+                            });
                         }
-                    }
-                    None => anonymously(&auth)?,
-                };
-                self.tokens.put(host, &scope, token.clone());
-                authorization = Some(token.header());
-                continue;
-            }
-            let basic = challenges.iter().any(|c| c.scheme == "basic");
-            match (&lookup.found, basic) {
-                (Some((credentials, source)), true) if credentials.basic_header().is_some() => {
-                    auth.used = Some(source.clone());
-                    auth.sent_directly = true;
-                    authorization = credentials.basic_header();
+                    },
+                    Err(e) => return Err(e),
                 }
-                _ => return check_status(r, answer, &auth),
-            }
+            };
+        }
+    }
+
+    /// How a Bearer challenge's realm is judged for credentials: a URL we can read,
+    /// on a host credentials may be sent to over its scheme.
+    fn judge_realm(&self, challenge: &Challenge) -> Realm {
+        match challenge.param("realm").and_then(|u| Url::parse(u).ok()) {
+            None => Realm::Unreadable,
+            Some(realm) if !self.may_send_credentials(&realm) => Realm::PlainHttp {
+                realm: realm.redacted(),
+                host: realm.authority(),
+            },
+            Some(_) => Realm::Usable,
         }
     }
 

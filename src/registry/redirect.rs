@@ -5,9 +5,10 @@ use ureq::Body;
 use ureq::http::Response;
 
 use super::status::{Answer, check_status};
-use super::token::{AuthOutcome, challenges};
+use super::token::challenges;
 use super::url::{Url, UrlRefusal};
 use super::{Call, MAX_REDIRECTS, Method, Registry, limited, refused};
+use crate::auth::AuthOutcome;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 

@@ -7,8 +7,8 @@ use ureq::Body;
 use ureq::http::Response;
 
 use super::MAX_ERROR_BODY;
-use super::token::AuthOutcome;
 use super::url::Url;
+use crate::auth::AuthOutcome;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 use crate::untrusted::printable;

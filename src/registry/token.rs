@@ -10,7 +10,7 @@ use ureq::http::Response;
 
 use super::url::{Url, UrlRefusal};
 use super::{Call, MAX_TOKEN_RESPONSE, Registry, limited, refused, transport};
-use crate::auth::{Challenge, Credentials, Source, Token, parse_challenges, parse_token_answer};
+use crate::auth::{Challenge, Credentials, Token, parse_challenges, parse_token_answer};
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 
@@ -154,72 +154,6 @@ pub(super) fn challenges(resp: &Response<Body>) -> Vec<Challenge> {
         .filter_map(|v| parse_challenges(v).ok())
         .flatten()
         .collect()
-}
-
-/// What happened with credentials during one request, for the error if it fails.
-#[derive(Debug, Default)]
-pub(super) struct AuthOutcome {
-    /// A challenge was answered already; a second 401 is final.
-    pub(super) answered: bool,
-    /// Credentials that were sent and accepted by the token service (or sent as Basic).
-    pub(super) used: Option<Source>,
-    /// Credentials the token service refused, after which we tried anonymously.
-    pub(super) rejected: Option<Source>,
-    /// `used` went to the registry itself (a Basic challenge), so a refusal rejects them.
-    pub(super) sent_directly: bool,
-    /// Credentials not sent because the realm is plain HTTP on a host not marked insecure.
-    pub(super) withheld: Option<Withheld>,
-    /// Sources that could not be read.
-    pub(super) problems: Vec<String>,
-}
-
-/// Credentials held back from a plain-HTTP token realm.
-#[derive(Debug)]
-pub(super) struct Withheld {
-    pub(super) source: Source,
-    /// The realm, redacted.
-    pub(super) realm: String,
-    /// The realm's `host[:port]`, as it would be marked insecure.
-    pub(super) host: String,
-}
-
-impl AuthOutcome {
-    /// What to tell a person whose request was refused.
-    pub(super) fn advice(&self, registry: &str) -> String {
-        let login = format!(
-            "log in with `docker login {registry}` (podman, oras and crane logins work too) or pass credentials to ClientBuilder::credentials"
-        );
-        if let Some(Withheld {
-            source,
-            realm,
-            host,
-        }) = &self.withheld
-        {
-            return format!(
-                "the {source} were not sent: the token service {realm} uses plain HTTP and {host} is not marked insecure (FORGE_OCI_INSECURE_HOSTS)"
-            );
-        }
-        if let (Some(source), true) = (&self.used, self.sent_directly) {
-            return format!(
-                "the {source} were rejected; log in again with `docker login {registry}` or fix them"
-            );
-        }
-        match (&self.rejected, &self.used) {
-            (Some(source), _) => {
-                format!("the {source} were rejected, and anonymous access was refused too; {login}")
-            }
-            (None, Some(source)) => {
-                format!("the {source} were sent but do not grant access to this repository")
-            }
-            (None, None) if !self.problems.is_empty() => {
-                format!(
-                    "no usable credentials ({}); {login}",
-                    self.problems.join("; ")
-                )
-            }
-            (None, None) => format!("the repository may be private or the name misspelt; {login}"),
-        }
-    }
 }
 
 #[cfg(test)]
