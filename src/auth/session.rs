@@ -10,7 +10,7 @@
 //! credentials the token service refuses are followed by an anonymous attempt
 //! (a public repository must not fail over stale credentials).
 
-use super::{Credentials, Lookup, Source};
+use super::credentials::{Credentials, Lookup, Source};
 
 /// How the registry judged a Bearer challenge's realm.
 #[derive(Debug, Clone, PartialEq, Eq)]
