@@ -17,7 +17,7 @@ pub(crate) use challenge::{Challenge, parse_challenges};
 pub use credentials::Credentials;
 #[cfg(any(feature = "__fuzz", test))]
 pub(crate) use credentials::parse_credential_file;
-pub(crate) use credentials::{CredentialSources, Lookup, Source};
+pub(crate) use credentials::{CredentialSources, Lookup};
 pub(crate) use helper::HelperAnswers;
 #[cfg(any(feature = "__fuzz", test))]
 pub(crate) use helper::{Answer, Ended, judge};
