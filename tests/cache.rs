@@ -491,6 +491,23 @@ fn a_registry_that_ignores_the_range_makes_the_download_start_over() {
     assert_eq!(server.ranges(&blob_path(&payload)), [None, Some(50_000)]);
 }
 
+/// Serves `count` artifacts `REPO:v0`… of `size` bytes, sent a tenth at a time
+/// `delay` apart, so that pulls of them take a while; returns their payloads.
+fn slow_artifacts(
+    server: &FakeRegistry,
+    count: usize,
+    size: usize,
+    delay: Duration,
+) -> Vec<Vec<u8>> {
+    let payloads: Vec<Vec<u8>> = (0..count)
+        .map(|i| wasm_payload(&format!("artifact {i} of {count}"), size))
+        .collect();
+    for (i, p) in payloads.iter().enumerate() {
+        server.artifact(REPO, &format!("v{i}"), p, |r| r.slow(size / 10, delay));
+    }
+    payloads
+}
+
 /// A cache operation run again and again on a thread of its own until stopped.
 struct Looping {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -526,14 +543,7 @@ impl Looping {
 #[test]
 fn prune_in_a_loop_never_breaks_a_pull() {
     let server = Arc::new(FakeRegistry::start());
-    let payloads: Vec<Vec<u8>> = (0..12)
-        .map(|i| wasm_payload(&format!("artifact {i}"), 200_000))
-        .collect();
-    for (i, p) in payloads.iter().enumerate() {
-        server.artifact(REPO, &format!("v{i}"), p, |r| {
-            r.slow(20_000, Duration::from_millis(2))
-        });
-    }
+    let payloads = slow_artifacts(&server, 12, 200_000, Duration::from_millis(2));
     let cache = tempfile::tempdir().unwrap();
     let pruner = Looping::start(
         client_with(&server, cache.path(), TagPolicy::CacheFirst),
@@ -576,14 +586,7 @@ fn prune_in_a_loop_never_breaks_a_pull() {
 #[test]
 fn clear_in_a_loop_never_breaks_a_pull() {
     let server = Arc::new(FakeRegistry::start());
-    let payloads: Vec<Vec<u8>> = (0..6)
-        .map(|i| wasm_payload(&format!("cleared {i}"), 30_000))
-        .collect();
-    for (i, p) in payloads.iter().enumerate() {
-        server.artifact(REPO, &format!("v{i}"), p, |r| {
-            r.slow(10_000, Duration::from_millis(1))
-        });
-    }
+    slow_artifacts(&server, 6, 30_000, Duration::from_millis(1));
     let cache = tempfile::tempdir().unwrap();
     let clearer = Looping::start(
         client_with(&server, cache.path(), TagPolicy::CacheFirst),
