@@ -27,7 +27,7 @@ pub mod build;
 mod cache;
 mod client;
 mod config;
-pub mod digest;
+mod digest;
 mod env;
 mod error;
 mod event;
@@ -44,10 +44,9 @@ pub use cache::{
 };
 pub use client::{Artifact, Client, Inspection, Resolution};
 pub use config::{ClientBuilder, Network, TagPolicy};
-pub use digest::{Digest, ParseDigestError, VerifyingReader};
+pub use digest::{Digest, DigestErrorKind, ParseDigestError, VerifyError, VerifyingReader};
 pub use error::{Error, Result};
 pub use event::Event;
-pub use manifest::Platform;
 pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
 pub use registry::UrlRefusal;
 
@@ -91,7 +90,7 @@ pub mod __fuzz {
                 }
             }
             Ok(Manifest::Index(i)) => {
-                let _ = select_platform(&i, &crate::Platform::wasm_defaults());
+                let _ = select_platform(&i, &crate::manifest::Platform::wasm_defaults());
             }
             Err(e) => {
                 let _ = e.to_string();

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::server::{FakeRegistry, Route};
 use common::*;
-use forge_oci::digest::VerifyError;
 use forge_oci::manifest::ManifestErrorKind;
-use forge_oci::{Artifact, Credentials, Error, Platform, UrlRefusal};
+use forge_oci::manifest::Platform;
+use forge_oci::{Artifact, Credentials, Error, UrlRefusal, VerifyError};
 use mockito::Server;
 
 const REPO: &str = "hostile/plugin";

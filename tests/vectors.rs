@@ -9,9 +9,8 @@
 
 use std::io::Read;
 
-use forge_oci::digest::DigestErrorKind;
 use forge_oci::manifest::{Descriptor, Manifest};
-use forge_oci::{Digest, Reference, ReferenceErrorKind, VerifyingReader};
+use forge_oci::{Digest, DigestErrorKind, Reference, ReferenceErrorKind, VerifyingReader};
 use serde_json::Value;
 
 fn load(name: &str) -> Vec<Value> {
@@ -28,7 +27,7 @@ fn b(r: &Value, k: &str) -> Option<bool> {
     r.get(k).and_then(Value::as_bool)
 }
 
-/// Digests with an algorithm other than sha256: rejected on purpose (see `forge_oci::digest`).
+/// Digests with an algorithm other than sha256: rejected on purpose (see `Digest`).
 fn has_foreign_digest(input: &str) -> bool {
     input
         .split_once('@')

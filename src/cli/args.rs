@@ -9,7 +9,8 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use forge_oci::{Platform, TagPolicy};
+use forge_oci::TagPolicy;
+use forge_oci::manifest::Platform;
 
 pub const MAIN_USAGE: &str = "\
 forge-oci: pull WebAssembly plugins and other single-blob OCI artifacts into a shared cache
