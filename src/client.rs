@@ -109,36 +109,90 @@ impl Artifact {
 
 /// What a reference resolves to, from [`Client::resolve`]: no blob is downloaded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
 pub struct Resolution {
     /// The reference, normalised.
-    pub reference: String,
+    reference: String,
     /// The digest the reference resolves to (the index, when there is one).
-    pub manifest_digest: Digest,
+    manifest_digest: Digest,
     /// The layer a pull would download.
-    pub layer_digest: Digest,
+    layer_digest: Digest,
     /// That layer's media type.
-    pub media_type: String,
+    media_type: String,
     /// That layer's size in bytes.
-    pub size: u64,
+    size: u64,
+}
+
+impl Resolution {
+    /// The reference, normalised.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// The digest the reference resolves to (the index, when there is one).
+    pub fn manifest_digest(&self) -> &Digest {
+        &self.manifest_digest
+    }
+
+    /// The layer a pull would download.
+    pub fn layer_digest(&self) -> &Digest {
+        &self.layer_digest
+    }
+
+    /// That layer's media type.
+    pub fn media_type(&self) -> &str {
+        &self.media_type
+    }
+
+    /// That layer's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
 }
 
 /// The documents behind a reference, from [`Client::inspect`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
 pub struct Inspection {
     /// The reference, normalised.
-    pub reference: String,
+    reference: String,
     /// The digest the reference resolves to (the index, when there is one): the
     /// same as [`Artifact::manifest_digest`] and [`Resolution::manifest_digest`].
-    pub manifest_digest: Digest,
+    manifest_digest: Digest,
     /// The index, when the reference names one.
-    pub index: Option<ImageIndex>,
+    index: Option<ImageIndex>,
     /// The digest of the image manifest selected from the index (equal to
     /// `manifest_digest` without an index).
-    pub image_manifest_digest: Digest,
+    image_manifest_digest: Digest,
     /// The image manifest whose layer a pull would download.
-    pub manifest: ImageManifest,
+    manifest: ImageManifest,
+}
+
+impl Inspection {
+    /// The reference, normalised.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// The digest the reference resolves to (the index, when there is one): the
+    /// same as [`Artifact::manifest_digest`] and [`Resolution::manifest_digest`].
+    pub fn manifest_digest(&self) -> &Digest {
+        &self.manifest_digest
+    }
+
+    /// The index, when the reference names one.
+    pub fn index(&self) -> Option<&ImageIndex> {
+        self.index.as_ref()
+    }
+
+    /// The digest of the image manifest selected from the index (equal to
+    /// `manifest_digest` without an index).
+    pub fn image_manifest_digest(&self) -> &Digest {
+        &self.image_manifest_digest
+    }
+
+    /// The image manifest whose layer a pull would download.
+    pub fn manifest(&self) -> &ImageManifest {
+        &self.manifest
+    }
 }
 
 /// Pulls artifacts through the cache. Cheap to clone (an `Arc` inside); clones

@@ -64,7 +64,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             if args.json {
                 print_json(&resolution);
             } else {
-                out!("{}", resolution.manifest_digest);
+                out!("{}", resolution.manifest_digest());
             }
         }
         Command::Inspect(args) => print_json(&client(&args)?.inspect(&args.reference)?),
@@ -236,33 +236,33 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
             let r = cache.prune(&options)?;
             out!(
                 "removed {} references, {} blobs and {} temporary files; freed {}",
-                r.refs_removed,
-                r.blobs_removed,
-                r.temp_files_removed,
-                human(r.bytes_freed)
+                r.refs_removed(),
+                r.blobs_removed(),
+                r.temp_files_removed(),
+                human(r.bytes_freed())
             );
         }
         CacheCommand::Verify => {
             let r = cache.verify()?;
-            for c in &r.corrupt {
-                match &c.actual {
+            for c in r.corrupt() {
+                match c.actual() {
                     Some(actual) => out!(
                         "corrupt: {} (content hashes to {actual}); removed",
-                        shown(&c.path.display())
+                        shown(&c.path().display())
                     ),
                     None => out!(
                         "corrupt: {} (not a readable regular file); removed",
-                        shown(&c.path.display())
+                        shown(&c.path().display())
                     ),
                 }
             }
             out!(
                 "checked {} blobs ({}); {} corrupt",
-                r.blobs_checked,
-                human(r.bytes_checked),
-                r.corrupt.len()
+                r.blobs_checked(),
+                human(r.bytes_checked()),
+                r.corrupt().len()
             );
-            if !r.corrupt.is_empty() {
+            if !r.corrupt().is_empty() {
                 return Ok(ExitCode::from(1));
             }
         }

@@ -367,13 +367,13 @@ fn list_size_prune_and_clear() {
     let report = c.cache().prune(&PruneOptions::default()).unwrap();
     assert_eq!(
         (
-            report.refs_removed,
-            report.blobs_removed,
-            report.temp_files_removed
+            report.refs_removed(),
+            report.blobs_removed(),
+            report.temp_files_removed()
         ),
         (0, 1, 1)
     );
-    assert_eq!(report.bytes_freed, stray.len() as u64 + 7);
+    assert_eq!(report.bytes_freed(), stray.len() as u64 + 7);
     assert_eq!(
         verified_blobs(cache.path()).len(),
         4,
@@ -386,7 +386,7 @@ fn list_size_prune_and_clear() {
         .cache()
         .prune(&PruneOptions::default().older_than(Duration::from_secs(86400)))
         .unwrap();
-    assert_eq!((report.refs_removed, report.blobs_removed), (1, 2));
+    assert_eq!((report.refs_removed(), report.blobs_removed()), (1, 2));
     let remaining: Vec<String> = c
         .cache()
         .list()
@@ -429,17 +429,17 @@ fn verify_finds_corruption_and_the_next_pull_fetches_again() {
     let a = c.pull(&reference).unwrap();
 
     let clean = c.cache().verify().unwrap();
-    assert_eq!((clean.blobs_checked, clean.corrupt.len()), (2, 0));
+    assert_eq!((clean.blobs_checked(), clean.corrupt().len()), (2, 0));
 
     let mut rotten = payload.clone();
     rotten[1234] ^= 0x40; // one flipped bit
     fs::remove_file(a.path()).unwrap(); // blobs are read-only: replace, as damage would
     fs::write(a.path(), &rotten).unwrap();
     let report = c.cache().verify().unwrap();
-    assert_eq!(report.corrupt.len(), 1);
-    assert_eq!(report.corrupt[0].path, a.path());
+    assert_eq!(report.corrupt().len(), 1);
+    assert_eq!(report.corrupt()[0].path(), a.path());
     assert_eq!(
-        report.corrupt[0].actual.as_ref().unwrap().to_string(),
+        report.corrupt()[0].actual().as_ref().unwrap().to_string(),
         digest(&rotten)
     );
     assert!(!a.path().exists(), "the corrupt blob is removed");

@@ -305,7 +305,7 @@ fn sigkill_at_random_moments() {
             });
         }
     });
-    assert!(client.cache().verify().unwrap().corrupt.is_empty());
+    assert!(client.cache().verify().unwrap().corrupt().is_empty());
     client.cache().prune(&PruneOptions::default()).unwrap();
     assert_eq!(temp_files(&root), 0, "prune removes what the kills left");
 }

@@ -276,9 +276,9 @@ fn verify_removes_links_and_strangers_from_blobs() {
         .join(forge_oci::Digest::of(b"outside").hex());
     symlink(&victim, &planted).unwrap();
     let report = s.client().cache().verify().unwrap();
-    assert_eq!(report.corrupt.len(), 1, "{report:?}");
-    assert_eq!(report.corrupt[0].path, planted);
-    assert_eq!(report.corrupt[0].actual, None);
+    assert_eq!(report.corrupt().len(), 1, "{report:?}");
+    assert_eq!(report.corrupt()[0].path(), planted);
+    assert_eq!(report.corrupt()[0].actual(), None);
     assert!(fs::symlink_metadata(&planted).is_err());
     assert_eq!(fs::read(&victim).unwrap(), b"outside");
 }
@@ -429,8 +429,8 @@ fn directories_planted_where_a_blob_or_lock_file_belongs_are_replaced() {
     let planted = s.root().join("blobs/sha256").join("0".repeat(64));
     fs::create_dir(&planted).unwrap();
     let report = s.client().cache().verify().unwrap();
-    assert_eq!(report.corrupt.len(), 1, "{report:?}");
-    assert_eq!(report.corrupt[0].path, planted);
+    assert_eq!(report.corrupt().len(), 1, "{report:?}");
+    assert_eq!(report.corrupt()[0].path(), planted);
     assert!(fs::symlink_metadata(&planted).is_err());
 }
 

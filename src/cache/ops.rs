@@ -110,39 +110,88 @@ impl PruneOptions {
 
 /// What [`Cache::prune`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct PruneReport {
     /// References forgotten for their age.
-    pub refs_removed: usize,
+    refs_removed: usize,
     /// Blobs no reference leads to.
-    pub blobs_removed: usize,
+    blobs_removed: usize,
     /// Leftover temporary files and partial downloads.
-    pub temp_files_removed: usize,
+    temp_files_removed: usize,
     /// Bytes freed in all.
-    pub bytes_freed: u64,
+    bytes_freed: u64,
+}
+
+impl PruneReport {
+    /// References forgotten for their age.
+    pub fn refs_removed(&self) -> usize {
+        self.refs_removed
+    }
+
+    /// Blobs no reference leads to.
+    pub fn blobs_removed(&self) -> usize {
+        self.blobs_removed
+    }
+
+    /// Leftover temporary files and partial downloads.
+    pub fn temp_files_removed(&self) -> usize {
+        self.temp_files_removed
+    }
+
+    /// Bytes freed in all.
+    pub fn bytes_freed(&self) -> u64 {
+        self.bytes_freed
+    }
 }
 
 /// What [`Cache::verify`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct VerifyReport {
     /// Blobs hashed.
-    pub blobs_checked: usize,
+    blobs_checked: usize,
     /// Bytes hashed.
-    pub bytes_checked: u64,
+    bytes_checked: u64,
     /// Blobs whose content did not match their name; each was removed.
-    pub corrupt: Vec<CorruptBlob>,
+    corrupt: Vec<CorruptBlob>,
+}
+
+impl VerifyReport {
+    /// Blobs hashed.
+    pub fn blobs_checked(&self) -> usize {
+        self.blobs_checked
+    }
+
+    /// Bytes hashed.
+    pub fn bytes_checked(&self) -> u64 {
+        self.bytes_checked
+    }
+
+    /// Blobs whose content did not match their name; each was removed.
+    pub fn corrupt(&self) -> &[CorruptBlob] {
+        &self.corrupt
+    }
 }
 
 /// An entry under `blobs/` that was not a regular file hashing to its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct CorruptBlob {
     /// Where it was.
-    pub path: PathBuf,
+    path: PathBuf,
     /// What its content hashed to; `None` when it was not a regular file (a
     /// symbolic link, a directory…) and so was not read.
-    pub actual: Option<Digest>,
+    actual: Option<Digest>,
+}
+
+impl CorruptBlob {
+    /// Where it was.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What its content hashed to; `None` when it was not a regular file (a
+    /// symbolic link, a directory…) and so was not read.
+    pub fn actual(&self) -> Option<&Digest> {
+        self.actual.as_ref()
+    }
 }
 
 impl Cache {
