@@ -51,10 +51,11 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::client::{Artifact, Client};
+use crate::client::Client;
 use crate::config::ClientBuilder;
 use crate::error::Error;
 use crate::event::Event;
+use crate::results::Artifact;
 use crate::untrusted::printable;
 
 /// Every environment variable that can change what a fetch returns: the cache

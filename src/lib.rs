@@ -36,19 +36,21 @@ pub mod manifest;
 mod reference;
 mod registry;
 mod resolve;
+mod results;
 mod untrusted;
 
 pub use auth::Credentials;
 pub use cache::{
     Cache, CacheEntry, CorruptBlob, MissingLayer, PruneOptions, PruneReport, VerifyReport,
 };
-pub use client::{Artifact, Client, Inspection, Resolution};
+pub use client::Client;
 pub use config::{ClientBuilder, Network, TagPolicy};
 pub use digest::{Digest, DigestErrorKind, ParseDigestError, VerifyError, VerifyingReader};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
 pub use registry::UrlRefusal;
+pub use results::{Artifact, Inspection, Resolution};
 
 use std::path::PathBuf;
 
