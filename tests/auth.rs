@@ -542,12 +542,7 @@ fn credential_helpers_run_from_path_and_their_trouble_is_reported() {
         &format!(r#"{{"credHelpers":{{"{host}":"good"}}}}"#),
         &reference,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, payload);
+    assert_eq!(succeeded(&out), payload);
     assert_eq!(
         std::fs::read_to_string(&log).unwrap().trim(),
         host,

@@ -24,6 +24,31 @@ fn client_with(server: &FakeRegistry, cache: &Path, policy: TagPolicy) -> Client
         .unwrap()
 }
 
+/// An artifact `REPO:1.0` served by the fake registry and pulled once into a
+/// cache of its own, for tests about what later pulls do.
+struct Warm {
+    payload: Vec<u8>,
+    manifest: Vec<u8>,
+    cache: tempfile::TempDir,
+    reference: String,
+}
+
+fn warm(server: &FakeRegistry, seed: &str) -> Warm {
+    let payload = wasm_payload(seed, 1000);
+    let manifest = server.artifact(REPO, "1.0", &payload, |r| r);
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/{REPO}:1.0", server.host());
+    client_with(server, cache.path(), TagPolicy::CacheFirst)
+        .pull(&reference)
+        .unwrap();
+    Warm {
+        payload,
+        manifest,
+        cache,
+        reference,
+    }
+}
+
 fn manifest_path(tag: &str) -> String {
     format!("/v2/{REPO}/manifests/{tag}")
 }
@@ -96,14 +121,13 @@ fn revalidate_refetches_a_moved_tag_and_only_heads_an_unchanged_one() {
 #[test]
 fn revalidate_uses_the_cache_when_the_registry_is_down_and_says_so() {
     let server = FakeRegistry::start();
-    let payload = wasm_payload("stays", 1000);
-    let m = server.artifact(REPO, "1.0", &payload, |r| r);
-    let cache = tempfile::tempdir().unwrap();
+    let Warm {
+        payload,
+        manifest: m,
+        cache,
+        reference,
+    } = warm(&server, "stays");
     let host = server.host().to_owned();
-    let reference = format!("{host}/{REPO}:1.0");
-    client_with(&server, cache.path(), TagPolicy::CacheFirst)
-        .pull(&reference)
-        .unwrap();
     drop(server);
 
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -152,13 +176,12 @@ fn revalidating_pull(
 #[test]
 fn revalidate_falls_back_to_a_get_where_head_is_not_allowed() {
     let server = FakeRegistry::start();
-    let old = wasm_payload("head not allowed", 1000);
-    server.artifact(REPO, "1.0", &old, |r| r);
-    let cache = tempfile::tempdir().unwrap();
-    let reference = format!("{}/{REPO}:1.0", server.host());
-    client_with(&server, cache.path(), TagPolicy::CacheFirst)
-        .pull(&reference)
-        .unwrap();
+    let Warm {
+        payload: old,
+        cache,
+        reference,
+        ..
+    } = warm(&server, "head not allowed");
     server.route_method("HEAD", &manifest_path("1.0"), Route::ok("").status(405));
 
     // Unchanged: the GET says so, and the cached blob is served.
@@ -178,14 +201,13 @@ fn revalidate_falls_back_to_a_get_where_head_is_not_allowed() {
 #[test]
 fn revalidate_serves_the_cached_tag_when_the_token_service_or_the_deadline_fails() {
     let server = FakeRegistry::start();
-    let payload = wasm_payload("token down", 1000);
-    let m = server.artifact(REPO, "1.0", &payload, |r| r);
-    let cache = tempfile::tempdir().unwrap();
+    let Warm {
+        payload,
+        manifest: m,
+        cache,
+        reference,
+    } = warm(&server, "token down");
     let host = server.host().to_owned();
-    let reference = format!("{host}/{REPO}:1.0");
-    client_with(&server, cache.path(), TagPolicy::CacheFirst)
-        .pull(&reference)
-        .unwrap();
     let cached = format!("using the cached {}", digest(&m));
 
     // The registry now wants a token, and its token service is down.

@@ -604,12 +604,7 @@ fn tls_registry_with_a_private_ca() {
         .env_remove("FORGE_OCI_INSECURE_HOSTS")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, payload);
+    assert_eq!(succeeded(&out), payload);
 }
 
 /// http_proxy carries http:// requests (through a proxy that records them);
@@ -641,12 +636,7 @@ fn proxies_per_scheme_and_no_proxy() {
     };
 
     let out = pull("proxied", &[("http_proxy", &proxy.url)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, payload);
+    assert_eq!(succeeded(&out), payload);
     // ureq tunnels through the proxy with CONNECT even for http:// URLs: one tunnel
     // per connection (manifest, blob).
     let seen = proxy.seen();

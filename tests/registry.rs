@@ -196,12 +196,7 @@ fn token_auth_registry_public_private_config_helper_and_refusal() {
         .env_remove("XDG_RUNTIME_DIR")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, private);
+    assert_eq!(succeeded(&out), private);
 
     // Wrong credentials: refused on the private repository, naming their source;
     // the public one still pulls (anonymously).

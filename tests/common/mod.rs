@@ -209,3 +209,14 @@ pub fn self_signed(dir: &std::path::Path, cn: &str, key: &str, cert: &str) -> Re
         ],
     )
 }
+
+/// A child process's stdout, once it is known to have exited 0 (its stderr is
+/// the failure message otherwise).
+pub fn succeeded(out: &std::process::Output) -> &[u8] {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    &out.stdout
+}
