@@ -36,19 +36,11 @@ pub struct RecordingProxy {
 
 impl RecordingProxy {
     pub fn start() -> RecordingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let log = Arc::clone(&log);
-                thread::spawn(move || {
-                    let _ = handle(client, &log);
-                });
-            }
-        });
-        RecordingProxy { url, seen }
+        let (addr, seen) = serve_recording(handle);
+        RecordingProxy {
+            url: format!("http://{addr}"),
+            seen,
+        }
     }
 
     /// The request lines seen so far (`GET http://…` or `CONNECT host:port`).
@@ -119,18 +111,7 @@ pub struct SocksProxy {
 
 impl SocksProxy {
     pub fn start() -> SocksProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let log = Arc::clone(&log);
-                thread::spawn(move || {
-                    let _ = socks(client, &log);
-                });
-            }
-        });
+        let (addr, seen) = serve_recording(socks);
         SocksProxy { addr, seen }
     }
 
@@ -282,4 +263,24 @@ fn witness(mut client: TcpStream, log: &Mutex<Vec<&'static str>>) -> std::io::Re
     client.shutdown(std::net::Shutdown::Write)?;
     client.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     std::io::copy(&mut client, &mut std::io::sink()).map(drop)
+}
+
+/// Listens on 127.0.0.1, running `serve` on a thread per connection with a shared
+/// log of what clients asked for; returns the address and the log.
+fn serve_recording(
+    serve: fn(TcpStream, &Mutex<Vec<String>>) -> std::io::Result<()>,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                let _ = serve(client, &log);
+            });
+        }
+    });
+    (addr, seen)
 }
