@@ -109,6 +109,21 @@ fn traced_pull(
     inject: Option<&str>,
     log: &Path,
 ) -> Output {
+    under_strace(cache, host, reference, trace, inject, log)
+        .output()
+        .unwrap()
+}
+
+/// The command for a pull under strace, tracing `trace` into `log`, with
+/// `inject` if given; output piped.
+fn under_strace(
+    cache: &Path,
+    host: &str,
+    reference: &str,
+    trace: &str,
+    inject: Option<&str>,
+    log: &Path,
+) -> Command {
     let mut cmd = Command::new("strace");
     cmd.args(["-f", "-qq", "-e"])
         .arg(format!("trace={trace}"))
@@ -125,7 +140,10 @@ fn traced_pull(
             None => cmd.env_remove(k),
         };
     }
-    cmd.stdin(Stdio::null()).output().unwrap()
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
 }
 
 /// How often each of `KILL_AT` runs in a cold pull, read from a trace.
@@ -275,33 +293,15 @@ fn concurrent_pulls_with_flock_failing_never_commit_a_bad_blob() {
         let children: Vec<_> = (0..processes)
             .map(|p| {
                 let log = work.path().join(format!("{round}-{p}.log"));
-                let mut cmd = Command::new("strace");
-                cmd.args([
-                    "-f",
-                    "-qq",
-                    "-e",
-                    "trace=flock",
-                    "-e",
-                    "inject=flock:error=ENOLCK",
-                    "-o",
-                ])
-                .arg(&log);
-                let pull = cli(&cache, server.host(), &["pull", &reference, "-q"]);
-                cmd.arg(pull.get_program()).args(pull.get_args());
-                for (k, v) in pull.get_envs() {
-                    if let Some(v) = v {
-                        cmd.env(k, v);
-                    } else {
-                        cmd.env_remove(k);
-                    }
-                }
-                (
-                    log,
-                    cmd.stdout(Stdio::piped())
-                        .stderr(Stdio::piped())
-                        .spawn()
-                        .unwrap(),
-                )
+                let mut cmd = under_strace(
+                    &cache,
+                    server.host(),
+                    &reference,
+                    "flock",
+                    Some("inject=flock:error=ENOLCK"),
+                    &log,
+                );
+                (log, cmd.spawn().unwrap())
             })
             .collect();
         for (log, child) in children {
