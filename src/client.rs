@@ -426,7 +426,7 @@ fn cannot_tell_now(e: &Error) -> bool {
             unavailable(*status)
         }
         // No status: the token service could not be reached, or answered nonsense.
-        Error::Token { status, .. } => status.is_none_or(unavailable),
+        Error::Token { reason, .. } => reason.status().is_none_or(unavailable),
         _ => false,
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{CredentialSources, Credentials};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SettingProblem};
 use crate::event::{Callback, Event, Events};
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
 use crate::registry::{
@@ -401,13 +401,13 @@ impl ClientBuilder {
             return Err(Error::Config {
                 setting: name,
                 value: value.clone(),
-                reason: "the value is not valid UTF-8".into(),
+                reason: SettingProblem::NotUtf8,
             });
         }
         let empty = |setting: &'static str, value: &OsString| Error::Config {
             setting,
             value: value.to_string_lossy().into_owned(),
-            reason: "an empty path would mean the current directory; name a directory".into(),
+            reason: SettingProblem::EmptyPath,
         };
         let root = match self.cache_dir {
             CacheDir::Given(d) if d.as_os_str().is_empty() => {

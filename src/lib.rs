@@ -46,7 +46,7 @@ pub use cache::{
 pub use client::Client;
 pub use config::{ClientBuilder, Network, TagPolicy};
 pub use digest::{Digest, DigestErrorKind, ParseDigestError, VerifyError, VerifyingReader};
-pub use error::{Error, Result};
+pub use error::{Error, Result, SettingProblem, TokenFailure, UnsafeDirectory};
 pub use event::Event;
 pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
 pub use registry::UrlRefusal;

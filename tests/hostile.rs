@@ -11,7 +11,7 @@ use common::server::{FakeRegistry, Route};
 use common::*;
 use forge_oci::manifest::ManifestErrorKind;
 use forge_oci::manifest::Platform;
-use forge_oci::{Artifact, Credentials, Error, UrlRefusal, VerifyError};
+use forge_oci::{Artifact, Credentials, Error, TokenFailure, UrlRefusal, VerifyError};
 use mockito::Server;
 
 const REPO: &str = "hostile/plugin";
@@ -429,7 +429,13 @@ fn huge_token_response() {
     );
     let (r, _cache) = pull(&server, &reference(&server, "t"));
     assert!(
-        matches!(&r, Err(Error::Token { reason, .. }) if reason.contains("exceeds")),
+        matches!(
+            &r,
+            Err(Error::Token {
+                reason: TokenFailure::TooLarge { .. },
+                ..
+            })
+        ),
         "{r:?}"
     );
 }
@@ -824,7 +830,13 @@ fn token_endpoint_answering_not_json() {
     behind_tokens(&server, Route::ok("<html>login</html>"));
     let (r, _cache) = pull(&server, &reference(&server, "t"));
     assert!(
-        matches!(&r, Err(Error::Token { reason, .. }) if reason.contains("not valid JSON")),
+        matches!(
+            &r,
+            Err(Error::Token {
+                reason: TokenFailure::NotJson { .. },
+                ..
+            })
+        ),
         "{r:?}"
     );
 }

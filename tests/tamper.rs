@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::server::{FakeRegistry, Route};
 use common::*;
-use forge_oci::{Client, Error, Network};
+use forge_oci::{Client, Error, Network, UnsafeDirectory};
 
 const REPO: &str = "tamper/plugin";
 
@@ -372,7 +372,7 @@ fn a_cache_directory_everyone_can_write_is_refused_for_writing() {
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o777)).unwrap();
     let e = s.client().pull(&s.reference()).unwrap_err();
     assert!(
-        matches!(&e, Error::UnsafeCacheDirectory { path, .. } if path == &tmp),
+        matches!(&e, Error::UnsafeCacheDirectory { path, reason: UnsafeDirectory::WorldWritable { mode: 0o777 } } if path == &tmp),
         "{e:?}"
     );
     assert!(e.to_string().contains("every user can write it"), "{e}");
@@ -394,7 +394,7 @@ fn a_cache_another_user_owns_is_refused_for_writing_as_root() {
     chown_nobody(s.root());
     let e = s.client().pull(&s.reference()).unwrap_err();
     assert!(
-        matches!(&e, Error::UnsafeCacheDirectory { path, .. } if path == s.root()),
+        matches!(&e, Error::UnsafeCacheDirectory { path, reason: UnsafeDirectory::OwnedBy { uid: 65534 } } if path == s.root()),
         "{e:?}"
     );
     assert!(e.to_string().contains("belongs to user 65534"), "{e}");
@@ -475,7 +475,7 @@ fn a_cache_reached_through_another_users_directory_or_link_is_refused() {
     let c = client(s.server.host(), &attacker.join("cache"));
     let e = c.cache().clear().unwrap_err();
     assert!(
-        matches!(&e, Error::UnsafeCacheDirectory { path, .. } if path == &attacker),
+        matches!(&e, Error::UnsafeCacheDirectory { path, reason: UnsafeDirectory::ParentOwnedBy { uid: 65534 } } if path == &attacker),
         "{e:?}"
     );
     for e in [

@@ -1,6 +1,7 @@
 //! Bearer tokens: the token endpoint's answer, and a store that reuses tokens
 //! per (registry, scope) until they expire.
 
+use crate::error::TokenFailure;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
@@ -64,39 +65,15 @@ impl TokenResponse {
     }
 }
 
-/// Why a token endpoint's answer gave no token. Never quotes the body, which may
-/// hold a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TokenAnswerError {
-    /// Not JSON of the expected shape, at this line and column.
-    NotJson { line: usize, column: usize },
-    /// Neither `token` nor `access_token` (or both empty).
-    NoToken,
-}
-
-impl fmt::Display for TokenAnswerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TokenAnswerError::NotJson { line, column } => write!(
-                f,
-                "the token response is not valid JSON (line {line}, column {column})"
-            ),
-            TokenAnswerError::NoToken => {
-                f.write_str("the token response has neither `token` nor `access_token`")
-            }
-        }
-    }
-}
-
 /// The token in a token endpoint's answer body.
-pub(crate) fn parse_token_answer(body: &[u8]) -> Result<Token, TokenAnswerError> {
+pub(crate) fn parse_token_answer(body: &[u8]) -> Result<Token, TokenFailure> {
     // serde's message could quote part of the body: keep the position only.
     let parsed: TokenResponse =
-        serde_json::from_slice(body).map_err(|e| TokenAnswerError::NotJson {
+        serde_json::from_slice(body).map_err(|e| TokenFailure::NotJson {
             line: e.line(),
             column: e.column(),
         })?;
-    parsed.into_token().ok_or(TokenAnswerError::NoToken)
+    parsed.into_token().ok_or(TokenFailure::NoToken)
 }
 
 /// A bearer token. Its `Debug` never shows the value.
@@ -183,14 +160,11 @@ mod tests {
     #[test]
     fn bad_answers_say_why_without_quoting_the_body() {
         let e = parse_token_answer(br#"{"token": secret-value"#).unwrap_err();
-        assert!(
-            matches!(e, TokenAnswerError::NotJson { line: 1, .. }),
-            "{e:?}"
-        );
+        assert!(matches!(e, TokenFailure::NotJson { line: 1, .. }), "{e:?}");
         assert!(!e.to_string().contains("secret"), "{e}");
         assert_eq!(
             parse_token_answer(br#"{"access_token":""}"#).unwrap_err(),
-            TokenAnswerError::NoToken
+            TokenFailure::NoToken
         );
     }
 

@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UnsafeDirectory};
 
 /// Opens `path` with `options` without following a symbolic link in its last
 /// component (`ELOOP`) and without blocking on a FIFO.
@@ -161,24 +161,15 @@ fn check_on_the_way(path: &Path, is_root: bool) -> Result<()> {
     let me = rustix::process::geteuid().as_raw();
     let trusted_owner = meta.uid() == me || meta.uid() == 0;
     let reason = if meta.file_type().is_symlink() {
-        (!trusted_owner).then(|| {
-            format!(
-                "the link on the way to the cache belongs to user {}, who could point it elsewhere",
-                meta.uid()
-            )
-        })
+        (!trusted_owner).then_some(UnsafeDirectory::LinkOwnedBy { uid: meta.uid() })
     } else if is_root {
         None
     } else if !trusted_owner {
-        Some(format!(
-            "a directory on the way to the cache belongs to user {}, who could swap its entries",
-            meta.uid()
-        ))
+        Some(UnsafeDirectory::ParentOwnedBy { uid: meta.uid() })
     } else if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
-        Some(format!(
-            "a directory on the way to the cache can be written by every user (mode {:o}) and is not sticky",
-            meta.mode() & 0o7777
-        ))
+        Some(UnsafeDirectory::ParentWorldWritable {
+            mode: meta.mode() & 0o7777,
+        })
     } else {
         None
     };
@@ -224,15 +215,11 @@ fn check_ours(dir: &Path, meta: &fs::Metadata) -> Result<()> {
         }
     }
     let reason = if meta.uid() != me {
-        format!(
-            "it belongs to user {}, not to this user ({me}): that user could swap its entries for links",
-            meta.uid()
-        )
+        UnsafeDirectory::OwnedBy { uid: meta.uid() }
     } else if meta.mode() & 0o002 != 0 {
-        format!(
-            "every user can write it (mode {:o}): any of them could swap its entries for links",
-            meta.mode() & 0o7777
-        )
+        UnsafeDirectory::WorldWritable {
+            mode: meta.mode() & 0o7777,
+        }
     } else {
         return Ok(());
     };

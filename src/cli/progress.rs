@@ -15,7 +15,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use forge_oci::Error;
+use forge_oci::{Error, SettingProblem};
 
 /// Downloads smaller than this finish before a bar would be worth reading.
 const MIN_SIZE: u64 = 4 << 20;
@@ -45,7 +45,7 @@ impl Style {
             value.into_string().map_err(|value| Error::Config {
                 setting,
                 value: value.to_string_lossy().into_owned(),
-                reason: "the value is not valid UTF-8".into(),
+                reason: SettingProblem::NotUtf8,
             })
         };
         if let Some(term) = term {
@@ -66,8 +66,9 @@ impl Style {
                         .ok_or_else(|| Error::Config {
                             setting: "COLUMNS",
                             value: v.clone(),
-                            reason: "expected the terminal's width, a whole number of columns"
-                                .into(),
+                            reason: SettingProblem::NotANumber {
+                                expected: "the terminal's width in columns",
+                            },
                         })?,
                 }
             }

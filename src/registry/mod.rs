@@ -33,7 +33,7 @@ use crate::auth::{
     Challenge, CredentialSources, HelperAnswers, Lookup, Next, Realm, Session, TokenStore,
 };
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TokenFailure};
 use crate::manifest::MANIFEST_ACCEPT;
 use crate::reference::Reference;
 
@@ -373,7 +373,11 @@ impl Registry {
                         break Some(token.header());
                     }
                     Err(Error::Token {
-                        status: Some(401 | 403),
+                        reason: TokenFailure::CredentialsRefused { .. },
+                        ..
+                    })
+                    | Err(Error::Token {
+                        reason: TokenFailure::Status { status: 401 | 403 },
                         ..
                     }) => match session.on_token_refused() {
                         Some(again) => next = again,

@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ureq::Proxy;
 
+use crate::error::SettingProblem;
 use crate::untrusted::printable;
 
 /// The variables for an `https://` request's proxy, in the order curl reads them.
@@ -216,7 +217,7 @@ const PROXY_SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks5"
 /// A proxy URL as ureq takes it, or why it cannot be used. The scheme is read as
 /// curl reads it: in any case, `http` when there is none, and `socks` meaning
 /// `socks4` (ureq would take SOCKS5).
-pub(super) fn ureq_proxy(url: &str) -> Result<Proxy, String> {
+pub(super) fn ureq_proxy(url: &str) -> Result<Proxy, SettingProblem> {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) if is_scheme(scheme) => (scheme.to_ascii_lowercase(), rest),
         _ => ("http".to_owned(), url),
@@ -225,14 +226,12 @@ pub(super) fn ureq_proxy(url: &str) -> Result<Proxy, String> {
         "socks" => "socks4",
         s if PROXY_SCHEMES.contains(&s) => s,
         s => {
-            return Err(format!(
-                "`{}` is not a proxy scheme; use http, https, socks4, socks4a, socks5 or socks5h",
-                printable(s, 20)
-            ));
+            return Err(SettingProblem::ProxyScheme {
+                scheme: printable(s, 20),
+            });
         }
     };
-    let not_a_url =
-        || "it is not a proxy URL (`[scheme://][user:password@]host[:port]`)".to_owned();
+    let not_a_url = || SettingProblem::NotAProxyUrl;
     let proxy = Proxy::new(&format!("{scheme}://{rest}")).map_err(|_| not_a_url())?;
     // ureq takes a port that is not a number for none, so a password holding a
     // `/` read as host `user` and port `pass`, then a path; curl refuses it.
@@ -410,7 +409,12 @@ mod tests {
             assert_eq!(p.protocol(), protocol, "{url}");
         }
         let e = ureq_proxy("ftp://proxy").unwrap_err();
-        assert!(e.starts_with("`ftp` is not a proxy scheme"), "{e}");
+        assert_eq!(
+            e,
+            SettingProblem::ProxyScheme {
+                scheme: "ftp".into()
+            }
+        );
         assert!(ureq_proxy(" ").is_err());
         assert!(ureq_proxy("http://").is_err());
         assert!(ureq_proxy("user:pass/word@proxy").is_err());

@@ -11,7 +11,7 @@ use ureq::http::Response;
 use super::url::{Url, UrlRefusal};
 use super::{Call, MAX_TOKEN_RESPONSE, Registry, limited, refused, transport};
 use crate::auth::{Challenge, Credentials, Token, parse_challenges, parse_token_answer};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TokenFailure};
 use crate::reference::Reference;
 
 impl Registry {
@@ -50,8 +50,7 @@ impl Registry {
         let raw = challenge.param("realm").ok_or_else(|| Error::Token {
             registry: registry.to_owned(),
             realm: "(none)".to_owned(),
-            status: None,
-            reason: "the registry's Bearer challenge names no realm".to_owned(),
+            reason: TokenFailure::NoRealm,
         })?;
         // Judged on the host and port ureq will contact; user information refused.
         let realm = Url::parse(raw).map_err(|e| refused(registry, "token realm", raw, e))?;
@@ -64,10 +63,9 @@ impl Registry {
                 reason: UrlRefusal::PlainHttpRealm,
             });
         }
-        let fail = |status: Option<u16>, reason: String| Error::Token {
+        let fail = |reason: TokenFailure| Error::Token {
             registry: registry.to_owned(),
             realm: realm.redacted(),
-            status,
             reason,
         };
         let realm_host = realm.authority();
@@ -122,13 +120,10 @@ impl Registry {
         };
         let status = resp.status().as_u16();
         if !resp.status().is_success() {
-            let reason = match (status, credentials.is_some()) {
-                (401 | 403, true) => {
-                    format!("the token endpoint refused the credentials (HTTP {status})")
-                }
-                _ => format!("the token endpoint answered HTTP {status}"),
-            };
-            return Err(fail(Some(status), reason));
+            return Err(fail(match (status, credentials.is_some()) {
+                (401 | 403, true) => TokenFailure::CredentialsRefused { status },
+                _ => TokenFailure::Status { status },
+            }));
         }
         let mut body = Vec::new();
         resp.into_body()
@@ -137,12 +132,11 @@ impl Registry {
             .read_to_end(&mut body)
             .map_err(|e| transport(realm_host, "reading a token response", e))?;
         if body.len() as u64 > MAX_TOKEN_RESPONSE {
-            return Err(fail(
-                None,
-                format!("the token response exceeds {MAX_TOKEN_RESPONSE} bytes"),
-            ));
+            return Err(fail(TokenFailure::TooLarge {
+                limit: MAX_TOKEN_RESPONSE,
+            }));
         }
-        parse_token_answer(&body).map_err(|e| fail(None, e.to_string()))
+        parse_token_answer(&body).map_err(fail)
     }
 }
 
@@ -263,5 +257,109 @@ mod tests {
         }
         let registry = self::registry(&["localhost:80"]);
         assert!(registry.may_send_credentials(&url("http://localhost/token")));
+    }
+}
+
+#[cfg(test)]
+mod failures {
+    use super::tests_support::*;
+    use crate::error::{Error, TokenFailure};
+
+    #[test]
+    fn each_token_failure_is_typed() {
+        for (status, body, with_credentials, expected) in [
+            (
+                401,
+                "",
+                true,
+                TokenFailure::CredentialsRefused { status: 401 },
+            ),
+            (
+                403,
+                "",
+                true,
+                TokenFailure::CredentialsRefused { status: 403 },
+            ),
+            (401, "", false, TokenFailure::Status { status: 401 }),
+            (500, "", true, TokenFailure::Status { status: 500 }),
+            (
+                200,
+                "<html>",
+                false,
+                TokenFailure::NotJson { line: 1, column: 1 },
+            ),
+            (200, "{}", false, TokenFailure::NoToken),
+        ] {
+            let realm = answer_once(status, body);
+            match ask_at(&realm, with_credentials) {
+                Err(Error::Token {
+                    reason, realm: r, ..
+                }) => {
+                    assert_eq!(reason, expected, "HTTP {status} {body:?}");
+                    assert_eq!(reason.status(), (status != 200).then_some(status));
+                    assert!(r.starts_with("http://127.0.0.1:"), "{r}");
+                }
+                other => panic!("HTTP {status} {body:?}: expected a token error, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// A token endpoint that answers one request, for the failure tests.
+#[cfg(test)]
+mod tests_support {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::Registry;
+    use crate::auth::{CredentialSources, Credentials, Token, parse_challenges};
+    use crate::error::Result;
+    use crate::registry::{RegistryConfig, TransportConfig};
+
+    /// The realm URL of a server that answers the next request with `status` and `body`.
+    pub(super) fn answer_once(status: u16, body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        });
+        format!("http://127.0.0.1:{port}/token")
+    }
+
+    pub(super) fn ask_at(realm: &str, with_credentials: bool) -> Result<Token> {
+        let registry = Registry::new(RegistryConfig {
+            insecure_hosts: vec!["127.0.0.1".to_owned()],
+            max_manifest_size: 1024,
+            retries: 0,
+            credentials: CredentialSources::default(),
+            transport: TransportConfig {
+                connect_timeout: std::time::Duration::from_secs(5),
+                read_timeout: std::time::Duration::from_secs(5),
+                ..Default::default()
+            },
+        });
+        let challenge = parse_challenges(&format!(r#"Bearer realm="{realm}",service="s""#))
+            .unwrap()
+            .remove(0);
+        let creds = Credentials::basic("u", "p");
+        registry.token_from(
+            "127.0.0.1",
+            false,
+            &challenge,
+            "repository:a:pull",
+            with_credentials.then_some(&creds),
+            None,
+        )
     }
 }

@@ -21,7 +21,7 @@ use ureq::Agent;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::proxy::{Proxies, ProxySetting, redact, ureq_proxy};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SettingProblem};
 
 /// System CA bundles, first found wins: Debian/Ubuntu/Alpine, Fedora/RHEL, openSUSE, macOS/BSD.
 const SYSTEM_BUNDLES: [&str; 4] = [
@@ -49,7 +49,7 @@ pub(crate) struct TransportConfig {
 struct Unusable {
     setting: &'static str,
     value: String,
-    reason: String,
+    reason: SettingProblem,
 }
 
 impl Unusable {
@@ -180,7 +180,7 @@ fn tls_config(config: &TransportConfig) -> std::result::Result<TlsConfig, Unusab
         } else {
             "the system CA bundle"
         };
-        let unusable = |reason: String| Unusable {
+        let unusable = |reason: SettingProblem| Unusable {
             setting,
             value: file.display().to_string(),
             reason,
@@ -204,34 +204,31 @@ fn tls_config(config: &TransportConfig) -> std::result::Result<TlsConfig, Unusab
 /// Anything else is refused, saying why: rustls skips a certificate it cannot
 /// read, so an empty file, text or random bytes taken as a certificate left
 /// nothing trusted, and every registry failed with "unknown issuer".
-fn certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate<'static>>, String> {
+fn certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate<'static>>, SettingProblem> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err("it is empty".to_owned());
+        return Err(SettingProblem::NoContent);
     }
     if is_der_certificate(bytes) {
         return Ok(vec![Certificate::from_der(bytes).to_owned()]);
     }
     if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-        return Err(
-            "it is neither PEM (`-----BEGIN CERTIFICATE-----`) nor one DER certificate".to_owned(),
-        );
+        return Err(SettingProblem::NotPemOrDer);
     }
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(bytes) {
         match item {
             Ok(PemItem::Certificate(c)) if is_der_certificate(c.der()) => certs.push(c.to_owned()),
             Ok(PemItem::Certificate(_)) => {
-                return Err(format!(
-                    "its certificate #{} is not an X.509 certificate",
-                    certs.len() + 1
-                ));
+                return Err(SettingProblem::NotX509 {
+                    index: certs.len() + 1,
+                });
             }
             Ok(_) => {}
-            Err(e) => return Err(format!("it is not valid PEM: {e}")),
+            Err(_) => return Err(SettingProblem::InvalidPem),
         }
     }
     if certs.is_empty() {
-        return Err("it holds no certificate (`-----BEGIN CERTIFICATE-----`)".to_owned());
+        return Err(SettingProblem::NoCertificate);
     }
     Ok(certs)
 }
@@ -272,20 +269,21 @@ fn der_item(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// A CA bundle's bytes: a regular file (never a FIFO or a device that would
 /// block or never end) of at most 16 MiB (the system bundle is about 200 KiB).
-fn read_bundle(file: &std::path::Path) -> std::result::Result<Vec<u8>, String> {
+fn read_bundle(file: &std::path::Path) -> std::result::Result<Vec<u8>, SettingProblem> {
     use std::io::Read;
     const LIMIT: u64 = 16 << 20;
-    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
-    let meta = f.metadata().map_err(|e| e.to_string())?;
+    let unreadable = |e: std::io::Error| SettingProblem::Unreadable { kind: e.kind() };
+    let f = std::fs::File::open(file).map_err(unreadable)?;
+    let meta = f.metadata().map_err(unreadable)?;
     if !meta.is_file() {
-        return Err("it is not a regular file".to_owned());
+        return Err(SettingProblem::NotARegularFile);
     }
     let mut bytes = Vec::new();
     f.take(LIMIT + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > LIMIT {
-        return Err(format!("it is larger than {} MiB", LIMIT >> 20));
+        return Err(SettingProblem::TooLarge { limit: LIMIT });
     }
     Ok(bytes)
 }
@@ -299,7 +297,7 @@ mod tests {
     fn a_bundle_that_is_not_a_regular_file_is_refused_without_reading_it() {
         // /dev/zero never ends; a FIFO would block.
         let e = read_bundle(std::path::Path::new("/dev/zero")).unwrap_err();
-        assert!(e.contains("not a regular file"), "{e}");
+        assert_eq!(e, SettingProblem::NotARegularFile);
     }
     use crate::registry::proxy::NoProxy;
 
@@ -408,9 +406,9 @@ TZg9ise2JU/nt3Y0pg==
         assert_eq!(certificates(&der).unwrap()[0].der(), der);
 
         let refused = |bytes: &[u8]| certificates(bytes).unwrap_err();
-        assert_eq!(refused(b""), "it is empty");
-        assert_eq!(refused(b" \n\t\n"), "it is empty");
-        let neither = "it is neither PEM (`-----BEGIN CERTIFICATE-----`) nor one DER certificate";
+        assert_eq!(refused(b""), SettingProblem::NoContent);
+        assert_eq!(refused(b" \n\t\n"), SettingProblem::NoContent);
+        let neither = SettingProblem::NotPemOrDer;
         assert_eq!(refused(b"not a certificate\n"), neither);
         assert_eq!(refused(&[0x30, 0x82, 0xff, 0xff, 1, 2, 3]), neither);
         assert_eq!(refused(&der[..der.len() - 1]), neither);
@@ -421,15 +419,15 @@ TZg9ise2JU/nt3Y0pg==
         assert_eq!(refused(&noise), neither);
         assert_eq!(
             refused(b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"),
-            "it holds no certificate (`-----BEGIN CERTIFICATE-----`)"
+            SettingProblem::NoCertificate
         );
         assert_eq!(
             refused(b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n"),
-            "its certificate #1 is not an X.509 certificate"
+            SettingProblem::NotX509 { index: 1 }
         );
-        assert!(
-            refused(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n")
-                .starts_with("it is not valid PEM")
+        assert_eq!(
+            refused(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"),
+            SettingProblem::InvalidPem
         );
     }
 
@@ -437,8 +435,8 @@ TZg9ise2JU/nt3Y0pg==
     fn an_unusable_cert_file_is_named_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
         for (name, content, reason) in [
-            ("empty.pem", &b""[..], "it is empty"),
-            ("text.pem", b"hello\n", "it is neither PEM"),
+            ("empty.pem", &b""[..], SettingProblem::NoContent),
+            ("text.pem", b"hello\n", SettingProblem::NotPemOrDer),
         ] {
             let file = dir.path().join(name);
             std::fs::write(&file, content).unwrap();
@@ -459,7 +457,7 @@ TZg9ise2JU/nt3Y0pg==
                 (*setting, value.as_str()),
                 ("SSL_CERT_FILE", file.to_str().unwrap())
             );
-            assert!(why.starts_with(reason), "{e}");
+            assert_eq!(*why, reason, "{e}");
             // Plain HTTP needs the same agents, so it fails the same way.
             assert!(t.agent("http://x/").is_err());
         }

@@ -11,6 +11,10 @@ use crate::digest::{Digest, ParseDigestError, VerifyError};
 use crate::manifest::{ParseManifestError, SelectError};
 use crate::reference::ParseReferenceError;
 
+mod reason;
+
+pub use reason::{SettingProblem, TokenFailure, UnsafeDirectory};
+
 /// Shorthand for `Result<T, forge_oci::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -119,10 +123,8 @@ pub enum Error {
         registry: String,
         /// The token endpoint, without user information, query string or fragment.
         realm: String,
-        /// The token endpoint's HTTP status, when it answered with an error.
-        status: Option<u16>,
-        /// What went wrong.
-        reason: String,
+        /// What went wrong; [`TokenFailure::status`] gives the endpoint's HTTP status.
+        reason: TokenFailure,
     },
 
     /// A URL a server sent, a token realm or a redirect's `Location`, was refused
@@ -270,7 +272,7 @@ pub enum Error {
         /// Its value (a proxy URL with any password replaced).
         value: String,
         /// What is wrong with it.
-        reason: String,
+        reason: SettingProblem,
     },
 
     /// A cache directory this process would write into can be changed by another
@@ -281,7 +283,7 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
         /// Why it is not safe: who owns it, or who else can write it.
-        reason: String,
+        reason: UnsafeDirectory,
     },
 
     /// No cache directory was given and the platform has none.
