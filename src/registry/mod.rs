@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ureq::http::Response;
 use ureq::{Body, BodyReader};
 
+mod call;
 mod proxy;
 pub(crate) mod range;
 mod redirect;
@@ -18,6 +19,8 @@ mod token;
 mod transport;
 pub(crate) mod url;
 
+use call::Call;
+use call::{Method, host_without_port, limited, refused, transport};
 pub(crate) use proxy::{NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting};
 use range::parse_content_range;
 use redirect::is_redirect;
@@ -26,8 +29,8 @@ use status::{Answer, check_status};
 use token::challenges;
 use transport::Transport;
 pub(crate) use transport::TransportConfig;
+use url::Url;
 pub use url::UrlRefusal;
-use url::{Url, UrlError};
 
 use crate::auth::{
     Challenge, CredentialSources, HelperAnswers, Lookup, Next, Realm, Session, TokenStore,
@@ -36,18 +39,6 @@ use crate::digest::Digest;
 use crate::error::{Error, Result, TokenFailure};
 use crate::manifest::MANIFEST_ACCEPT;
 use crate::reference::Reference;
-
-/// Redirects followed for one request (ureq's default, and what docker allows).
-const MAX_REDIRECTS: usize = 10;
-/// Token answers are a few KiB; anything near this is not a token.
-const MAX_TOKEN_RESPONSE: u64 = 128 << 10;
-/// How much of an error body is read to explain a failure.
-const MAX_ERROR_BODY: u64 = 64 << 10;
-/// The longest wait a `Retry-After` header may impose.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-/// The longest timeout handed to ureq, which adds timeouts to instants unchecked:
-/// a longer one (such as `Duration::MAX`) means no timeout. A century fits any clock.
-const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// A blob's body as [`Registry::open_blob`] opens it.
 pub(crate) struct BlobBody {
@@ -480,83 +471,5 @@ impl Registry {
             thread::sleep(remaining.map_or(wait, |r| wait.min(r)));
             attempt += 1;
         }
-    }
-}
-
-/// What a request is for (for messages), and when the whole pull must be done by.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Call<'a> {
-    pub(crate) action: &'a str,
-    pub(crate) deadline: Option<Instant>,
-}
-
-/// Gives a request no more than `remaining`, body included.
-fn limited<B>(
-    req: ureq::RequestBuilder<B>,
-    remaining: Option<Duration>,
-) -> ureq::RequestBuilder<B> {
-    match remaining {
-        Some(t) => req.config().timeout_global(finite(t)).build(),
-        None => req,
-    }
-}
-
-/// `t` as a timeout for ureq: `None` (no timeout) when longer than [`MAX_TIMEOUT`].
-pub(crate) fn finite(t: Duration) -> Option<Duration> {
-    (t <= MAX_TIMEOUT).then_some(t)
-}
-
-/// The error for a URL refused before any request: `raw` is shown redacted.
-fn refused(registry: &str, what: &'static str, raw: &str, e: UrlError) -> Error {
-    Error::RefusedUrl {
-        registry: registry.to_owned(),
-        what,
-        host: e.host,
-        url: url::redact(raw),
-        reason: e.refusal,
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Method {
-    Get,
-    Head,
-}
-
-fn transport(host: &str, action: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::Transport {
-        host: host.to_owned(),
-        action: action.to_owned(),
-        source: Box::new(e),
-    }
-}
-
-fn host_without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        host.split_inclusive(']').next().unwrap_or(host)
-    } else {
-        host.split(':').next().unwrap_or(host)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn huge_timeouts_mean_none() {
-        assert_eq!(finite(Duration::MAX), None);
-        assert_eq!(finite(MAX_TIMEOUT + Duration::from_nanos(1)), None);
-        assert_eq!(
-            finite(Duration::from_secs(30)),
-            Some(Duration::from_secs(30))
-        );
-    }
-
-    #[test]
-    fn host_without_port_handles_ipv6() {
-        assert_eq!(host_without_port("[::1]:5000"), "[::1]");
-        assert_eq!(host_without_port("localhost:5000"), "localhost");
-        assert_eq!(host_without_port("ghcr.io"), "ghcr.io");
     }
 }

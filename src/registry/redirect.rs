@@ -4,10 +4,11 @@
 use ureq::Body;
 use ureq::http::Response;
 
+use super::Registry;
+use super::call::{Call, MAX_REDIRECTS, Method, limited, refused};
 use super::status::{Answer, check_status};
 use super::token::challenges;
 use super::url::{Url, UrlRefusal};
-use super::{Call, MAX_REDIRECTS, Method, Registry, limited, refused};
 use crate::auth::AuthOutcome;
 use crate::error::{Error, Result};
 use crate::reference::Reference;

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ureq::Body;
 use ureq::http::Response;
 
-use super::MAX_RETRY_AFTER;
+use super::call::MAX_RETRY_AFTER;
 
 pub(super) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)

@@ -6,7 +6,7 @@ use std::io::Read;
 use ureq::Body;
 use ureq::http::Response;
 
-use super::MAX_ERROR_BODY;
+use super::call::MAX_ERROR_BODY;
 use super::url::Url;
 use crate::auth::AuthOutcome;
 use crate::error::{Error, Result};

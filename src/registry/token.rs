@@ -8,8 +8,9 @@ use std::time::Instant;
 use ureq::Body;
 use ureq::http::Response;
 
+use super::Registry;
+use super::call::{Call, MAX_TOKEN_RESPONSE, limited, refused, transport};
 use super::url::{Url, UrlRefusal};
-use super::{Call, MAX_TOKEN_RESPONSE, Registry, limited, refused, transport};
 use crate::auth::{Challenge, Credentials, Token, parse_challenges, parse_token_answer};
 use crate::error::{Error, Result, TokenFailure};
 use crate::reference::Reference;

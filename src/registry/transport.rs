@@ -137,9 +137,9 @@ impl Transport {
         let config = Agent::config_builder()
             .http_status_as_error(false)
             // ureq adds timeouts to instants unchecked: an absurd one is none.
-            .timeout_connect(super::finite(config.connect_timeout))
-            .timeout_recv_response(super::finite(config.read_timeout))
-            .timeout_per_read(super::finite(config.read_timeout))
+            .timeout_connect(super::call::finite(config.connect_timeout))
+            .timeout_recv_response(super::call::finite(config.read_timeout))
+            .timeout_per_read(super::call::finite(config.read_timeout))
             // Redirects are followed hop by hop in `redirect.rs`, which decides per
             // hop whether Authorization goes along.
             .max_redirects(0)
