@@ -92,13 +92,13 @@ impl Request {
 pub fn header_is(
     name: &str,
     value: &str,
-) -> impl Fn(&Request) -> bool + Clone + Send + Sync + 'static {
+) -> impl Fn(&Request) -> bool + Clone + Send + Sync + use<> {
     let (name, value) = (name.to_owned(), value.to_owned());
     move |r| r.header(&name) == Some(value.as_str())
 }
 
 /// Requests without header `name`.
-pub fn no_header(name: &str) -> impl Fn(&Request) -> bool + Clone + Send + Sync + 'static {
+pub fn no_header(name: &str) -> impl Fn(&Request) -> bool + Clone + Send + Sync + use<> {
     let name = name.to_owned();
     move |r| r.header(&name).is_none()
 }
