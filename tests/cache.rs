@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime};
 use common::server::{FakeRegistry, Route};
 use common::*;
 use forge_oci::{Client, Error, Network, PruneOptions, TagPolicy};
-use mockito::Server;
 
 const REPO: &str = "cache/plugin";
 
@@ -668,20 +667,20 @@ fn a_pin_whose_layer_went_missing_refetches_only_the_blob() {
 
 /// A registry serving `REPO:tag` as a one-layer wasm artifact. Returns the
 /// payload and the manifest bytes.
-fn serve_artifact(server: &mut Server, tag: &str, payload: &[u8]) -> Vec<u8> {
+fn serve_artifact(server: &FakeRegistry, tag: &str, payload: &[u8]) -> Vec<u8> {
     let m = manifest(&[(WASM, payload)]);
-    mock_manifest(server, REPO, tag, &m, OCI_MANIFEST);
-    mock_blob(server, REPO, payload);
+    server.manifest(REPO, tag, &m, OCI_MANIFEST);
+    server.blob(REPO, payload);
     m
 }
 
 #[test]
 fn pulls_into_the_cache_then_serves_the_tag_with_the_registry_gone() {
-    let mut server = Server::new();
+    let server = FakeRegistry::start();
     let payload = wasm_payload("fake-wasm-payload", 4096);
-    let m = serve_artifact(&mut server, "v1", &payload);
+    let m = serve_artifact(&server, "v1", &payload);
     let cache = tempfile::tempdir().unwrap();
-    let host = server.host_with_port();
+    let host = server.host().to_owned();
     let client = client(&host, cache.path());
     let reference = format!("{host}/{REPO}:v1");
 
@@ -716,14 +715,14 @@ fn pulls_into_the_cache_then_serves_the_tag_with_the_registry_gone() {
 
 #[test]
 fn a_tag_whose_blob_is_cached_is_from_the_cache_though_its_manifest_was_fetched() {
-    let mut server = Server::new();
+    let server = FakeRegistry::start();
     let payload = wasm_payload("shared by two tags", 4096);
     let m = manifest(&[(WASM, &payload)]);
-    mock_manifest(&mut server, REPO, "v1", &m, OCI_MANIFEST);
-    let blob = mock_blob(&mut server, REPO, &payload).expect(1);
-    let second_tag = mock_manifest(&mut server, REPO, "stable", &m, OCI_MANIFEST).expect(1);
+    server.manifest(REPO, "v1", &m, OCI_MANIFEST);
+    let blob = server.blob(REPO, &payload);
+    let second_tag = server.manifest(REPO, "stable", &m, OCI_MANIFEST);
     let cache = tempfile::tempdir().unwrap();
-    let host = server.host_with_port();
+    let host = server.host().to_owned();
     let client = client(&host, cache.path());
 
     let first = client.pull(&format!("{host}/{REPO}:v1")).unwrap();
@@ -732,26 +731,26 @@ fn a_tag_whose_blob_is_cached_is_from_the_cache_though_its_manifest_was_fetched(
     let second = client.pull(&format!("{host}/{REPO}:stable")).unwrap();
     assert!(second.from_cache(), "no blob was downloaded");
     assert_eq!(second.read().unwrap(), payload);
-    second_tag.assert();
-    blob.assert();
+    assert_eq!(server.hits("GET", &second_tag), 1);
+    assert_eq!(server.hits("GET", &blob), 1);
 }
 
 #[test]
 fn digest_pinned_reference_is_verified_and_then_needs_no_network() {
-    let mut server = Server::new();
+    let server = FakeRegistry::start();
     let payload = wasm_payload("pinned", 1000);
     let m = manifest(&[(WASM, &payload)]);
     let pin = digest(&m);
-    let by_digest = mock_manifest(&mut server, REPO, &pin, &m, OCI_MANIFEST).expect(1);
-    mock_blob(&mut server, REPO, &payload);
+    let by_digest = server.manifest(REPO, &pin, &m, OCI_MANIFEST);
+    server.blob(REPO, &payload);
     let cache = tempfile::tempdir().unwrap();
-    let host = server.host_with_port();
+    let host = server.host().to_owned();
     let reference = format!("{host}/{REPO}@{pin}");
 
     let a = client(&host, cache.path()).pull(&reference).unwrap();
     assert_eq!(a.read().unwrap(), payload);
     assert_eq!(a.manifest_digest().to_string(), pin);
-    by_digest.assert();
+    assert_eq!(server.hits("GET", &by_digest), 1);
     // The pin is recorded (so prune keeps it), and no tag was invented for it.
     let repo_refs = cache
         .path()
@@ -769,11 +768,11 @@ fn digest_pinned_reference_is_verified_and_then_needs_no_network() {
 
 #[test]
 fn a_pull_that_must_wait_for_a_lock_says_so_then_proceeds() {
-    let mut server = Server::new();
+    let server = FakeRegistry::start();
     let payload = wasm_payload("locked", 1000);
-    serve_artifact(&mut server, "v1", &payload);
+    serve_artifact(&server, "v1", &payload);
     let cache = tempfile::tempdir().unwrap();
-    let host = server.host_with_port();
+    let host = server.host().to_owned();
 
     // Another "process" holds the download lock of this blob.
     let locks = cache.path().join("locks");

@@ -12,7 +12,6 @@ use common::*;
 use forge_oci::manifest::ManifestErrorKind;
 use forge_oci::manifest::Platform;
 use forge_oci::{Artifact, Credentials, Error, TokenFailure, UrlRefusal, VerifyError};
-use mockito::Server;
 
 const REPO: &str = "hostile/plugin";
 
@@ -1154,24 +1153,22 @@ fn a_body_echoing_a_signature_decoded_or_from_the_registry_itself_is_left_out() 
     }
 }
 
-// Against mockito: lies told once, with the exact error each one must give.
+// Lies told once, with the exact error each one must give.
 
 #[test]
 fn pinned_manifest_that_does_not_hash_to_the_pin_is_refused() {
-    let mut server = Server::new();
+    let server = FakeRegistry::start();
     let payload = wasm_payload("x", 100);
     let m = manifest(&[(WASM, &payload)]);
     let pin = digest(b"some other manifest");
     // A registry (or a man in the middle) answers the pinned digest with other bytes.
-    server
-        .mock("GET", format!("/v2/{REPO}/manifests/{pin}").as_str())
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_body(&m)
-        .create();
-    let blob = mock_blob(&mut server, REPO, &payload).expect(0);
+    server.route(
+        &format!("/v2/{REPO}/manifests/{pin}"),
+        Route::ok(m.clone()).header("content-type", OCI_MANIFEST),
+    );
+    let blob = server.blob(REPO, &payload);
     let cache = tempfile::tempdir().unwrap();
-    let host = server.host_with_port();
+    let host = server.host().to_owned();
 
     let err = client(&host, cache.path())
         .pull(&format!("{host}/{REPO}@{pin}"))
@@ -1189,25 +1186,21 @@ fn pinned_manifest_that_does_not_hash_to_the_pin_is_refused() {
     }
     let msg = err.to_string();
     assert!(msg.contains(&pin) && msg.contains(&digest(&m)), "{msg}");
-    blob.assert();
+    assert_eq!(server.hits("GET", &blob), 0);
     assert!(verified_blobs(cache.path()).is_empty());
 }
 
 /// Serves a manifest for `payload` and, as its blob, `served` instead.
 fn pull_with_blob_body(payload: &[u8], served: &[u8]) -> (Error, tempfile::TempDir) {
-    let mut server = Server::new();
+    let server = FakeRegistry::start();
     let m = manifest(&[(WASM, payload)]);
-    mock_manifest(&mut server, REPO, "v1", &m, OCI_MANIFEST);
-    server
-        .mock(
-            "GET",
-            format!("/v2/{REPO}/blobs/{}", digest(payload)).as_str(),
-        )
-        .with_status(200)
-        .with_body(served)
-        .create();
+    server.manifest(REPO, "v1", &m, OCI_MANIFEST);
+    server.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(payload)),
+        Route::ok(served),
+    );
     let cache = tempfile::tempdir().unwrap();
-    let host = server.host_with_port();
+    let host = server.host().to_owned();
     let err = client(&host, cache.path())
         .pull(&format!("{host}/{REPO}:v1"))
         .unwrap_err();
@@ -1253,20 +1246,19 @@ fn blob_size_mismatch_leaves_nothing_in_the_cache() {
 
 #[test]
 fn not_found_carries_the_registry_error() {
-    let mut server = Server::new();
-    server
-        .mock("GET", format!("/v2/{REPO}/manifests/nope").as_str())
-        .with_status(404)
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nope"}}]}"#)
-        .create();
-    server
-        .mock("GET", format!("/v2/{REPO}/manifests/teapot").as_str())
-        .with_status(418)
-        .with_body("short and stout")
-        .create();
+    let server = FakeRegistry::start();
+    server.route(
+        &format!("/v2/{REPO}/manifests/nope"),
+        Route::ok(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"nope"}}]}"#)
+            .status(404)
+            .header("content-type", "application/json"),
+    );
+    server.route(
+        &format!("/v2/{REPO}/manifests/teapot"),
+        Route::ok("short and stout").status(418),
+    );
     let cache = tempfile::tempdir().unwrap();
-    let host = server.host_with_port();
+    let host = server.host().to_owned();
     let c = client(&host, cache.path());
 
     let err = c.pull(&format!("{host}/{REPO}:nope")).unwrap_err();
@@ -1306,21 +1298,21 @@ fn not_found_carries_the_registry_error() {
 
 #[test]
 fn bad_server_answers_are_typed_errors() {
-    let mut server = Server::new();
-    let host = server.host_with_port();
+    let server = FakeRegistry::start();
+    let host = server.host().to_owned();
     for (tag, body, media_type) in [
         ("schema1", &br#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#[..], "application/vnd.docker.distribution.manifest.v1+prettyjws"),
         ("unknown", br#"{"schemaVersion":2,"mediaType":"application/vnd.example+json","layers":[]}"#, "application/json"),
         ("negative", br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a/b","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":-2},"layers":[]}"#, OCI_MANIFEST),
     ] {
-        mock_manifest(&mut server, REPO, tag, body, media_type);
+        server.manifest(REPO, tag, body, media_type);
     }
     let sha512 = format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"a/b","digest":"{}","size":2}},"layers":[{{"mediaType":"{WASM}","digest":"sha512:{}","size":4}}]}}"#,
         digest(EMPTY_CONFIG),
         "ab".repeat(64)
     );
-    mock_manifest(&mut server, REPO, "sha512", sha512.as_bytes(), OCI_MANIFEST);
+    server.manifest(REPO, "sha512", sha512.as_bytes(), OCI_MANIFEST);
     let cache = tempfile::tempdir().unwrap();
     let c = client(&host, cache.path());
     for tag in ["schema1", "unknown", "negative"] {

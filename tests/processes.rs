@@ -18,8 +18,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::server::{FakeRegistry, Route};
@@ -114,28 +112,16 @@ fn spawn_child(references: &[String], out: &Path, cache_base: &Path, insecure: &
 /// Eight processes pull one uncached reference at the same moment; the blob is
 /// served slowly so they all contend. Exactly one blob GET reaches the server.
 fn eight_processes_download_once() {
-    let mut server = mockito::Server::new();
-    let payload = Arc::new(wasm_payload("shared by eight", 2 << 20));
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("shared by eight", 2 << 20);
     let m = manifest(&[(WASM, &payload)]);
-    mock_manifest(&mut server, "race/plugin", "1.0", &m, OCI_MANIFEST);
-    let blob_gets = Arc::new(AtomicUsize::new(0));
-    let (gets, body) = (Arc::clone(&blob_gets), Arc::clone(&payload));
-    let blob = server
-        .mock(
-            "GET",
-            format!("/v2/race/plugin/blobs/{}", digest(&payload)).as_str(),
-        )
-        .with_status(200)
-        .with_chunked_body(move |w| {
-            gets.fetch_add(1, Ordering::SeqCst);
-            for chunk in body.chunks(32 << 10) {
-                w.write_all(chunk)?;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(())
-        })
-        .create();
-    let host = server.host_with_port();
+    server.manifest("race/plugin", "1.0", &m, OCI_MANIFEST);
+    let blob = format!("/v2/race/plugin/blobs/{}", digest(&payload));
+    server.route(
+        &blob,
+        Route::ok(payload.clone()).slow(32 << 10, Duration::from_millis(10)),
+    );
+    let host = server.host().to_owned();
     let work = tempfile::tempdir().unwrap();
     let reference = format!("{host}/race/plugin:1.0");
 
@@ -150,17 +136,16 @@ fn eight_processes_download_once() {
         assert!(child.wait().unwrap().success(), "a child failed");
         assert_eq!(
             std::fs::read(out.join("0")).unwrap(),
-            *payload,
+            payload,
             "{}",
             out.display()
         );
     }
     assert_eq!(
-        blob_gets.load(Ordering::SeqCst),
+        server.hits("GET", &blob),
         1,
         "the blob must be downloaded exactly once"
     );
-    blob.assert();
     let root = work.path().join("openapi-forge/plugins");
     assert_eq!(verified_blobs(&root).len(), 2);
     assert_eq!(temp_files(&root), 0);

@@ -1,18 +1,18 @@
 //! Which manifest of an index and which layer of a manifest a pull takes, against
-//! a scripted registry (mockito).
+//! the fake registry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use common::server::FakeRegistry;
 use common::*;
 use forge_oci::Error;
-use mockito::Server;
 
 const REPO: &str = "test/repo";
 
 #[test]
 fn index_resolves_to_the_wasm_platform() {
-    let mut server = Server::new();
+    let server = FakeRegistry::start();
     let wasm = wasm_payload("component", 3000);
     let linux = b"ELF for amd64".to_vec();
     let wasm_manifest = manifest(&[(WASM, &wasm)]);
@@ -21,26 +21,17 @@ fn index_resolves_to_the_wasm_platform() {
         (&linux_manifest, "linux", "amd64"),
         (&wasm_manifest, "wasip2", "wasm"),
     ]);
-    mock_manifest(&mut server, REPO, "multi", &idx, OCI_INDEX);
-    let child = mock_manifest(
-        &mut server,
-        REPO,
-        &digest(&wasm_manifest),
-        &wasm_manifest,
-        OCI_MANIFEST,
-    )
-    .expect(1);
-    let other = mock_manifest(
-        &mut server,
+    server.manifest(REPO, "multi", &idx, OCI_INDEX);
+    let child = server.manifest(REPO, &digest(&wasm_manifest), &wasm_manifest, OCI_MANIFEST);
+    let other = server.manifest(
         REPO,
         &digest(&linux_manifest),
         &linux_manifest,
         OCI_MANIFEST,
-    )
-    .expect(0);
-    mock_blob(&mut server, REPO, &wasm);
+    );
+    server.blob(REPO, &wasm);
     let cache = tempfile::tempdir().unwrap();
-    let host = server.host_with_port();
+    let host = server.host().to_owned();
 
     let a = client(&host, cache.path())
         .pull(&format!("{host}/{REPO}:multi"))
@@ -51,8 +42,8 @@ fn index_resolves_to_the_wasm_platform() {
         digest(&idx),
         "the reference resolved to the index"
     );
-    child.assert();
-    other.assert();
+    assert_eq!(server.hits("GET", &child), 1);
+    assert_eq!(server.hits("GET", &other), 0);
 
     // From the cache too, with the registry gone: the index and its child were stored.
     drop(server);
@@ -65,8 +56,8 @@ fn index_resolves_to_the_wasm_platform() {
 
 #[test]
 fn layer_selection_prefers_the_accepted_list_and_falls_back_to_a_single_layer() {
-    let mut server = Server::new();
-    let host = server.host_with_port();
+    let server = FakeRegistry::start();
+    let host = server.host().to_owned();
     let component = wasm_payload("component", 300);
     let module = wasm_payload("module", 300);
     let two = manifest(&[
@@ -76,14 +67,14 @@ fn layer_selection_prefers_the_accepted_list_and_falls_back_to_a_single_layer() 
             &component,
         ),
     ]);
-    mock_manifest(&mut server, REPO, "two", &two, OCI_MANIFEST);
-    mock_blob(&mut server, REPO, &component);
+    server.manifest(REPO, "two", &two, OCI_MANIFEST);
+    server.blob(REPO, &component);
     let other = b"not wasm, but the only layer".to_vec();
     let single = manifest(&[("application/x-custom", &other)]);
-    mock_manifest(&mut server, REPO, "single", &single, OCI_MANIFEST);
-    mock_blob(&mut server, REPO, &other);
+    server.manifest(REPO, "single", &single, OCI_MANIFEST);
+    server.blob(REPO, &other);
     let none = manifest(&[("text/plain", b"a"), ("application/x-tar", b"b")]);
-    mock_manifest(&mut server, REPO, "none", &none, OCI_MANIFEST);
+    server.manifest(REPO, "none", &none, OCI_MANIFEST);
     let cache = tempfile::tempdir().unwrap();
     let c = client(&host, cache.path());
 

@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: artifacts built in memory, mock
-//! registry endpoints, and cache inspection.
+//! Helpers shared by the integration tests: artifacts built in memory, the
+//! credential-isolated client, and cache inspection. The fake registry is
+//! [`server`]; a real one is [`registry`].
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy;
@@ -57,33 +58,6 @@ pub fn index(entries: &[(&[u8], &str, &str)]) -> Vec<u8> {
         &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
     )
     .unwrap()
-}
-
-/// Serves `body` as manifest `selector` of `repo`.
-pub fn mock_manifest(
-    server: &mut mockito::Server,
-    repo: &str,
-    selector: &str,
-    body: &[u8],
-    media_type: &str,
-) -> mockito::Mock {
-    server
-        .mock("GET", format!("/v2/{repo}/manifests/{selector}").as_str())
-        .with_status(200)
-        .with_header("content-type", media_type)
-        .with_header("docker-content-digest", &digest(body))
-        .with_body(body)
-        .create()
-}
-
-/// Serves `body` as the blob `digest(body)` of `repo`.
-pub fn mock_blob(server: &mut mockito::Server, repo: &str, body: &[u8]) -> mockito::Mock {
-    server
-        .mock("GET", format!("/v2/{repo}/blobs/{}", digest(body)).as_str())
-        .with_status(200)
-        .with_header("content-type", "application/octet-stream")
-        .with_body(body)
-        .create()
 }
 
 /// A builder for `host` over plain HTTP with its own cache and no retries, that

@@ -1,10 +1,14 @@
-//! A scriptable fake registry on 127.0.0.1: fixed answers per path, optionally
-//! slow, honouring `Range` when asked to, and counting every connection and
-//! request. One thread per connection; each answer closes the connection.
+//! A scriptable fake registry on 127.0.0.1: fixed answers per path, or per
+//! request condition (a header, a query parameter), optionally slow, honouring
+//! `Range` when asked to, and recording every connection and request (with its
+//! headers and query) for tests to assert on. One thread per connection; each
+//! answer closes the connection.
 #![allow(dead_code)]
 
+mod request;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +16,9 @@ use std::thread;
 use std::time::Duration;
 
 use super::{OCI_MANIFEST, WASM, digest, manifest};
+use request::path_matches;
+#[allow(unused_imports)] // each test binary uses some of them
+pub use request::{Request, header_is, no_header};
 
 /// One scripted answer.
 #[derive(Clone)]
@@ -118,11 +125,25 @@ impl Route {
     }
 }
 
+/// A condition on a request, for [`FakeRegistry::route_if`] and [`FakeRegistry::hits_if`].
+type When = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
+
+/// A route that answers only the requests its condition accepts.
+struct Rule {
+    method: String,
+    /// A path, or a prefix ending in `*`.
+    path: String,
+    when: When,
+    route: Route,
+}
+
 #[derive(Default)]
 struct State {
     routes: Mutex<HashMap<String, Route>>,
-    /// (method, path, range start) of every request, in order.
-    requests: Mutex<Vec<(String, String, Option<u64>)>>,
+    /// Tried before `routes`, the latest added first.
+    rules: Mutex<Vec<Rule>>,
+    /// Every request, in order.
+    requests: Mutex<Vec<Request>>,
     connections: AtomicUsize,
     stop: AtomicBool,
 }
@@ -172,6 +193,44 @@ impl FakeRegistry {
             .insert(path.to_owned(), route);
     }
 
+    /// Answers the requests with `method` to `path` (or under it, when `path` ends
+    /// in `*`) that `when` accepts with `route`, before any route set with
+    /// [`route`](Self::route) or [`route_method`](Self::route_method). Of two
+    /// conditional routes that accept a request, the one added last answers.
+    pub fn route_if(
+        &self,
+        method: &str,
+        path: &str,
+        when: impl Fn(&Request) -> bool + Send + Sync + 'static,
+        route: Route,
+    ) {
+        self.state.rules.lock().unwrap().push(Rule {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            when: Arc::new(when),
+            route,
+        });
+    }
+
+    /// Serves `body` as manifest `selector` of `repo`, with its digest header.
+    /// Returns the path.
+    pub fn manifest(&self, repo: &str, selector: &str, body: &[u8], media_type: &str) -> String {
+        let path = format!("/v2/{repo}/manifests/{selector}");
+        let route = Route::ok(body.to_vec())
+            .header("content-type", media_type)
+            .header("docker-content-digest", &digest(body));
+        self.route(&path, route);
+        path
+    }
+
+    /// Serves `body` as the blob `digest(body)` of `repo`. Returns the path.
+    pub fn blob(&self, repo: &str, body: &[u8]) -> String {
+        let path = format!("/v2/{repo}/blobs/{}", digest(body));
+        let route = Route::ok(body.to_vec()).header("content-type", "application/octet-stream");
+        self.route(&path, route);
+        path
+    }
+
     /// Serves `payload` as a one-layer wasm artifact `repo:tag`, with its manifest
     /// also reachable by digest. Returns the manifest.
     pub fn artifact(
@@ -202,11 +261,22 @@ impl FakeRegistry {
 
     /// Requests with `method` to `path` so far.
     pub fn hits(&self, method: &str, path: &str) -> usize {
+        self.hits_if(method, path, |_| true)
+    }
+
+    /// Requests with `method` to `path` (or under it, when `path` ends in `*`)
+    /// that `when` accepts, so far.
+    pub fn hits_if(&self, method: &str, path: &str, when: impl Fn(&Request) -> bool) -> usize {
         let requests = self.state.requests.lock().unwrap();
         requests
             .iter()
-            .filter(|(m, p, _)| m == method && p == path)
+            .filter(|r| r.method == method && path_matches(path, &r.path) && when(r))
             .count()
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.requests.lock().unwrap().clone()
     }
 
     /// The `Range` starts asked for on `path`, in order (`None`: no range).
@@ -214,8 +284,8 @@ impl FakeRegistry {
         let requests = self.state.requests.lock().unwrap();
         requests
             .iter()
-            .filter(|(_, p, _)| p == path)
-            .map(|(_, _, r)| *r)
+            .filter(|r| r.path == path)
+            .map(Request::range)
             .collect()
     }
 
@@ -231,53 +301,47 @@ impl Drop for FakeRegistry {
     }
 }
 
+impl State {
+    /// Records `request` and picks its answer: the latest conditional route that
+    /// accepts it, else the route for its method and path, else for its path;
+    /// on the path's n-th hit, that route's n-th answer.
+    fn answer(&self, request: Request) -> Option<Route> {
+        let route = {
+            let rules = self.rules.lock().unwrap();
+            rules
+                .iter()
+                .rev()
+                .find(|r| {
+                    r.method == request.method
+                        && path_matches(&r.path, &request.path)
+                        && (r.when)(&request)
+                })
+                .map(|r| r.route.clone())
+        }
+        .or_else(|| {
+            let routes = self.routes.lock().unwrap();
+            routes
+                .get(&format!("{} {}", request.method, request.path))
+                .or_else(|| routes.get(&request.path))
+                .cloned()
+        });
+        let mut requests = self.requests.lock().unwrap();
+        let hit = requests.iter().filter(|r| r.path == request.path).count();
+        requests.push(request);
+        route.map(|r| match hit {
+            0 => r,
+            n => r.then.get(n - 1).or(r.then.last()).cloned().unwrap_or(r),
+        })
+    }
+}
+
 fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let target = parts.next().unwrap_or_default();
-    let path = target.split('?').next().unwrap_or_default().to_owned();
-    let mut range = None;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("range") {
-                range = value
-                    .trim()
-                    .strip_prefix("bytes=")
-                    .and_then(|v| v.trim_end_matches('-').parse().ok());
-            }
-        }
-    }
-    state
-        .requests
-        .lock()
-        .unwrap()
-        .push((method.clone(), path.clone(), range));
-    let hit = state
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, p, _)| *p == path)
-        .count()
-        - 1;
-    let route = {
-        let routes = state.routes.lock().unwrap();
-        routes
-            .get(&format!("{method} {path}"))
-            .or_else(|| routes.get(&path))
-            .cloned()
-    }
-    .map(|r| match hit {
-        0 => r,
-        n => r.then.get(n - 1).or(r.then.last()).cloned().unwrap_or(r),
-    });
+    let Some(request) = Request::read(&mut reader)? else {
+        return Ok(());
+    };
+    let (method, range) = (request.method.clone(), request.range());
+    let route = state.answer(request);
     let mut out = stream;
     let Some(route) = route else {
         let body = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"no such path"}]}"#;
