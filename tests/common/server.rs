@@ -118,8 +118,18 @@ impl Route {
     }
 }
 
+/// One request as it arrived: method, target (path and query), and the
+/// headers a test asks about.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub authorization: Option<String>,
+}
+
 #[derive(Default)]
 struct State {
+    seen: Mutex<Vec<Seen>>,
     routes: Mutex<HashMap<String, Route>>,
     /// (method, path, range start) of every request, in order.
     requests: Mutex<Vec<(String, String, Option<u64>)>>,
@@ -219,6 +229,11 @@ impl FakeRegistry {
             .collect()
     }
 
+    /// Every request so far, in order, with its query string and credentials.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
     }
@@ -240,12 +255,16 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     let target = parts.next().unwrap_or_default();
     let path = target.split('?').next().unwrap_or_default().to_owned();
     let mut range = None;
+    let mut authorization = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
             break;
         }
         if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_owned());
+            }
             if name.eq_ignore_ascii_case("range") {
                 range = value
                     .trim()
@@ -254,6 +273,11 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
             }
         }
     }
+    state.seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        target: target.to_owned(),
+        authorization,
+    });
     state
         .requests
         .lock()
