@@ -225,3 +225,11 @@ fn online_a_broken_layout_is_skipped_with_an_event() {
     assert_eq!(seen[0].0, Source::Layout(layout.clone()));
     assert!(seen[0].1.contains(&layout.display().to_string()));
 }
+
+/// A build script reruns when the mirrors or layouts change.
+#[test]
+fn build_scripts_watch_the_new_variables() {
+    for var in ["FORGE_OCI_MIRRORS", "FORGE_OCI_LAYOUTS"] {
+        assert!(forge_oci::build::ENV_VARS.contains(&var), "{var}");
+    }
+}
