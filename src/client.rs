@@ -10,9 +10,9 @@ use crate::cache::{Cache, CommitError, Policy, PullGuard};
 use crate::config::{ClientBuilder, Config, Network, TagPolicy};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::event::{Event, Events, Source};
-use crate::layout::read::{Layouts, commit as commit_from_layout};
-use crate::layout::write::{Vendored, Writer};
+use crate::event::{Event, Events};
+use crate::layout::read::Layouts;
+use crate::layout::write::{Vendored, vendor};
 use crate::manifest::{Document, Manifest, Rejected};
 use crate::mirror::Mirrors;
 use crate::reference::Reference;
@@ -193,7 +193,8 @@ impl Client {
                 }
             }
         }
-        if let Some(artifact) = self.pull_from_layouts(r)? {
+        let (cache, selection, events) = (&inner.cache, &inner.selection, &inner.events);
+        if let Some(artifact) = inner.layouts.pull(cache, selection, r, online, events)? {
             return Ok(artifact);
         }
         if !online {
@@ -206,81 +207,12 @@ impl Client {
         // are where a 401 runs credential helpers, and prune and clear must not
         // wait on those. A cache that cannot take the result is said first.
         inner.cache.check_writable(r)?;
-        self.via_mirrors(r, |source| {
+        inner.mirrors.attempt(r, events, |source| {
             let docs = self.documents_to_pull(r, source, deadline)?;
             inner.cache.with_pull_lock(r, |held| {
                 self.pull_from_registry(held, r, source, docs, deadline)
             })
         })
-    }
-
-    /// Tries the configured OCI image layouts in order. `None` when none holds
-    /// `r`. A layout that holds it but cannot give it is an error offline, and
-    /// online is reported and passed over for the next source.
-    fn pull_from_layouts(&self, r: &Reference) -> Result<Option<Artifact>> {
-        let inner = &self.inner;
-        for dir in inner.layouts.dirs() {
-            let pulled = inner
-                .layouts
-                .documents(dir, r, &inner.selection)
-                .and_then(|found| match found {
-                    Some(docs) => {
-                        inner.cache.check_writable(r)?;
-                        inner
-                            .cache
-                            .with_pull_lock(r, |held| {
-                                commit_from_layout(
-                                    &inner.cache,
-                                    held,
-                                    &inner.selection,
-                                    r,
-                                    dir,
-                                    &docs,
-                                )
-                            })
-                            .map(Some)
-                    }
-                    None => Ok(None),
-                });
-            match pulled {
-                Ok(None) => {}
-                Ok(Some(artifact)) => return Ok(Some(artifact)),
-                Err(e) if inner.network == Network::Online && is_source_failure(&e) => {
-                    self.skipped(&Source::Layout(dir.clone()), r, &e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(None)
-    }
-
-    /// Runs `attempt` against each mirror of `r`'s registry that may answer it, in
-    /// order, then against the registry itself (`r`). A mirror that fails as a
-    /// source can (unreachable, refusing, not holding `r`, serving bytes that do not
-    /// verify) is reported and passed over; a failure of the cache is returned.
-    fn via_mirrors<T>(
-        &self,
-        r: &Reference,
-        mut attempt: impl FnMut(&Reference) -> Result<T>,
-    ) -> Result<T> {
-        for mirror in self.inner.mirrors.for_reference(r) {
-            match attempt(&mirror.reference(r)) {
-                Ok(t) => return Ok(t),
-                Err(e) if is_source_failure(&e) => {
-                    self.skipped(&Source::Mirror(mirror.to_string()), r, &e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        attempt(r)
-    }
-
-    fn skipped(&self, source: &Source, r: &Reference, error: &Error) {
-        self.inner.events.emit(&Event::SourceSkipped {
-            source,
-            reference: r,
-            error,
-        });
     }
 
     /// Writes `references` into the OCI image layout at `dir` (made if missing,
@@ -308,28 +240,12 @@ impl Client {
             .iter()
             .map(|s| s.as_ref().parse::<Reference>())
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let mut writer = Writer::open(dir.as_ref())?;
-        let mut out = Vec::new();
-        for r in &refs {
-            let docs = self.documents_from(r, false)?;
-            writer.add_document(&docs.top)?;
-            if let Some(child) = &docs.child {
-                writer.add_document(child)?;
-            }
-            let mut blobs = 1 + usize::from(docs.child.is_some());
-            for d in std::iter::once(&docs.image.config).chain(&docs.image.layers) {
-                let digest = d.sha256().map_err(|reason| Error::UnsupportedDigest {
-                    reference: r.to_string(),
-                    reason,
-                })?;
-                writer.add_blob(r, &digest, d.size, || self.blob_reader(r, &digest, d.size))?;
-                blobs += 1;
-            }
-            writer.record(r, &docs.top);
-            out.push(Vendored::new(r.clone(), docs.top.digest.clone(), blobs));
-        }
-        writer.finish()?;
-        Ok(out)
+        vendor(
+            dir.as_ref(),
+            &refs,
+            |r| self.documents_from(r, false),
+            |r, digest, size| self.blob_reader(r, digest, size),
+        )
     }
 
     /// Blob `digest` of `r`: the cached file, else from a mirror or the registry
@@ -357,7 +273,7 @@ impl Client {
             });
         }
         let deadline = self.deadline();
-        self.via_mirrors(r, |source| {
+        self.inner.mirrors.attempt(r, &self.inner.events, |source| {
             let body = self.inner.registry.open_blob(source, digest, 0, deadline)?;
             Ok(Box::new(body.reader) as Box<dyn std::io::Read>)
         })
@@ -536,15 +452,11 @@ impl Client {
             }
         }
         if layouts_for_tags || r.digest().is_some() || !online {
-            for dir in inner.layouts.dirs() {
-                match inner.layouts.documents(dir, r, &inner.selection) {
-                    Ok(Some(docs)) => return Ok(docs),
-                    Ok(None) => {}
-                    Err(e) if online && is_source_failure(&e) => {
-                        self.skipped(&Source::Layout(dir.clone()), r, &e);
-                    }
-                    Err(e) => return Err(e),
-                }
+            let found = inner
+                .layouts
+                .find(r, &inner.selection, online, &inner.events)?;
+            if let Some(docs) = found {
+                return Ok(docs);
             }
         }
         if !online {
@@ -554,7 +466,8 @@ impl Client {
             });
         }
         let deadline = self.deadline();
-        self.via_mirrors(r, |source| self.fetch_documents(source, deadline))
+        let fetch = |source: &Reference| self.fetch_documents(source, deadline);
+        inner.mirrors.attempt(r, &inner.events, fetch)
     }
 
     /// GETs the top manifest and, for an index, the selected child.
@@ -620,21 +533,6 @@ fn cannot_tell_now(e: &Error) -> bool {
         Error::Token { status, .. } => status.is_none_or(unavailable),
         _ => false,
     }
-}
-
-/// Whether `e` is a source's failure, after which the next source may do better
-/// (rather than the cache's, or the settings', which no other source changes).
-fn is_source_failure(e: &Error) -> bool {
-    !matches!(
-        e,
-        Error::Io { .. }
-            | Error::LockTimeout { .. }
-            | Error::ReadOnlyCache { .. }
-            | Error::UnsafeCacheDirectory { .. }
-            | Error::NoCacheDir
-            | Error::Config { .. }
-            | Error::Deadline { .. }
-    )
 }
 
 /// The typed error for a failed blob download; `host` answered the request.

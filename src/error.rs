@@ -11,6 +11,24 @@ use crate::digest::{Digest, ParseDigestError, VerifyError};
 use crate::manifest::{ParseManifestError, SelectError};
 use crate::reference::ParseReferenceError;
 
+impl Error {
+    /// Whether this is a source's failure, after which another source (a mirror,
+    /// a layout, the registry) may do better; not the cache's or the settings',
+    /// which no other source changes, nor a deadline that has passed.
+    pub(crate) fn is_source_failure(&self) -> bool {
+        !matches!(
+            self,
+            Error::Io { .. }
+                | Error::LockTimeout { .. }
+                | Error::ReadOnlyCache { .. }
+                | Error::UnsafeCacheDirectory { .. }
+                | Error::NoCacheDir
+                | Error::Config { .. }
+                | Error::Deadline { .. }
+        )
+    }
+}
+
 /// What is wrong with a file of an OCI image layout ([`Error::Layout`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

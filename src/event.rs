@@ -123,6 +123,15 @@ impl Events {
             f(event);
         }
     }
+
+    /// Reports [`Event::SourceSkipped`].
+    pub(crate) fn skipped(&self, source: &Source, reference: &Reference, error: &Error) {
+        self.emit(&Event::SourceSkipped {
+            source,
+            reference,
+            error,
+        });
+    }
 }
 
 impl fmt::Debug for Events {

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::error::Result;
+use crate::event::{Events, Source};
 use crate::reference::Reference;
 
 /// The environment variable: `REGISTRY=MIRROR[,MIRROR...][;REGISTRY=MIRROR...]`.
@@ -52,6 +54,28 @@ impl Mirrors {
     /// Appends all of `other`'s after this one's.
     pub(crate) fn extend(&mut self, other: Mirrors) {
         self.0.extend(other.0);
+    }
+
+    /// Runs `attempt` against each mirror that may answer `r`, in order, then
+    /// against the registry itself (`r`). A mirror that fails as a source can
+    /// (unreachable, refusing, not holding `r`, serving bytes that do not verify)
+    /// is reported and passed over; the cache's failures are returned.
+    pub(crate) fn attempt<T>(
+        &self,
+        r: &Reference,
+        events: &Events,
+        mut attempt: impl FnMut(&Reference) -> Result<T>,
+    ) -> Result<T> {
+        for mirror in self.for_reference(r) {
+            match attempt(&mirror.reference(r)) {
+                Ok(t) => return Ok(t),
+                Err(e) if e.is_source_failure() => {
+                    events.skipped(&Source::Mirror(mirror.to_string()), r, &e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        attempt(r)
     }
 
     /// The mirrors that may answer `r`, in order: for a tag, those not limited to

@@ -29,10 +29,8 @@ options:
       --offline            use only the cache (also FORGE_OFFLINE=1, CARGO_NET_OFFLINE=true)
       --insecure HOST      reach HOST[:PORT] over plain HTTP (repeatable; also FORGE_OCI_INSECURE_HOSTS)
       --cache-dir DIR      the cache root (default: $FORGE_CACHE_DIR/openapi-forge/plugins)
-      --mirror REG=MIRROR  ask MIRROR (HOST[:PORT][/PREFIX]) before registry REG (repeatable, in
-                           order; also FORGE_OCI_MIRRORS=REG=MIRROR[,MIRROR...][;REG=...])
-      --layout DIR         read artifacts from the OCI image layout DIR first, also offline
-                           (repeatable; also FORGE_OCI_LAYOUTS, a list separated as PATH is)
+      --mirror REG=MIRROR  ask MIRROR (HOST[:PORT][/PREFIX]) before registry REG (repeatable; FORGE_OCI_MIRRORS)
+      --layout DIR         read the OCI image layout DIR first, also offline (repeatable; FORGE_OCI_LAYOUTS)
       --platform OS/ARCH   pick this platform from an index (repeatable, best first; default wasip2/wasm …)
       --media-type TYPE    accept this layer media type (repeatable, best first)
       --tag-policy POLICY  cache-first (default), revalidate, or max-age=DURATION (30s, 10m, 12h, 7d)
@@ -64,11 +62,9 @@ Print, as JSON, the manifest REF leads to and the index it was selected from.";
 pub const VENDOR_USAGE: &str = "\
 usage: forge-oci vendor --to DIR REF... [OPTIONS]
 
-Write each REF into the OCI image layout at DIR (made if missing, else updated):
-its manifests, config and layers under blobs/sha256/, and an index.json entry
-named by the full reference (org.opencontainers.image.ref.name and
-io.containerd.image.name). A REF vendored before is replaced. Commit DIR, then
-build with FORGE_OCI_LAYOUTS=DIR and CARGO_NET_OFFLINE=true.
+Write each REF (manifests, config, layers) into the OCI image layout at DIR, named
+by its full reference in index.json; a REF vendored before is replaced. Commit DIR,
+then build with FORGE_OCI_LAYOUTS=DIR and CARGO_NET_OFFLINE=true.
 
       --to DIR             the layout directory";
 
@@ -290,11 +286,9 @@ fn parse_ref_args(
                 .push(non_empty_path(&flag, next(&flag)?).map_err(err)?),
             "--mirror" => {
                 let value = text(&flag, next(&flag)?).map_err(err)?;
-                let (registry, mirror) = value.split_once('=').ok_or_else(|| {
-                    err(format!(
-                        "`--mirror {value}`: expected REGISTRY=MIRROR, e.g. docker.io=mirror.corp:5000"
-                    ))
-                })?;
+                let (registry, mirror) = value
+                    .split_once('=')
+                    .ok_or_else(|| err(format!("`--mirror {value}`: expected REGISTRY=MIRROR")))?;
                 out.mirrors.push((registry.to_owned(), mirror.to_owned()));
             }
             "--media-type" => out

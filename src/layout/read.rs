@@ -13,6 +13,7 @@ use super::{blob_path, index_path, names};
 use crate::cache::{Cache, CommitError, PullGuard};
 use crate::digest::Digest;
 use crate::error::{Error, LayoutProblem, Result};
+use crate::event::{Events, Source};
 use crate::manifest::{Document, Rejected};
 use crate::reference::Reference;
 use crate::resolve::{Documents, Selection};
@@ -52,9 +53,63 @@ impl Layouts {
         }
     }
 
-    /// The layout directories, in the order they are consulted.
-    pub(crate) fn dirs(&self) -> &[PathBuf] {
-        &self.dirs
+    /// The documents `r` leads to in the first layout that holds it. A
+    /// layout that holds it but cannot give it is an error offline; online it is
+    /// reported and passed over for the next source.
+    ///
+    /// # Errors
+    /// As [`Layouts::documents`], offline.
+    pub(crate) fn find(
+        &self,
+        r: &Reference,
+        selection: &Selection,
+        online: bool,
+        events: &Events,
+    ) -> Result<Option<Documents>> {
+        for dir in &self.dirs {
+            match self.documents(dir, r, selection) {
+                Ok(Some(docs)) => return Ok(Some(docs)),
+                Ok(None) => {}
+                Err(e) if online && e.is_source_failure() => {
+                    events.skipped(&Source::Layout(dir.clone()), r, &e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Pulls `r` from the first layout that holds it and can give it, into the
+    /// cache; `None` when none can. A failure is treated as by [`Layouts::find`].
+    ///
+    /// # Errors
+    /// As [`commit`]; the cache's errors.
+    pub(crate) fn pull(
+        &self,
+        cache: &Cache,
+        selection: &Selection,
+        r: &Reference,
+        online: bool,
+        events: &Events,
+    ) -> Result<Option<Artifact>> {
+        for dir in &self.dirs {
+            let pulled = self.documents(dir, r, selection).and_then(|found| {
+                let Some(docs) = found else { return Ok(None) };
+                cache.check_writable(r)?;
+                cache
+                    .with_pull_lock(r, |held| commit(cache, held, selection, r, dir, &docs))
+                    .map(Some)
+            });
+            match pulled {
+                Ok(None) => {}
+                Ok(Some(artifact)) => return Ok(Some(artifact)),
+                Err(e) if online && e.is_source_failure() => {
+                    events.skipped(&Source::Layout(dir.clone()), r, &e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// The documents `r` leads to in layout `dir`; `None` when the layout does

@@ -18,6 +18,7 @@ use crate::digest::{Digest, VerifyError, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::manifest::{Document, Manifest, OCI_INDEX, OCI_MANIFEST};
 use crate::reference::Reference;
+use crate::resolve::Documents;
 
 /// One reference written into a layout by [`Client::vendor`](crate::Client::vendor).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,43 @@ impl Vendored {
     pub fn blobs(&self) -> usize {
         self.blobs
     }
+}
+
+/// Writes `refs` into the layout at `dir`: for each, the documents `documents`
+/// gives and the config and layers of its image manifest, read from `blob` and
+/// verified; `index.json` once at the end.
+///
+/// # Errors
+/// What `documents` and `blob` return; [`Error::UnsupportedDigest`];
+/// [`Error::Verification`]; [`Error::Io`].
+pub(crate) fn vendor<R: Read>(
+    dir: &Path,
+    refs: &[Reference],
+    mut documents: impl FnMut(&Reference) -> Result<Documents>,
+    mut blob: impl FnMut(&Reference, &Digest, u64) -> Result<R>,
+) -> Result<Vec<Vendored>> {
+    let mut writer = Writer::open(dir)?;
+    let mut out = Vec::new();
+    for r in refs {
+        let docs = documents(r)?;
+        writer.add_document(&docs.top)?;
+        if let Some(child) = &docs.child {
+            writer.add_document(child)?;
+        }
+        let mut blobs = 1 + usize::from(docs.child.is_some());
+        for d in std::iter::once(&docs.image.config).chain(&docs.image.layers) {
+            let digest = d.sha256().map_err(|reason| Error::UnsupportedDigest {
+                reference: r.to_string(),
+                reason,
+            })?;
+            writer.add_blob(r, &digest, d.size, || blob(r, &digest, d.size))?;
+            blobs += 1;
+        }
+        writer.record(r, &docs.top);
+        out.push(Vendored::new(r.clone(), docs.top.digest.clone(), blobs));
+    }
+    writer.finish()?;
+    Ok(out)
 }
 
 /// A layout being written: its directory and the index as it will be saved.
