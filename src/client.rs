@@ -307,13 +307,19 @@ impl Client {
 
     /// The digest tag `r` points to now: a HEAD, or a GET of the manifest when the
     /// registry does not answer HEAD (405, 501). `None` when it gives no digest.
+    /// Asked of the mirrors first, as a pull would be.
     fn current_digest(&self, r: &Reference, deadline: Option<Instant>) -> Result<Option<Digest>> {
-        match self.inner.registry.head_manifest(r, deadline) {
-            Err(Error::Registry {
-                status: 405 | 501, ..
-            }) => Ok(Some(self.fetch_manifest(r, None, None, deadline)?.digest)),
-            other => other,
-        }
+        let inner = &self.inner;
+        inner.mirrors.attempt(r, &inner.events, |source| {
+            match inner.registry.head_manifest(source, deadline) {
+                Err(Error::Registry {
+                    status: 405 | 501, ..
+                }) => Ok(Some(
+                    self.fetch_manifest(source, None, None, deadline)?.digest,
+                )),
+                other => other,
+            }
+        })
     }
 
     fn tag_is_fresh(&self, resolved_at: SystemTime) -> bool {

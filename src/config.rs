@@ -104,8 +104,8 @@ pub struct ClientBuilder {
 
 impl Default for ClientBuilder {
     /// The defaults, with `FORGE_CACHE_DIR`, `FORGE_OCI_INSECURE_HOSTS`,
-    /// `FORGE_OFFLINE`, `CARGO_NET_OFFLINE`, `SSL_CERT_FILE` and the proxy variables
-    /// read from the environment. A text
+    /// `FORGE_OCI_MIRRORS`, `FORGE_OCI_LAYOUTS`, `FORGE_OFFLINE`, `CARGO_NET_OFFLINE`,
+    /// `SSL_CERT_FILE` and the proxy variables read from the environment. A text
     /// variable that is not UTF-8 is kept for [`build`](ClientBuilder::build) to refuse.
     fn default() -> Self {
         let mut not_utf8 = Vec::new();

@@ -269,3 +269,65 @@ fn bad_mirror_settings_are_refused_naming_them() {
     assert!(text.contains("ClientBuilder::mirror"), "{text}");
     assert!(text.contains("https://mirror.corp"), "{text}");
 }
+
+/// The CLI's `--mirror`: a mirror that is down is named on stderr as a warning
+/// and the registry answers; a working one answers instead of the registry.
+#[test]
+fn the_cli_takes_mirrors_and_warns_about_a_skipped_one() {
+    let upstream = FakeRegistry::start();
+    let payload = wasm_payload("cli mirror", 3_000);
+    upstream.artifact("plugins/c", "v1", &payload, |r| r);
+    let mirror = FakeRegistry::start();
+    mirror.artifact("plugins/c", "v1", &payload, |r| r);
+    let down = format!("127.0.0.1:{}", free_port());
+    let work = tempfile::tempdir().unwrap();
+    let reference = format!("{}/plugins/c:v1", upstream.host());
+    let run = |mirror: &str, cache: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_forge-oci"))
+            .args(["pull", &reference, "-o", "-", "--insecure", upstream.host()])
+            .args(["--insecure", mirror, "--cache-dir"])
+            .arg(work.path().join(cache))
+            .arg("--mirror")
+            .arg(format!("{}={mirror}", upstream.host()))
+            .env_remove("FORGE_OCI_MIRRORS")
+            .env("DOCKER_CONFIG", work.path().join("no-docker-config"))
+            .env("REGISTRY_AUTH_FILE", work.path().join("no-auth.json"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&down, "c1");
+    assert_eq!(succeeded(&out), &payload[..]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("warning: skipping mirror {down}")),
+        "{stderr}"
+    );
+    let before = upstream.seen().len();
+    let out = run(mirror.host(), "c2");
+    assert_eq!(succeeded(&out), &payload[..]);
+    assert_eq!(upstream.seen().len(), before, "the mirror answered");
+    assert!(!mirror.seen().is_empty());
+}
+
+/// Revalidating a cached tag asks the mirror first, as a pull does.
+#[test]
+fn revalidation_asks_the_mirror_first() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let payload = wasm_payload("revalidated", 3_000);
+    upstream.artifact("plugins/r", "v1", &payload, |r| r);
+    mirror.artifact("plugins/r", "v1", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let c = isolated(upstream.host(), work.path())
+        .insecure_host(mirror.host())
+        .mirror(upstream.host(), mirror.host())
+        .tag_policy(forge_oci::TagPolicy::Revalidate)
+        .build()
+        .unwrap();
+    let reference = format!("{}/plugins/r:v1", upstream.host());
+    assert!(!c.pull(&reference).unwrap().from_cache());
+    let again = c.pull(&reference).unwrap();
+    assert!(again.from_cache());
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    assert_eq!(mirror.hits("HEAD", "/v2/plugins/r/manifests/v1"), 1);
+}
