@@ -230,7 +230,9 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidReference`]; as [`Client::resolve`] and [`Client::pull`];
     /// [`Error::Io`] for the layout's files. Nothing is recorded in `index.json`
-    /// unless every reference was written.
+    /// unless every reference was written (blobs already written stay: they are
+    /// whole and verified). Two runs on one directory at once each keep the
+    /// entries they read; the later `index.json` wins.
     pub fn vendor<S: AsRef<str>>(
         &self,
         dir: impl AsRef<Path>,

@@ -78,7 +78,7 @@ fn a_path_prefix_mirror_gets_prefixed_requests_with_ns_and_the_cache_keeps_upstr
     assert_eq!(plain.pull(&reference).unwrap().read().unwrap(), payload);
 }
 
-/// Down, 5xx, lacking the repository, demanding auth it has no credentials for,
+/// Down, timing out, 5xx, lacking the repository, demanding auth it has no credentials for,
 /// serving another manifest for a pin, serving a blob that does not verify: each
 /// time the pull succeeds from the registry and one event names the mirror.
 #[test]
@@ -91,6 +91,8 @@ fn each_way_a_mirror_fails_falls_back_to_the_registry_with_an_event() {
     let blob_path = format!("/v2/plugins/m/blobs/{}", digest(&payload));
 
     let down = format!("127.0.0.1:{}", free_port());
+    let stalled = FakeRegistry::start();
+    stalled.route(&manifest_path, Route::ok(m.clone()).stall_after(0));
     let overloaded = FakeRegistry::start();
     overloaded.route(&manifest_path, Route::ok("busy").status(503));
     let empty = FakeRegistry::start();
@@ -117,6 +119,7 @@ fn each_way_a_mirror_fails_falls_back_to_the_registry_with_an_event() {
 
     let cases = [
         ("down", down.as_str()),
+        ("times out", stalled.host()),
         ("5xx", overloaded.host()),
         ("404", empty.host()),
         ("auth", locked.host()),
@@ -129,6 +132,7 @@ fn each_way_a_mirror_fails_falls_back_to_the_registry_with_an_event() {
         let (b, skips) = recording(
             isolated(upstream.host(), &cache)
                 .insecure_host(mirror)
+                .read_timeout(std::time::Duration::from_secs(1))
                 .mirror(upstream.host(), mirror),
         );
         let artifact = b.build().unwrap().pull(&pin).unwrap();
@@ -307,6 +311,18 @@ fn the_cli_takes_mirrors_and_warns_about_a_skipped_one() {
     assert_eq!(succeeded(&out), &payload[..]);
     assert_eq!(upstream.seen().len(), before, "the mirror answered");
     assert!(!mirror.seen().is_empty());
+
+    // A FORGE_OCI_MIRRORS that cannot be read stops the command, naming it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forge-oci"))
+        .args(["pull", &reference, "--cache-dir"])
+        .arg(work.path().join("c3"))
+        .env("FORGE_OCI_MIRRORS", "ghcr.io:mirror.corp")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("FORGE_OCI_MIRRORS"), "{stderr}");
+    assert!(stderr.contains("ghcr.io:mirror.corp"), "{stderr}");
 }
 
 /// Revalidating a cached tag asks the mirror first, as a pull does.
