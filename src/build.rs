@@ -38,8 +38,11 @@
 //!   otherwise;
 //! - honour cargo's offline mode: cargo does not tell build scripts about
 //!   `--offline`, but `CARGO_NET_OFFLINE=true` (the variable behind cargo's own
-//!   `net.offline` setting) reaches them, and with it nothing is fetched;
-//! - report a wait for another build's download lock as a `cargo:warning`;
+//!   `net.offline` setting) reaches them, and with it nothing is fetched (a
+//!   vendored OCI image layout in `FORGE_OCI_LAYOUTS` is still read: that is how
+//!   air-gapped builds get their plugins);
+//! - report a wait for another build's download lock, and a mirror or layout
+//!   passed over for the next source, as a `cargo:warning`;
 //! - on failure, return a [`BuildError`] whose `Debug` is the readable message, so
 //!   `fn main() -> Result<(), BuildError>` stops the build with what failed, why,
 //!   and what to try.
@@ -150,7 +153,9 @@ pub fn fetch_with(builder: ClientBuilder, reference: &str) -> Result<Artifact, B
     let fail = |error| BuildError::new(reference, Kind::Pull(error));
     let client = builder
         .on_event(|event| match event {
-            Event::WaitingForLock { .. } | Event::UsingCachedTag { .. } => {
+            Event::WaitingForLock { .. }
+            | Event::UsingCachedTag { .. }
+            | Event::SourceSkipped { .. } => {
                 println!("{}", cargo_warning(event));
             }
             _ => {}

@@ -2,6 +2,7 @@
 //! policies. Settings live in [`ClientBuilder`](crate::ClientBuilder).
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,7 +11,10 @@ use crate::config::{ClientBuilder, Config, Network, TagPolicy};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
+use crate::layout::read::Layouts;
+use crate::layout::write::{Vendored, vendor};
 use crate::manifest::{Document, Manifest, Rejected};
+use crate::mirror::Mirrors;
 use crate::reference::Reference;
 use crate::registry::Registry;
 use crate::resolve::{Chosen, Documents, Selection};
@@ -43,6 +47,8 @@ struct Inner {
     tag_policy: TagPolicy,
     events: Events,
     pull_timeout: Option<Duration>,
+    mirrors: Mirrors,
+    layouts: Layouts,
 }
 
 impl ClientBuilder {
@@ -58,6 +64,8 @@ impl ClientBuilder {
     ///   requests, or the first of `no_proxy` and `NO_PROXY` set, is (not once
     ///   [`proxy`](Self::proxy), or [`no_proxy`](Self::no_proxy), is set). A
     ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
+    /// - [`Error::Config`] naming `FORGE_OCI_MIRRORS` or `ClientBuilder::mirror` for
+    ///   a mirror setting that cannot be read (or is not UTF-8).
     /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
     pub fn build(self) -> Result<Client> {
         Ok(Client::from_config(self.into_config()?))
@@ -92,8 +100,11 @@ impl Client {
             config.events.clone(),
             selection.clone().for_listing(),
         );
+        let layouts = Layouts::new(config.layouts, config.max_manifest_size);
         Client {
             inner: Arc::new(Inner {
+                mirrors: config.mirrors,
+                layouts,
                 cache,
                 selection,
                 registry: Registry::new(config.registry),
@@ -182,6 +193,10 @@ impl Client {
                 }
             }
         }
+        let (cache, selection, events) = (&inner.cache, &inner.selection, &inner.events);
+        if let Some(artifact) = inner.layouts.pull(cache, selection, r, online, events)? {
+            return Ok(artifact);
+        }
         if !online {
             return Err(Error::NotCached {
                 reference: r.to_string(),
@@ -192,15 +207,88 @@ impl Client {
         // are where a 401 runs credential helpers, and prune and clear must not
         // wait on those. A cache that cannot take the result is said first.
         inner.cache.check_writable(r)?;
-        let docs = self.documents_to_pull(r, deadline)?;
-        inner
-            .cache
-            .with_pull_lock(r, |held| self.pull_from_registry(held, r, docs, deadline))
+        inner.mirrors.attempt(r, events, |source| {
+            let docs = self.documents_to_pull(r, source, deadline)?;
+            inner.cache.with_pull_lock(r, |held| {
+                self.pull_from_registry(held, r, source, docs, deadline)
+            })
+        })
+    }
+
+    /// Writes `references` into the OCI image layout at `dir` (made if missing,
+    /// else updated): for each, its top manifest or index, the manifest selected
+    /// from an index, and that manifest's config and every layer, under
+    /// `blobs/sha256/`; and an `index.json` entry named by the full canonical
+    /// reference in `org.opencontainers.image.ref.name` and
+    /// `io.containerd.image.name`. A reference vendored before is replaced (a
+    /// moved tag leaves one entry). Tags are asked of the network (mirrors, then
+    /// the registry); blobs come from the cache when it has them. Every blob is
+    /// verified as it is written and renamed into place; `index.json` is replaced
+    /// whole, once, at the end. Read the layout back with
+    /// [`ClientBuilder::oci_layout`] or `FORGE_OCI_LAYOUTS`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidReference`]; as [`Client::resolve`] and [`Client::pull`];
+    /// [`Error::Io`] for the layout's files. Nothing is recorded in `index.json`
+    /// unless every reference was written (blobs already written stay: they are
+    /// whole and verified). Two runs on one directory at once each keep the
+    /// entries they read; the later `index.json` wins.
+    pub fn vendor<S: AsRef<str>>(
+        &self,
+        dir: impl AsRef<Path>,
+        references: &[S],
+    ) -> Result<Vec<Vendored>> {
+        let refs = references
+            .iter()
+            .map(|s| s.as_ref().parse::<Reference>())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        vendor(
+            dir.as_ref(),
+            &refs,
+            |r| self.documents_from(r, false),
+            |r, digest, size| self.blob_reader(r, digest, size),
+        )
+    }
+
+    /// Blob `digest` of `r`: the cached file, else from a mirror or the registry
+    /// (verified by the caller as it reads).
+    fn blob_reader(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Box<dyn std::io::Read>> {
+        let cache = &self.inner.cache;
+        if cache.has_blob(digest, size) {
+            let path = cache.blob_path(digest);
+            let file = std::fs::File::open(&path).map_err(|source| Error::Io {
+                action: "read",
+                path,
+                source,
+            })?;
+            return Ok(Box::new(file));
+        }
+        if self.inner.network == Network::Offline {
+            return Err(Error::NotCached {
+                reference: r.to_string(),
+                cache: cache.root().to_path_buf(),
+            });
+        }
+        let deadline = self.deadline();
+        self.inner.mirrors.attempt(r, &self.inner.events, |source| {
+            let body = self.inner.registry.open_blob(source, digest, 0, deadline)?;
+            Ok(Box::new(body.reader) as Box<dyn std::io::Read>)
+        })
     }
 
     /// The documents a pull of `r` needs: a pin's from the cache when they are
     /// there (content-addressed manifests cannot be stale), else the registry's.
-    fn documents_to_pull(&self, r: &Reference, deadline: Option<Instant>) -> Result<Documents> {
+    fn documents_to_pull(
+        &self,
+        r: &Reference,
+        source: &Reference,
+        deadline: Option<Instant>,
+    ) -> Result<Documents> {
         let inner = &self.inner;
         let cached = match r.digest() {
             Some(pin) => inner.selection.cached_documents(&inner.cache, r, pin)?,
@@ -212,22 +300,28 @@ impl Client {
                 // cache lock: ask for the manifest's headers first, so credential
                 // helpers run and the token is kept out here. Whatever this says,
                 // the blob's own request reports it again where it matters.
-                let _ = inner.registry.head_manifest(r, deadline);
+                let _ = inner.registry.head_manifest(source, deadline);
                 Ok(docs)
             }
-            None => self.fetch_documents(r, deadline),
+            None => self.fetch_documents(source, deadline),
         }
     }
 
     /// The digest tag `r` points to now: a HEAD, or a GET of the manifest when the
     /// registry does not answer HEAD (405, 501). `None` when it gives no digest.
+    /// Asked of the mirrors first, as a pull would be.
     fn current_digest(&self, r: &Reference, deadline: Option<Instant>) -> Result<Option<Digest>> {
-        match self.inner.registry.head_manifest(r, deadline) {
-            Err(Error::Registry {
-                status: 405 | 501, ..
-            }) => Ok(Some(self.fetch_manifest(r, None, None, deadline)?.digest)),
-            other => other,
-        }
+        let inner = &self.inner;
+        inner.mirrors.attempt(r, &inner.events, |source| {
+            match inner.registry.head_manifest(source, deadline) {
+                Err(Error::Registry {
+                    status: 405 | 501, ..
+                }) => Ok(Some(
+                    self.fetch_manifest(source, None, None, deadline)?.digest,
+                )),
+                other => other,
+            }
+        })
     }
 
     fn tag_is_fresh(&self, resolved_at: SystemTime) -> bool {
@@ -251,6 +345,7 @@ impl Client {
         &self,
         held: &PullGuard,
         r: &Reference,
+        source: &Reference,
         docs: Documents,
         deadline: Option<Instant>,
     ) -> Result<Artifact> {
@@ -265,12 +360,12 @@ impl Client {
         // A connection dropped mid-download is retried, resuming from the partial
         // file; content that fails verification is not (the next try would be the same).
         // The host whose body was being read, named if reading it fails.
-        let mut answered = r.api_host().to_owned();
+        let mut answered = source.api_host().to_owned();
         let fetched = registry.retrying(
             deadline,
             || {
                 cache.fetch_blob(held, &layer_digest, chosen.size, |offset| {
-                    let body = registry.open_blob(r, &layer_digest, offset, deadline)?;
+                    let body = registry.open_blob(source, &layer_digest, offset, deadline)?;
                     answered = body.host;
                     Ok((body.reader, body.starts_at))
                 })
@@ -345,6 +440,13 @@ impl Client {
 
     /// The documents for [`Client::resolve`] and [`Client::inspect`].
     fn documents(&self, r: &Reference) -> Result<Documents> {
+        self.documents_from(r, true)
+    }
+
+    /// The documents for `r`: from the cache (a pin, or a tag when offline), the
+    /// layouts (for a tag only when `layouts_for_tags`: vendoring asks the
+    /// network), the mirrors, then the registry.
+    fn documents_from(&self, r: &Reference, layouts_for_tags: bool) -> Result<Documents> {
         let inner = &self.inner;
         let online = inner.network == Network::Online;
         let cached = match (r.digest(), online) {
@@ -357,13 +459,23 @@ impl Client {
                 return Ok(docs);
             }
         }
+        if layouts_for_tags || r.digest().is_some() || !online {
+            let found = inner
+                .layouts
+                .find(r, &inner.selection, online, &inner.events)?;
+            if let Some(docs) = found {
+                return Ok(docs);
+            }
+        }
         if !online {
             return Err(Error::NotCached {
                 reference: r.to_string(),
                 cache: inner.cache.root().to_path_buf(),
             });
         }
-        self.fetch_documents(r, self.deadline())
+        let deadline = self.deadline();
+        let fetch = |source: &Reference| self.fetch_documents(source, deadline);
+        inner.mirrors.attempt(r, &inner.events, fetch)
     }
 
     /// GETs the top manifest and, for an index, the selected child.

@@ -11,6 +11,7 @@ use crate::auth::{CredentialSources, Credentials};
 use crate::error::{Error, Result, SettingProblem};
 use crate::event::{Callback, Event, Events};
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
+use crate::mirror::{MIRRORS_VAR, Mirrors, parse_list, parse_mirror, registry_name};
 use crate::registry::{
     NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting, RegistryConfig, TransportConfig,
 };
@@ -92,12 +93,19 @@ pub struct ClientBuilder {
     root_certificates: Vec<Vec<u8>>,
     cert_file: Option<PathBuf>,
     proxies: Proxies,
+    /// `FORGE_OCI_MIRRORS` as parsed, or its value and why it cannot be used.
+    env_mirrors: std::result::Result<Mirrors, (String, SettingProblem)>,
+    /// [`ClientBuilder::mirror`]'s: registry, mirror, digest only.
+    given_mirrors: Vec<(String, String, bool)>,
+    /// [`ClientBuilder::oci_layout`]'s, then `FORGE_OCI_LAYOUTS`'s.
+    given_layouts: Vec<PathBuf>,
+    env_layouts: Vec<PathBuf>,
 }
 
 impl Default for ClientBuilder {
     /// The defaults, with `FORGE_CACHE_DIR`, `FORGE_OCI_INSECURE_HOSTS`,
-    /// `FORGE_OFFLINE`, `CARGO_NET_OFFLINE`, `SSL_CERT_FILE` and the proxy variables
-    /// read from the environment. A text
+    /// `FORGE_OCI_MIRRORS`, `FORGE_OCI_LAYOUTS`, `FORGE_OFFLINE`, `CARGO_NET_OFFLINE`,
+    /// `SSL_CERT_FILE` and the proxy variables read from the environment. A text
     /// variable that is not UTF-8 is kept for [`build`](ClientBuilder::build) to refuse.
     fn default() -> Self {
         let mut not_utf8 = Vec::new();
@@ -121,6 +129,17 @@ impl Default for ClientBuilder {
         let [forge_offline, cargo_offline] = OFFLINE_VARS.map(|name| env(name).is_some_and(is_on));
         let offline = forge_offline || cargo_offline;
         let insecure_hosts = env("FORGE_OCI_INSECURE_HOSTS");
+        let env_mirrors = env(MIRRORS_VAR).map_or(Ok(Mirrors::default()), |v| {
+            parse_list(&v).map_err(|why| (v, why))
+        });
+        // A path list, split as the platform splits PATH; paths need not be UTF-8.
+        let env_layouts = crate::env::var("FORGE_OCI_LAYOUTS")
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         let (proxies, proxies_not_utf8) = Proxies::from_env();
         not_utf8.extend(
             proxies_not_utf8
@@ -165,6 +184,10 @@ impl Default for ClientBuilder {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             proxies,
+            env_mirrors,
+            given_mirrors: Vec::new(),
+            given_layouts: Vec::new(),
+            env_layouts,
         }
     }
 }
@@ -190,6 +213,10 @@ impl fmt::Debug for ClientBuilder {
             .field("root_certificates", &self.root_certificates.len())
             .field("cert_file", &self.cert_file)
             .field("proxies", &self.proxies)
+            .field("env_mirrors", &self.env_mirrors)
+            .field("given_mirrors", &self.given_mirrors)
+            .field("given_layouts", &self.given_layouts)
+            .field("env_layouts", &self.env_layouts)
             .finish()
     }
 }
@@ -387,6 +414,52 @@ impl ClientBuilder {
         self
     }
 
+    /// Adds `mirror` (`host[:port][/path-prefix]`) for `registry` (`docker.io`,
+    /// `ghcr.io`, `host:port`): a mirror or pull-through cache asked before the
+    /// registry itself. Mirrors are tried in the order given, those given here
+    /// before those in `FORGE_OCI_MIRRORS`
+    /// (`REGISTRY=MIRROR[,MIRROR...][;REGISTRY=MIRROR...]`). A path prefix is put
+    /// in front of the repository (`harbor.corp/ghcr-proxy` serves
+    /// `ghcr.io/owner/plugin` as `harbor.corp/ghcr-proxy/owner/plugin`); requests
+    /// carry `ns=<registry>`; the mirror is sent its own credentials, never the
+    /// registry's, and speaks plain HTTP only when its host is marked insecure. A
+    /// mirror that cannot answer, or answers with bytes that do not verify, is
+    /// skipped with [`Event::SourceSkipped`]. The cache records the registry's
+    /// reference whichever source answered. A value that cannot be read is
+    /// refused by [`build`](Self::build).
+    pub fn mirror(mut self, registry: impl Into<String>, mirror: impl Into<String>) -> Self {
+        self.given_mirrors
+            .push((registry.into(), mirror.into(), false));
+        self
+    }
+
+    /// [`mirror`](Self::mirror) for a mirror that may serve digest-pinned references
+    /// only (podman's `pull-from-mirror = "digest-only"`): tags then always come
+    /// from the registry itself (or another mirror), pins from this one first.
+    pub fn digest_only_mirror(
+        mut self,
+        registry: impl Into<String>,
+        mirror: impl Into<String>,
+    ) -> Self {
+        self.given_mirrors
+            .push((registry.into(), mirror.into(), true));
+        self
+    }
+
+    /// Adds an OCI image layout directory (as written by
+    /// [`Client::vendor`](crate::Client::vendor), `forge-oci vendor` or
+    /// `skopeo copy ... oci:DIR:REF`) to read artifacts from, before the network
+    /// and also when offline. A tag matches an `index.json` entry whose
+    /// `org.opencontainers.image.ref.name` or `io.containerd.image.name` is the
+    /// full reference; a digest pin matches its manifest in `blobs/`. What is
+    /// read is verified as it is copied into the cache. Layouts are consulted in
+    /// order, those given here before those in `FORGE_OCI_LAYOUTS` (a path list,
+    /// separated as `PATH` is).
+    pub fn oci_layout(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.given_layouts.push(dir.into());
+        self
+    }
+
     /// Called with each [`Event`], e.g. to print "waiting for file lock on …".
     /// Defaults to nothing.
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
@@ -423,8 +496,37 @@ impl ClientBuilder {
                 CACHE_SUBDIR.iter().fold(base, |p, s| p.join(s))
             }
         };
+        let mut mirrors = Mirrors::default();
+        for (registry, mirror, digest_only) in &self.given_mirrors {
+            let parsed = registry_name(registry)
+                .and_then(|reg| Ok((reg, parse_mirror(mirror, *digest_only)?)));
+            match parsed {
+                Ok((reg, m)) => mirrors.push(reg, m),
+                Err(why) => {
+                    return Err(Error::Config {
+                        setting: "ClientBuilder::mirror",
+                        value: format!("{registry}={mirror}"),
+                        reason: why,
+                    });
+                }
+            }
+        }
+        match self.env_mirrors {
+            Ok(m) => mirrors.extend(m),
+            Err((value, why)) => {
+                return Err(Error::Config {
+                    setting: MIRRORS_VAR,
+                    value,
+                    reason: why,
+                });
+            }
+        }
+        let mut layouts = self.given_layouts;
+        layouts.extend(self.env_layouts);
         Ok(Config {
             root,
+            mirrors,
+            layouts,
             events: self.on_event.map(Events::new).unwrap_or_default(),
             max_manifest_size: self.max_manifest_size,
             lock_timeout: self.lock_timeout,
@@ -454,6 +556,8 @@ impl ClientBuilder {
 /// [`Client`](crate::Client) builds its cache, registry and selection from.
 pub(crate) struct Config {
     pub(crate) root: PathBuf,
+    pub(crate) mirrors: Mirrors,
+    pub(crate) layouts: Vec<PathBuf>,
     pub(crate) events: Events,
     pub(crate) max_manifest_size: u64,
     pub(crate) lock_timeout: Option<Duration>,

@@ -31,11 +31,14 @@ const fn other(name: &'static str) -> Var {
 
 /// The table. Those read by a dependency or the system rather than by our own
 /// code are marked: they change what a fetch does all the same.
-pub(crate) const VARS: [Var; 21] = [
+pub(crate) const VARS: [Var; 23] = [
     fetch("FORGE_CACHE_DIR"),
     fetch("FORGE_OCI_INSECURE_HOSTS"),
     fetch("FORGE_OFFLINE"),
     fetch("CARGO_NET_OFFLINE"),
+    // Mirrors and vendored OCI image layouts: other sources for the same references.
+    fetch("FORGE_OCI_MIRRORS"),
+    fetch("FORGE_OCI_LAYOUTS"),
     // TLS roots: a PEM or DER bundle that replaces the built-in ones.
     fetch("SSL_CERT_FILE"),
     // Proxies, as curl reads them (upper-case HTTP_PROXY never: httpoxy).

@@ -3,7 +3,7 @@
 //! The library itself never prints.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::digest::Digest;
@@ -40,6 +40,35 @@ pub enum Event<'a> {
         /// Why the registry could not answer.
         error: &'a Error,
     },
+    /// A source other than the registry itself (an OCI image layout, a mirror)
+    /// could not give the reference, so the next source is tried.
+    SourceSkipped {
+        /// The source that failed.
+        source: &'a Source,
+        /// The reference being pulled, as the registry names it.
+        reference: &'a Reference,
+        /// Why the source could not give it.
+        error: &'a Error,
+    },
+}
+
+/// Where a pull may come from besides the cache and the registry itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// An OCI image layout directory.
+    Layout(PathBuf),
+    /// A mirror or pull-through cache, as `host[:port][/path-prefix]`.
+    Mirror(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Layout(dir) => write!(f, "OCI image layout {}", dir.display()),
+            Source::Mirror(m) => write!(f, "mirror {m}"),
+        }
+    }
 }
 
 impl fmt::Display for Event<'_> {
@@ -65,6 +94,14 @@ impl fmt::Display for Event<'_> {
                     "could not revalidate {reference} ({error}); using the cached {digest}"
                 )
             }
+            Event::SourceSkipped {
+                source,
+                reference,
+                error,
+            } => write!(
+                f,
+                "skipping {source} for {reference}: {error}; trying the next source"
+            ),
         }
     }
 }
@@ -85,6 +122,15 @@ impl Events {
         if let Some(f) = &self.0 {
             f(event);
         }
+    }
+
+    /// Reports [`Event::SourceSkipped`].
+    pub(crate) fn skipped(&self, source: &Source, reference: &Reference, error: &Error) {
+        self.emit(&Event::SourceSkipped {
+            source,
+            reference,
+            error,
+        });
     }
 }
 

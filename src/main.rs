@@ -68,6 +68,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             }
         }
         Command::Inspect(args) => print_json(&client(&args)?.inspect(&args.reference)?),
+        Command::Vendor { args, to } => vendor(&args, &to)?,
         Command::Cache { command, cache_dir } => {
             let mut builder = Client::builder().on_event(|e| eprintln!("{}", shown(e)));
             if let Some(dir) = cache_dir {
@@ -108,7 +109,9 @@ fn client(args: &RefArgs) -> Result<Client, Error> {
             received,
             total,
         } => progress.update(&digest.to_string(), *received, *total),
-        Event::UsingCachedTag { .. } if !quiet => eprintln!("warning: {}", shown(event)),
+        Event::UsingCachedTag { .. } | Event::SourceSkipped { .. } if !quiet => {
+            eprintln!("warning: {}", shown(event))
+        }
         _ if !quiet => eprintln!("{}", shown(event)),
         _ => {}
     });
@@ -130,7 +133,40 @@ fn client(args: &RefArgs) -> Result<Client, Error> {
     if let Some(policy) = args.tag_policy {
         b = b.tag_policy(policy);
     }
+    for (registry, mirror) in &args.mirrors {
+        b = b.mirror(registry, mirror);
+    }
+    for dir in &args.layouts {
+        b = b.oci_layout(dir);
+    }
     b.build()
+}
+
+/// `vendor --to DIR REF...`: one line per reference (its canonical name and
+/// digest), or one JSON object listing them.
+fn vendor(args: &RefArgs, to: &Path) -> Result<(), Error> {
+    let refs: Vec<&str> = std::iter::once(args.reference.as_str())
+        .chain(args.more.iter().map(String::as_str))
+        .collect();
+    let vendored = client(args)?.vendor(to, &refs)?;
+    if args.json {
+        let list: Vec<_> = vendored
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "reference": v.reference().to_string(),
+                    "manifest_digest": v.manifest_digest(),
+                    "blobs": v.blobs(),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({ "layout": to.to_string_lossy(), "vendored": list }));
+    } else {
+        for v in &vendored {
+            out!("{} {}", v.reference(), v.manifest_digest());
+        }
+    }
+    Ok(())
 }
 
 fn pull(args: &RefArgs, output: Option<&Output>) -> Result<(), Error> {

@@ -63,9 +63,35 @@ pub struct Reference {
     repository: String,
     tag: Option<String>,
     digest: Option<Digest>,
+    /// Set on a reference rewritten for a mirror: the upstream registry, sent as
+    /// `ns=` (containerd's convention, so that one mirror can front many).
+    namespace: Option<String>,
 }
 
 impl Reference {
+    /// This reference as a mirror serves it: `host` in place of the registry,
+    /// `prefix` (possibly empty) in front of the repository, and the upstream
+    /// registry kept for `ns=`.
+    pub(crate) fn at_mirror(&self, host: &str, prefix: &str) -> Reference {
+        let repository = if prefix.is_empty() {
+            self.repository.clone()
+        } else {
+            format!("{prefix}/{}", self.repository)
+        };
+        Reference {
+            registry: host.to_owned(),
+            repository,
+            tag: self.tag.clone(),
+            digest: self.digest.clone(),
+            namespace: Some(self.registry.clone()),
+        }
+    }
+
+    /// For a reference rewritten by [`Reference::at_mirror`], the upstream registry.
+    pub(crate) fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
     /// The registry as written (after Docker Hub normalisation): `ghcr.io`,
     /// `localhost:5000`, `[::1]:5000`, `docker.io`.
     pub fn registry(&self) -> &str {
@@ -208,6 +234,7 @@ fn parse(s: &str) -> Result<Reference, ReferenceErrorKind> {
         repository,
         tag,
         digest,
+        namespace: None,
     })
 }
 

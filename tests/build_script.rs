@@ -16,7 +16,9 @@ use common::*;
 /// `tests/build-script` is a crate whose build.rs calls `forge_oci::build`. Build
 /// it with cargo against a real registry; stop the registry and build again with
 /// CARGO_NET_OFFLINE=true (the build script reruns: the variable changed); then ask
-/// for an uncached reference offline and read the error cargo shows.
+/// for an uncached reference offline and read the error cargo shows. Last, the
+/// air-gapped build: an empty cache, the registry gone, CARGO_NET_OFFLINE=true and
+/// only the layout `Client::vendor` wrote while the registry was up.
 #[test]
 fn build_script_pulls_then_builds_offline() {
     let registry = match Registry::start() {
@@ -44,7 +46,8 @@ fn build_script_pulls_then_builds_offline() {
 
     let cache = work.path().join("cache");
     let host = registry.host.clone();
-    let cargo_run = |reference: &str, offline: bool| {
+    let vendored = krate.join("vendor/oci");
+    let cargo_run = |reference: &str, offline: bool, layout: Option<&Path>| {
         // The script reads the reference from this file: a change to it must rerun
         // the script although it prints rerun-if-env-changed lines.
         std::fs::write(krate.join("plugin.ref"), reference).unwrap();
@@ -53,9 +56,17 @@ fn build_script_pulls_then_builds_offline() {
             .current_dir(&krate)
             // Its own target dir: ours is locked by the cargo running this test.
             .env("CARGO_TARGET_DIR", here.join("target/build-script-test"))
-            .env("FORGE_CACHE_DIR", &cache)
             .env("FORGE_OCI_INSECURE_HOSTS", &host)
+            .env_remove("FORGE_OCI_MIRRORS")
             .env_remove("FORGE_OFFLINE");
+        match layout {
+            Some(dir) => cmd
+                .env("FORGE_CACHE_DIR", work.path().join("empty-cache"))
+                .env("FORGE_OCI_LAYOUTS", dir),
+            None => cmd
+                .env("FORGE_CACHE_DIR", &cache)
+                .env_remove("FORGE_OCI_LAYOUTS"),
+        };
         if offline {
             cmd.env("CARGO_NET_OFFLINE", "true");
         } else {
@@ -69,7 +80,7 @@ fn build_script_pulls_then_builds_offline() {
     let expected = format!("{} {checksum}\n", payload.len());
 
     let reference = format!("{}/plugins/build:1.0", registry.host);
-    let online = cargo_run(&reference, false);
+    let online = cargo_run(&reference, false, None);
     assert!(
         online.status.success(),
         "online build failed:\n{}",
@@ -77,8 +88,11 @@ fn build_script_pulls_then_builds_offline() {
     );
     assert_eq!(String::from_utf8_lossy(&online.stdout), expected);
 
+    client(&host, &work.path().join("vendoring-cache"))
+        .vendor(&vendored, &[&reference])
+        .unwrap();
     drop(registry);
-    let offline = cargo_run(&reference, true);
+    let offline = cargo_run(&reference, true, None);
     assert!(
         offline.status.success(),
         "offline build failed:\n{}",
@@ -86,7 +100,7 @@ fn build_script_pulls_then_builds_offline() {
     );
     assert_eq!(String::from_utf8_lossy(&offline.stdout), expected);
 
-    let missing = cargo_run(&format!("{host}/plugins/build:2.0"), true);
+    let missing = cargo_run(&format!("{host}/plugins/build:2.0"), true, None);
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     for line in [
@@ -97,4 +111,18 @@ fn build_script_pulls_then_builds_offline() {
     ] {
         assert!(stderr.contains(&line), "missing {line:?} in:\n{stderr}");
     }
+
+    let air_gapped = cargo_run(&reference, true, Some(&vendored));
+    assert!(
+        air_gapped.status.success(),
+        "build from the vendored layout failed:\n{}",
+        String::from_utf8_lossy(&air_gapped.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&air_gapped.stdout), expected);
+    let copied = work.path().join("empty-cache/openapi-forge/plugins");
+    assert_eq!(
+        verified_blobs(&copied).len(),
+        2,
+        "the plugin and its manifest were copied into the cache from the layout"
+    );
 }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use common::registry::Registry;
 use common::server::{FakeRegistry, Route};
 use common::*;
 use forge_oci::PruneOptions;
@@ -42,6 +43,10 @@ fn main() -> ExitCode {
         (
             "sigkill_at_random_moments_leaves_the_cache_consistent",
             sigkill_at_random_moments,
+        ),
+        (
+            "sixteen_runners_through_a_pull_through_cache_add_no_upstream_fetch",
+            sixteen_runners_through_a_pull_through_cache,
         ),
     ];
     let filters: Vec<String> = std::env::args()
@@ -95,8 +100,20 @@ fn child_fetch() -> ExitCode {
 
 /// Starts this binary as a child pulling `references` into the cache under `cache_base`.
 fn spawn_child(references: &[String], out: &Path, cache_base: &Path, insecure: &str) -> Child {
+    spawn_child_with(references, out, cache_base, insecure, &[])
+}
+
+/// [`spawn_child`] with more variables set (`FORGE_OCI_MIRRORS`, say).
+fn spawn_child_with(
+    references: &[String],
+    out: &Path,
+    cache_base: &Path,
+    insecure: &str,
+    env: &[(&str, &str)],
+) -> Child {
     std::fs::create_dir_all(out).unwrap();
     Command::new(std::env::current_exe().unwrap())
+        .envs(env.iter().copied())
         .env(CHILD_ENV, "1")
         .env("CHILD_REFS", references.join(","))
         .env("CHILD_OUT", out)
@@ -293,4 +310,75 @@ fn sigkill_at_random_moments() {
     assert!(client.cache().verify().unwrap().corrupt().is_empty());
     client.cache().prune(&PruneOptions::default()).unwrap();
     assert_eq!(temp_files(&root), 0, "prune removes what the kills left");
+}
+
+/// A CI fleet behind a pull-through cache: Debian's `docker-registry` upstream
+/// (access log on) and a second one in `proxy` mode in front of it, named in
+/// `FORGE_OCI_MIRRORS`. One runner warms the proxy; then 16 runners, each with its
+/// own cache, pull the same reference at once. All get the right bytes, the
+/// upstream is asked for the blob by no one new, and everything it ever saw came
+/// from the proxy's own Go client, nothing from forge-oci.
+fn sixteen_runners_through_a_pull_through_cache() {
+    let upstream = match Registry::start_logging("") {
+        Ok(r) => r,
+        Err(why) => return skip("sixteen_runners_through_a_pull_through_cache", &why),
+    };
+    let proxy =
+        Registry::start_with(&format!("proxy:\n  remoteurl: http://{}\n", upstream.host)).unwrap();
+    let payload = wasm_payload("one plugin for the whole fleet", 1 << 20);
+    upstream.push_wasm("fleet/plugin", "1.0", &payload);
+    let pushes = upstream.access_log().len();
+    let reference = format!("{}/fleet/plugin:1.0", upstream.host);
+    let blob_get = format!("\"GET /v2/fleet/plugin/blobs/{}", digest(&payload));
+    let mirrors = format!("{}={}", upstream.host, proxy.host);
+    let insecure = format!("{},{}", upstream.host, proxy.host);
+    let work = tempfile::tempdir().unwrap();
+    let runner = |name: &str| {
+        let out = work.path().join(format!("out-{name}"));
+        let child = spawn_child_with(
+            std::slice::from_ref(&reference),
+            &out,
+            &work.path().join(format!("runner-{name}")),
+            &insecure,
+            &[("FORGE_OCI_MIRRORS", mirrors.as_str())],
+        );
+        (out, child)
+    };
+    let finish = |(out, mut child): (PathBuf, Child)| {
+        assert!(child.wait().unwrap().success(), "a runner failed");
+        assert_eq!(std::fs::read(out.join("0")).unwrap(), payload);
+    };
+    let blob_gets = || {
+        upstream
+            .access_log()
+            .iter()
+            .filter(|l| l.contains(&blob_get))
+            .count()
+    };
+    finish(runner("warm"));
+    // docker-registry 2.8 fetches a cold blob twice (a stream to the client, one
+    // to store it); let the second finish before counting, if it has not.
+    let settle = Instant::now() + Duration::from_secs(10);
+    while blob_gets() < 2 && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let warmed = blob_gets();
+    assert!(warmed >= 1, "the proxy fetched the blob from upstream");
+    let runners: Vec<_> = (0..16).map(|n| runner(&n.to_string())).collect();
+    runners.into_iter().for_each(finish);
+    assert_eq!(
+        blob_gets(),
+        warmed,
+        "16 runners added no upstream blob fetch"
+    );
+    let log = upstream.access_log();
+    let pulls = &log[pushes..];
+    assert!(!pulls.is_empty());
+    for line in pulls {
+        assert!(line.contains("Go-http-client"), "not the proxy: {line}");
+        assert!(
+            !line.contains("forge-oci/"),
+            "a runner reached upstream: {line}"
+        );
+    }
 }

@@ -19,6 +19,7 @@ usage:
   forge-oci pull REF [-o FILE | -o -] [OPTIONS]   fetch into the cache; print the path or copy it
   forge-oci resolve REF [--json] [OPTIONS]        print the digest REF resolves to
   forge-oci inspect REF [OPTIONS]                 print the manifest (and index) as JSON
+  forge-oci vendor --to DIR REF... [OPTIONS]      write REFs into an OCI image layout at DIR
   forge-oci cache path|ls|prune|verify|clear      look after the cache
 
 Run `forge-oci COMMAND --help` for a command's options.";
@@ -28,6 +29,8 @@ options:
       --offline            use only the cache (also FORGE_OFFLINE=1, CARGO_NET_OFFLINE=true)
       --insecure HOST      reach HOST[:PORT] over plain HTTP (repeatable; also FORGE_OCI_INSECURE_HOSTS)
       --cache-dir DIR      the cache root (default: $FORGE_CACHE_DIR/openapi-forge/plugins)
+      --mirror REG=MIRROR  ask MIRROR (HOST[:PORT][/PREFIX]) before registry REG (repeatable; FORGE_OCI_MIRRORS)
+      --layout DIR         read the OCI image layout DIR first, also offline (repeatable; FORGE_OCI_LAYOUTS)
       --platform OS/ARCH   pick this platform from an index (repeatable, best first; default wasip2/wasm …)
       --media-type TYPE    accept this layer media type (repeatable, best first)
       --tag-policy POLICY  cache-first (default), revalidate, or max-age=DURATION (30s, 10m, 12h, 7d)
@@ -56,6 +59,15 @@ usage: forge-oci inspect REF [OPTIONS]
 
 Print, as JSON, the manifest REF leads to and the index it was selected from.";
 
+pub const VENDOR_USAGE: &str = "\
+usage: forge-oci vendor --to DIR REF... [OPTIONS]
+
+Write each REF (manifests, config, layers) into the OCI image layout at DIR, named
+by its full reference in index.json; a REF vendored before is replaced. Commit DIR,
+then build with FORGE_OCI_LAYOUTS=DIR and CARGO_NET_OFFLINE=true.
+
+      --to DIR             the layout directory";
+
 pub const CACHE_USAGE: &str = "\
 usage: forge-oci cache COMMAND [--cache-dir DIR]
 
@@ -82,6 +94,11 @@ pub struct RefArgs {
     pub platforms: Vec<Platform>,
     pub media_types: Vec<String>,
     pub tag_policy: Option<TagPolicy>,
+    /// `--mirror REGISTRY=MIRROR`, in order.
+    pub mirrors: Vec<(String, String)>,
+    pub layouts: Vec<PathBuf>,
+    /// The references after the first, for the commands that take several.
+    pub more: Vec<String>,
     pub json: bool,
     pub quiet: bool,
 }
@@ -121,6 +138,10 @@ pub enum Command {
     },
     Resolve(RefArgs),
     Inspect(RefArgs),
+    Vendor {
+        args: RefArgs,
+        to: PathBuf,
+    },
     Cache {
         command: CacheCommand,
         cache_dir: Option<PathBuf>,
@@ -148,7 +169,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         Some("pull") => {
             let usage = format!("{PULL_USAGE}\n{REF_OPTIONS}");
             let mut output = None;
-            let parsed = parse_ref_args(args, &usage, &mut |flag, next| match flag {
+            let parsed = parse_ref_args(args, &usage, false, &mut |flag, next| match flag {
                 "-o" | "--output" => {
                     let value = next(flag)?;
                     output = Some(if value == "-" {
@@ -178,13 +199,37 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         }
         Some("resolve") => {
             let usage = format!("{RESOLVE_USAGE}\n{REF_OPTIONS}");
-            Ok(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?
+            Ok(parse_ref_args(args, &usage, false, &mut |_, _| Ok(false))?
                 .map_or(Command::Help(usage), Command::Resolve))
         }
         Some("inspect") => {
             let usage = format!("{INSPECT_USAGE}\n{REF_OPTIONS}");
-            Ok(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?
+            Ok(parse_ref_args(args, &usage, false, &mut |_, _| Ok(false))?
                 .map_or(Command::Help(usage), Command::Inspect))
+        }
+        Some("vendor") => {
+            let usage = format!("{VENDOR_USAGE}\n{REF_OPTIONS}");
+            let mut to = None;
+            let parsed = parse_ref_args(args, &usage, true, &mut |flag, next| match flag {
+                "--to" => {
+                    to = Some(
+                        non_empty_path(flag, next(flag)?).map_err(|message| UsageError {
+                            message,
+                            usage: usage.clone(),
+                        })?,
+                    );
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })?;
+            match (parsed, to) {
+                (None, _) => Ok(Command::Help(usage)),
+                (Some(args), Some(to)) => Ok(Command::Vendor { args, to }),
+                (Some(_), None) => Err(UsageError {
+                    message: "missing `--to DIR`".into(),
+                    usage,
+                }),
+            }
         }
         Some("cache") => parse_cache(args),
         Some(other) => Err(main(format!("unknown command `{other}`"))),
@@ -209,6 +254,7 @@ fn text(flag: &str, value: OsString) -> Result<String, String> {
 fn parse_ref_args(
     args: impl Iterator<Item = OsString>,
     usage: &str,
+    many: bool,
     extra: &mut dyn FnMut(&str, &mut Next<'_>) -> Result<bool, UsageError>,
 ) -> Result<Option<RefArgs>, UsageError> {
     let err = |message: String| UsageError {
@@ -234,6 +280,16 @@ fn parse_ref_args(
             "--insecure" => out.insecure.push(text(&flag, next(&flag)?).map_err(err)?),
             "--cache-dir" => {
                 out.cache_dir = Some(non_empty_path(&flag, next(&flag)?).map_err(err)?)
+            }
+            "--layout" => out
+                .layouts
+                .push(non_empty_path(&flag, next(&flag)?).map_err(err)?),
+            "--mirror" => {
+                let value = text(&flag, next(&flag)?).map_err(err)?;
+                let (registry, mirror) = value
+                    .split_once('=')
+                    .ok_or_else(|| err(format!("`--mirror {value}`: expected REGISTRY=MIRROR")))?;
+                out.mirrors.push((registry.to_owned(), mirror.to_owned()));
             }
             "--media-type" => out
                 .media_types
@@ -262,12 +318,15 @@ fn parse_ref_args(
                     return Err(err(format!("unknown option `{f}`")));
                 }
             }
-            _ if reference.is_some() => return Err(err(format!("unexpected argument `{flag}`"))),
+            _ if reference.is_some() && !many => {
+                return Err(err(format!("unexpected argument `{flag}`")));
+            }
             _ if arg.to_str().is_none() => {
                 return Err(err(format!(
                     "REF `{flag}` is not valid UTF-8 (references are ASCII)"
                 )));
             }
+            _ if reference.is_some() => out.more.push(flag.into_owned()),
             _ => reference = Some(flag.into_owned()),
         }
     }

@@ -15,6 +15,51 @@ mod reason;
 
 pub use reason::{SettingProblem, TokenFailure, UnsafeDirectory};
 
+impl Error {
+    /// Whether this is a source's failure, after which another source (a mirror,
+    /// a layout, the registry) may do better; not the cache's or the settings',
+    /// which no other source changes, nor a deadline that has passed.
+    pub(crate) fn is_source_failure(&self) -> bool {
+        !matches!(
+            self,
+            Error::Io { .. }
+                | Error::LockTimeout { .. }
+                | Error::ReadOnlyCache { .. }
+                | Error::UnsafeCacheDirectory { .. }
+                | Error::NoCacheDir
+                | Error::Config { .. }
+                | Error::Deadline { .. }
+        )
+    }
+}
+
+/// What is wrong with a file of an OCI image layout ([`Error::Layout`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutProblem {
+    /// It could not be read.
+    #[error("cannot read it: {0}")]
+    Io(std::io::Error),
+    /// `index.json` is not an image index this crate can read.
+    #[error("not a valid index.json: {0}")]
+    Index(String),
+    /// A descriptor's digest cannot be used.
+    #[error("{0}")]
+    Digest(ParseDigestError),
+    /// A manifest in the layout is not valid.
+    #[error("{0}")]
+    Manifest(ParseManifestError),
+    /// Its content does not match its digest or size.
+    #[error("{0}")]
+    Verify(VerifyError),
+    /// It is larger than the limit for a manifest.
+    #[error("larger than the {limit}-byte manifest limit")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+}
+
 /// Shorthand for `Result<T, forge_oci::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -195,6 +240,18 @@ pub enum Error {
         expected: Digest,
         /// The mismatch: digests or sizes expected and received.
         reason: VerifyError,
+    },
+
+    /// A file of an OCI image layout cannot be used: unreadable, invalid, or not
+    /// the content its digest names. Nothing from it was cached.
+    #[error("{reference}: cannot use {} from an OCI image layout: {reason}", path.display())]
+    Layout {
+        /// The reference as normalised.
+        reference: String,
+        /// The file in the layout (`index.json`, `blobs/sha256/<hex>`).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: LayoutProblem,
     },
 
     /// The network is off (offline mode) and the reference is not cached.

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::untrusted::printable;
+
 /// Why a bearer-token service gave no usable token ([`Error::Token`](super::Error::Token)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -121,6 +123,41 @@ pub enum SettingProblem {
     },
     /// A proxy setting is not `[scheme://][user:password@]host[:port]`.
     NotAProxyUrl,
+    /// A mirror list entry is not `REGISTRY=MIRROR[,MIRROR...]`.
+    NotAMirrorEntry {
+        /// The entry, escaped and shortened for display.
+        entry: String,
+    },
+    /// A mirror entry's registry is not `host[:port]`.
+    NotARegistry {
+        /// The registry as written, escaped and shortened.
+        registry: String,
+    },
+    /// A mirror is not `host[:port][/path-prefix]`.
+    NotAMirror {
+        /// The mirror as written, escaped and shortened.
+        mirror: String,
+    },
+}
+
+impl SettingProblem {
+    pub(crate) fn mirror_entry(entry: impl AsRef<str>) -> SettingProblem {
+        SettingProblem::NotAMirrorEntry {
+            entry: printable(entry.as_ref(), 200),
+        }
+    }
+
+    pub(crate) fn mirror_registry(registry: impl AsRef<str>) -> SettingProblem {
+        SettingProblem::NotARegistry {
+            registry: printable(registry.as_ref(), 200),
+        }
+    }
+
+    pub(crate) fn mirror_host(mirror: impl AsRef<str>) -> SettingProblem {
+        SettingProblem::NotAMirror {
+            mirror: printable(mirror.as_ref(), 200),
+        }
+    }
 }
 
 impl fmt::Display for SettingProblem {
@@ -156,6 +193,17 @@ impl fmt::Display for SettingProblem {
             SettingProblem::NotAProxyUrl => {
                 f.write_str("it is not a proxy URL (`[scheme://][user:password@]host[:port]`)")
             }
+            SettingProblem::NotAMirrorEntry { entry } => {
+                write!(f, "`{entry}` is not REGISTRY=MIRROR[,MIRROR...]")
+            }
+            SettingProblem::NotARegistry { registry } => write!(
+                f,
+                "`{registry}` is not a registry host[:port] (e.g. docker.io, ghcr.io)"
+            ),
+            SettingProblem::NotAMirror { mirror } => write!(
+                f,
+                "`{mirror}` is not a mirror host[:port][/path-prefix] (e.g. mirror.corp:5000, harbor.corp/ghcr-proxy)"
+            ),
         }
     }
 }

@@ -124,9 +124,14 @@ impl Registry {
         }
     }
 
+    /// A mirror's URLs carry `ns=<upstream registry>`, as containerd sends them.
     fn url(&self, r: &Reference, kind: &str, selector: &str) -> String {
+        let ns = r
+            .namespace()
+            .map(|ns| format!("?ns={ns}"))
+            .unwrap_or_default();
         format!(
-            "{}://{}/v2/{}/{kind}/{selector}",
+            "{}://{}/v2/{}/{kind}/{selector}{ns}",
             self.scheme(r),
             r.api_host(),
             r.repository()

@@ -16,6 +16,8 @@ pub struct Registry {
     child: Child,
     pub host: String,
     _storage: tempfile::TempDir,
+    /// Where its output goes when started with [`Registry::start_logging`].
+    log: Option<std::path::PathBuf>,
 }
 
 impl Registry {
@@ -33,6 +35,28 @@ impl Registry {
     /// another config), with `extra` appended to its config; lines indented two
     /// spaces land under `http:` (a `tls:` section).
     pub fn start_in(data: Option<&Path>, extra: &str) -> Result<Registry, String> {
+        Registry::launch(data, extra, false)
+    }
+
+    /// Starts one with its access log on (`extra` appended to its config, as for
+    /// [`Registry::start_with`]); read it with [`Registry::access_log`].
+    pub fn start_logging(extra: &str) -> Result<Registry, String> {
+        Registry::launch(None, extra, true)
+    }
+
+    /// The access log so far: one line per request, in Apache's combined format
+    /// (method, path, status, size, referrer, user agent).
+    pub fn access_log(&self) -> Vec<String> {
+        let log = self.log.as_ref().expect("started with start_logging");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET ") || l.contains("\"HEAD "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn launch(data: Option<&Path>, extra: &str, logged: bool) -> Result<Registry, String> {
         if !Path::new(REGISTRY_BIN).exists() {
             let why =
                 format!("{REGISTRY_BIN} is not installed (apt-get install -y docker-registry)");
@@ -49,22 +73,35 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n{extra}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n{extra}",
+                !logged,
                 data.map_or_else(|| storage.path().join("data"), Path::to_path_buf).display()
             ),
         )
         .unwrap();
+        let log = logged.then(|| storage.path().join("access.log"));
+        let output = || match &log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+            None => Stdio::null(),
+        };
         let child = Command::new(REGISTRY_BIN)
             .arg("serve")
             .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output())
+            .stderr(output())
             .spawn()
             .unwrap();
         let registry = Registry {
             child,
             host,
             _storage: storage,
+            log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         // Any HTTP answer means it is up: with auth on, `/v2/` answers 401.

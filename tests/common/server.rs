@@ -125,6 +125,15 @@ impl Route {
     }
 }
 
+/// One request as it arrived: method, target (path and query), and the
+/// `Authorization` header.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub authorization: Option<String>,
+}
+
 /// A condition on a request, for [`FakeRegistry::route_if`] and [`FakeRegistry::hits_if`].
 type When = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
 
@@ -286,6 +295,20 @@ impl FakeRegistry {
             .iter()
             .filter(|r| r.path == path)
             .map(Request::range)
+            .collect()
+    }
+
+    /// Every request so far, in order, with its query string and credentials.
+    /// Every request so far as (method, target with its query, `Authorization`).
+    pub fn seen(&self) -> Vec<Seen> {
+        let requests = self.state.requests.lock().unwrap();
+        requests
+            .iter()
+            .map(|r| Seen {
+                method: r.method.clone(),
+                target: r.target.clone(),
+                authorization: r.header("authorization").map(str::to_owned),
+            })
             .collect()
     }
 

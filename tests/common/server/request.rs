@@ -11,6 +11,8 @@ const MAX_BODY: u64 = 1 << 20;
 #[derive(Clone, Debug)]
 pub struct Request {
     pub method: String,
+    /// The target as sent, query included.
+    pub target: String,
     /// The target without its query.
     pub path: String,
     /// The query's pairs, percent-decoded, in order.
@@ -44,6 +46,7 @@ impl Request {
         }
         let mut request = Request {
             method,
+            target: target.to_owned(),
             path: path.to_owned(),
             query: pairs(query),
             headers,

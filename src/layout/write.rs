@@ -1,0 +1,273 @@
+//! Writing an OCI image layout (vendoring): blobs under `blobs/sha256/`, each
+//! verified as it is written and renamed into place; `index.json` rewritten whole
+//! through a temporary file and a rename, so a reader (or a crash) never sees it
+//! half-written. Entries are named by the canonical reference in both
+//! `org.opencontainers.image.ref.name` and `io.containerd.image.name`, which
+//! skopeo, containerd and this crate's reader all find.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tempfile::NamedTempFile;
+
+use super::{CONTAINERD_NAME, REF_NAME, blob_path, index_path, names};
+use crate::digest::{Digest, VerifyError, VerifyingReader};
+use crate::error::{Error, Result};
+use crate::manifest::{Document, Manifest, OCI_INDEX, OCI_MANIFEST};
+use crate::reference::Reference;
+use crate::resolve::Documents;
+
+/// One reference written into a layout by [`Client::vendor`](crate::Client::vendor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vendored {
+    reference: Reference,
+    manifest_digest: Digest,
+    blobs: usize,
+}
+
+impl Vendored {
+    pub(crate) fn new(reference: Reference, manifest_digest: Digest, blobs: usize) -> Vendored {
+        Vendored {
+            reference,
+            manifest_digest,
+            blobs,
+        }
+    }
+
+    /// The reference, canonical: what the layout's `index.json` names it.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// The top manifest (or index) it points to.
+    pub fn manifest_digest(&self) -> &Digest {
+        &self.manifest_digest
+    }
+
+    /// How many blobs (manifests, config and layers) it needs in the layout.
+    pub fn blobs(&self) -> usize {
+        self.blobs
+    }
+}
+
+/// Writes `refs` into the layout at `dir`: for each, the documents `documents`
+/// gives and the config and layers of its image manifest, read from `blob` and
+/// verified; `index.json` once at the end.
+///
+/// # Errors
+/// What `documents` and `blob` return; [`Error::UnsupportedDigest`];
+/// [`Error::Verification`]; [`Error::Io`].
+pub(crate) fn vendor<R: Read>(
+    dir: &Path,
+    refs: &[Reference],
+    mut documents: impl FnMut(&Reference) -> Result<Documents>,
+    mut blob: impl FnMut(&Reference, &Digest, u64) -> Result<R>,
+) -> Result<Vec<Vendored>> {
+    let mut writer = Writer::open(dir)?;
+    let mut out = Vec::new();
+    for r in refs {
+        let docs = documents(r)?;
+        writer.add_document(&docs.top)?;
+        if let Some(child) = &docs.child {
+            writer.add_document(child)?;
+        }
+        let mut blobs = 1 + usize::from(docs.child.is_some());
+        for d in std::iter::once(&docs.image.config).chain(&docs.image.layers) {
+            let digest = d.sha256().map_err(|reason| Error::UnsupportedDigest {
+                reference: r.to_string(),
+                reason,
+            })?;
+            writer.add_blob(r, &digest, d.size, || blob(r, &digest, d.size))?;
+            blobs += 1;
+        }
+        writer.record(r, &docs.top);
+        out.push(Vendored::new(r.clone(), docs.top.digest.clone(), blobs));
+    }
+    writer.finish()?;
+    Ok(out)
+}
+
+/// A layout being written: its directory and the index as it will be saved.
+pub(crate) struct Writer {
+    dir: PathBuf,
+    /// `index.json` as read (unknown fields kept), `manifests` updated in place.
+    index: Value,
+}
+
+impl Writer {
+    /// Makes `dir` a layout (or opens the one there): `blobs/sha256/`, `oci-layout`,
+    /// and the current `index.json` read.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a directory or file cannot be made or read, or when an
+    /// existing `index.json` is not an image index.
+    pub(crate) fn open(dir: &Path) -> Result<Writer> {
+        let blobs = dir.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(|e| io_error("create directory", &blobs, e))?;
+        let marker = dir.join("oci-layout");
+        if !marker.is_file() {
+            replace(dir, &marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let path = index_path(dir);
+        let index = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .filter(|v| v.get("manifests").is_none_or(Value::is_array) && v.is_object())
+                .ok_or_else(|| {
+                    let e = io::Error::new(io::ErrorKind::InvalidData, "not an OCI image index");
+                    io_error("read", &path, e)
+                })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+            }
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        Ok(Writer {
+            dir: dir.to_path_buf(),
+            index,
+        })
+    }
+
+    /// Writes a manifest held in memory (its digest already checked).
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub(crate) fn add_document(&self, doc: &Document) -> Result<()> {
+        let dest = blob_path(&self.dir, &doc.digest);
+        if is_blob(&dest, &doc.digest, doc.bytes.len() as u64) {
+            return Ok(());
+        }
+        replace(&self.dir, &dest, &doc.bytes)
+    }
+
+    /// Writes blob `digest` of `size` bytes from `open()`, verified as it is
+    /// written; a blob already there and intact is kept.
+    ///
+    /// # Errors
+    /// [`Error::Verification`] (naming `r`) when the bytes are not the blob;
+    /// [`Error::Io`]; what `open` returns.
+    pub(crate) fn add_blob<R: Read>(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        size: u64,
+        open: impl FnOnce() -> Result<R>,
+    ) -> Result<()> {
+        let dest = blob_path(&self.dir, digest);
+        if is_blob(&dest, digest, size) {
+            return Ok(());
+        }
+        let parent = dest.parent().unwrap_or(&self.dir);
+        let mut tmp = NamedTempFile::new_in(parent)
+            .map_err(|e| io_error("create a temporary file in", parent, e))?;
+        let mut reader = VerifyingReader::new(open()?, digest.clone(), size);
+        if let Err(e) = io::copy(&mut reader, &mut tmp) {
+            return Err(match verify_error(e) {
+                Ok(reason) => Error::Verification {
+                    what: "blob",
+                    reference: r.to_string(),
+                    expected: digest.clone(),
+                    reason,
+                },
+                Err(e) => io_error("write", tmp.path(), e),
+            });
+        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| io_error("write", tmp.path(), e))?;
+        tmp.persist(&dest)
+            .map_err(|e| io_error("rename into", &dest, e.error))?;
+        Ok(())
+    }
+
+    /// Names `top` by `r` in the index, replacing any entry that named `r` before
+    /// (a tag that moved), so each reference has one entry.
+    pub(crate) fn record(&mut self, r: &Reference, top: &Document) {
+        let media_type = match &top.manifest {
+            Manifest::Index(i) => i.media_type.as_deref().unwrap_or(OCI_INDEX),
+            Manifest::Image(m) => m.media_type.as_deref().unwrap_or(OCI_MANIFEST),
+        };
+        let name = r.to_string();
+        let entry = json!({
+            "mediaType": media_type,
+            "digest": top.digest.to_string(),
+            "size": top.bytes.len(),
+            "annotations": {REF_NAME: name, CONTAINERD_NAME: name},
+        });
+        let Some(manifests) = self.index.as_object_mut().map(|o| {
+            o.entry("manifests")
+                .or_insert_with(|| Value::Array(Vec::new()))
+        }) else {
+            return;
+        };
+        if let Value::Array(list) = manifests {
+            list.retain(|e| {
+                let annotations: HashMap<String, String> = e
+                    .get("annotations")
+                    .and_then(|a| serde_json::from_value(a.clone()).ok())
+                    .unwrap_or_default();
+                !names(&annotations, r)
+            });
+            list.push(entry);
+        }
+    }
+
+    /// Saves `index.json`: a temporary file, synced, renamed over the old one.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub(crate) fn finish(self) -> Result<()> {
+        let path = index_path(&self.dir);
+        let mut bytes = serde_json::to_vec_pretty(&self.index)
+            .map_err(|e| io_error("write", &path, io::Error::other(e)))?;
+        bytes.push(b'\n');
+        replace(&self.dir, &path, &bytes)
+    }
+}
+
+/// Whether `path` already holds blob `digest` of `size` bytes, re-hashed: a
+/// layout is outside the cache's trust boundary, even one this crate wrote.
+fn is_blob(path: &Path, digest: &Digest, size: u64) -> bool {
+    let Ok(file) = fs::File::open(path) else {
+        return false;
+    };
+    let mut reader = VerifyingReader::new(file, digest.clone(), size);
+    io::copy(&mut reader, &mut io::sink()).is_ok()
+}
+
+/// Writes `bytes` to `dest` through a synced temporary file in `dir` and a rename.
+fn replace(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let parent = dest.parent().unwrap_or(dir);
+    let mut tmp = NamedTempFile::new_in(parent)
+        .map_err(|e| io_error("create a temporary file in", parent, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| io_error("write", tmp.path(), e))?;
+    tmp.persist(dest)
+        .map_err(|e| io_error("rename into", dest, e.error))?;
+    Ok(())
+}
+
+/// The [`VerifyError`] a [`VerifyingReader`] failed with, or the I/O error.
+fn verify_error(e: io::Error) -> std::result::Result<VerifyError, io::Error> {
+    if e.get_ref().is_some_and(|inner| inner.is::<VerifyError>()) {
+        if let Some(inner) = e.into_inner() {
+            if let Ok(v) = inner.downcast::<VerifyError>() {
+                return Ok(*v);
+            }
+        }
+        return Err(io::Error::other("verification failed"));
+    }
+    Err(e)
+}
+
+fn io_error(action: &'static str, path: &Path, source: io::Error) -> Error {
+    Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,235 @@
+//! Vendored OCI image layouts: `Client::vendor` writes one from Debian's
+//! `docker-registry`, and pulls read it back offline with the registry stopped.
+//!
+//! Without `/usr/bin/docker-registry` the tests are skipped loudly, except under CI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::registry::Registry;
+use common::*;
+use forge_oci::{Error, Event, LayoutProblem, Network, Source};
+
+fn index_entries(dir: &Path) -> Vec<serde_json::Value> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"].as_array().unwrap().clone()
+}
+
+/// Vendor a reference, stop the registry, and pull it by tag and by pin from the
+/// layout alone (offline, each into an empty cache): the bytes are the pushed
+/// ones and the cache records the registry's reference.
+#[test]
+fn vendored_layout_serves_tag_and_pin_offline_with_the_registry_stopped() {
+    let registry = match Registry::start() {
+        Ok(r) => r,
+        Err(why) => return skip("vendored_layout_serves_tag_and_pin_offline", &why),
+    };
+    let payload = wasm_payload("vendored", 70_000);
+    let m = registry.push_wasm("plugins/a", "v1", &payload);
+    let host = registry.host.clone();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("vendor/oci");
+    let reference = format!("{host}/plugins/a:v1");
+    let vendored = client(&host, &work.path().join("c0"))
+        .vendor(&layout, &[&reference])
+        .unwrap();
+    assert_eq!(vendored.len(), 1);
+    assert_eq!(vendored[0].manifest_digest().to_string(), digest(&m));
+    assert_eq!(vendored[0].blobs(), 3, "manifest, config, layer");
+
+    // The layout: marker, one entry named both ways by the full reference, blobs.
+    assert_eq!(
+        std::fs::read_to_string(layout.join("oci-layout")).unwrap(),
+        r#"{"imageLayoutVersion":"1.0.0"}"#
+    );
+    let entries = index_entries(&layout);
+    assert_eq!(entries.len(), 1);
+    let a = &entries[0]["annotations"];
+    assert_eq!(a["org.opencontainers.image.ref.name"], reference.as_str());
+    assert_eq!(a["io.containerd.image.name"], reference.as_str());
+    assert_eq!(entries[0]["digest"], digest(&m).as_str());
+    for blob in [&m[..], &payload, EMPTY_CONFIG] {
+        let hex = digest(blob).trim_start_matches("sha256:").to_owned();
+        assert_eq!(
+            std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap(),
+            blob
+        );
+    }
+    drop(registry);
+
+    let pin = format!("{host}/plugins/a@{}", digest(&m));
+    for (i, r) in [&reference, &pin].into_iter().enumerate() {
+        let cache = work.path().join(format!("offline{i}"));
+        let c = isolated(&host, &cache)
+            .network(Network::Offline)
+            .oci_layout(&layout)
+            .build()
+            .unwrap();
+        let artifact = c.pull(r).unwrap();
+        assert!(
+            artifact.path().starts_with(&cache),
+            "the path is in the cache"
+        );
+        assert_eq!(artifact.read().unwrap(), payload);
+        // The cache now answers alone: the layout can go.
+        let again = isolated(&host, &cache)
+            .network(Network::Offline)
+            .build()
+            .unwrap();
+        assert_eq!(again.pull(r).unwrap().read().unwrap(), payload);
+    }
+    // Online with the registry down the layout still answers first.
+    let cache = work.path().join("online");
+    let c = isolated(&host, &cache).oci_layout(&layout).build().unwrap();
+    assert_eq!(c.pull(&reference).unwrap().read().unwrap(), payload);
+    assert_eq!(
+        c.resolve(&reference).unwrap().manifest_digest().to_string(),
+        digest(&m)
+    );
+}
+
+/// A layout blob that does not hash to its name is an error naming that file;
+/// nothing of it is cached.
+#[test]
+fn a_corrupted_layout_blob_is_an_error_naming_the_file() {
+    let registry = match Registry::start() {
+        Ok(r) => r,
+        Err(why) => return skip("a_corrupted_layout_blob_is_an_error_naming_the_file", &why),
+    };
+    let payload = wasm_payload("to be corrupted", 20_000);
+    registry.push_wasm("plugins/b", "v1", &payload);
+    let host = registry.host.clone();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let reference = format!("{host}/plugins/b:v1");
+    client(&host, &work.path().join("c0"))
+        .vendor(&layout, &[&reference])
+        .unwrap();
+    drop(registry);
+    let hex = digest(&payload).trim_start_matches("sha256:").to_owned();
+    let blob = layout.join("blobs/sha256").join(&hex);
+    let mut bad = payload.clone();
+    bad[10_000] ^= 1;
+    std::fs::write(&blob, &bad).unwrap();
+
+    let cache = work.path().join("cache");
+    let c = isolated(&host, &cache)
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap();
+    let err = c.pull(&reference).unwrap_err();
+    match &err {
+        Error::Layout {
+            path,
+            reason: LayoutProblem::Verify(_),
+            ..
+        } => assert_eq!(path, &blob),
+        other => panic!("expected a layout verification error, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains(&blob.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        verified_blobs(&cache).iter().all(|p| !p.ends_with(&hex)),
+        "the corrupt blob was cached"
+    );
+    assert_eq!(temp_files(&cache), 0);
+    assert!(
+        c.cache().list().unwrap().is_empty(),
+        "no reference recorded"
+    );
+}
+
+/// Vendoring again after a tag moved replaces its entry: one per reference.
+#[test]
+fn revendoring_a_moved_tag_replaces_its_entry() {
+    let registry = match Registry::start() {
+        Ok(r) => r,
+        Err(why) => return skip("revendoring_a_moved_tag_replaces_its_entry", &why),
+    };
+    let host = registry.host.clone();
+    let first = registry.push_wasm("plugins/c", "v1", &wasm_payload("first", 5_000));
+    let other = registry.push_wasm("plugins/c", "v2", &wasm_payload("other", 5_000));
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let c = client(&host, &work.path().join("cache"));
+    let v1 = format!("{host}/plugins/c:v1");
+    let v2 = format!("{host}/plugins/c:v2");
+    c.vendor(&layout, &[&v1, &v2]).unwrap();
+    let moved_payload = wasm_payload("moved", 6_000);
+    let moved = registry.push_wasm("plugins/c", "v1", &moved_payload);
+    assert_ne!(first, moved);
+    // The same client, whose cache holds the old v1: vendoring asks the registry.
+    c.vendor(&layout, &[&v1]).unwrap();
+    let entries = index_entries(&layout);
+    let named = |r: &str| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| e["annotations"]["org.opencontainers.image.ref.name"] == r)
+            .map(|e| e["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(named(&v1), [digest(&moved)]);
+    assert_eq!(named(&v2), [digest(&other)]);
+    drop(registry);
+    let c = isolated(&host, &work.path().join("fresh"))
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap();
+    assert_eq!(c.pull(&v1).unwrap().read().unwrap(), moved_payload);
+}
+
+/// Online, a layout that cannot give a reference is passed over with an event
+/// naming it, and the registry answers.
+#[test]
+fn online_a_broken_layout_is_skipped_with_an_event() {
+    let registry = match Registry::start() {
+        Ok(r) => r,
+        Err(why) => return skip("online_a_broken_layout_is_skipped_with_an_event", &why),
+    };
+    let host = registry.host.clone();
+    let payload = wasm_payload("broken layout", 4_000);
+    let m = registry.push_wasm("plugins/d", "v1", &payload);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let reference = format!("{host}/plugins/d:v1");
+    client(&host, &work.path().join("c0"))
+        .vendor(&layout, &[&reference])
+        .unwrap();
+    let hex = digest(&m).trim_start_matches("sha256:").to_owned();
+    std::fs::write(layout.join("blobs/sha256").join(hex), b"{}").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let c = isolated(&host, &work.path().join("cache"))
+        .oci_layout(&layout)
+        .on_event(move |e| {
+            if let Event::SourceSkipped { source, .. } = e {
+                sink.lock()
+                    .unwrap()
+                    .push(((*source).clone(), e.to_string()));
+            }
+        })
+        .build()
+        .unwrap();
+    assert_eq!(c.pull(&reference).unwrap().read().unwrap(), payload);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, Source::Layout(layout.clone()));
+    assert!(seen[0].1.contains(&layout.display().to_string()));
+}
+
+/// A build script reruns when the mirrors or layouts change.
+#[test]
+fn build_scripts_watch_the_new_variables() {
+    for var in ["FORGE_OCI_MIRRORS", "FORGE_OCI_LAYOUTS"] {
+        assert!(forge_oci::build::ENV_VARS.contains(&var), "{var}");
+    }
+}
