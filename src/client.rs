@@ -11,14 +11,14 @@ use crate::config::{ClientBuilder, Config, Network, TagPolicy};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
-use crate::layout::read::Layouts;
-use crate::layout::write::{Vendored, vendor};
 use crate::manifest::{Document, Manifest, Rejected};
-use crate::mirror::Mirrors;
 use crate::reference::Reference;
 use crate::registry::Registry;
 use crate::resolve::{Chosen, Documents, Selection};
 use crate::results::{Artifact, Inspection, Resolution};
+use crate::source::layout::read::Layouts;
+use crate::source::layout::write::{Vendored, vendor};
+use crate::source::mirror::Mirrors;
 
 /// Pulls artifacts through the cache. Cheap to clone (an `Arc` inside); clones
 /// share connections and tokens, and the client is `Send + Sync`, so one client

@@ -11,10 +11,10 @@ use crate::auth::{CredentialSources, Credentials};
 use crate::error::{Error, Result, SettingProblem};
 use crate::event::{Callback, Event, Events};
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
-use crate::mirror::{MIRRORS_VAR, Mirrors, parse_list, parse_mirror, registry_name};
 use crate::registry::{
     NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting, RegistryConfig, TransportConfig,
 };
+use crate::source::mirror::{MIRRORS_VAR, Mirrors, parse_list, parse_mirror, registry_name};
 
 const CACHE_SUBDIR: [&str; 2] = ["openapi-forge", "plugins"];
 /// The variables behind the default [`Network`].

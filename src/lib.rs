@@ -32,13 +32,12 @@ mod env;
 mod error;
 mod event;
 mod export;
-mod layout;
 pub mod manifest;
-mod mirror;
 mod reference;
 mod registry;
 mod resolve;
 mod results;
+mod source;
 mod untrusted;
 
 pub use auth::Credentials;
@@ -50,10 +49,10 @@ pub use config::{ClientBuilder, Network, TagPolicy};
 pub use digest::{Digest, DigestErrorKind, ParseDigestError, VerifyError, VerifyingReader};
 pub use error::{Error, LayoutProblem, Result, SettingProblem, TokenFailure, UnsafeDirectory};
 pub use event::{Event, Source};
-pub use layout::write::Vendored;
 pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
 pub use registry::UrlRefusal;
 pub use results::{Artifact, Inspection, Resolution};
+pub use source::layout::write::Vendored;
 
 use std::path::PathBuf;
 
