@@ -2,14 +2,16 @@
 //! policies. Settings live in [`ClientBuilder`](crate::ClientBuilder).
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{Cache, CommitError, Policy, PullGuard};
+use crate::cache::{Cache, CommitError, Policy, PullGuard, Tee};
 use crate::config::{ClientBuilder, Config, Network, TagPolicy};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
+use crate::export::{self, Destination};
 use crate::manifest::{Document, Manifest, Rejected};
 use crate::reference::Reference;
 use crate::registry::Registry;
@@ -43,6 +45,7 @@ struct Inner {
     tag_policy: TagPolicy,
     events: Events,
     pull_timeout: Option<Duration>,
+    jobs: usize,
 }
 
 impl ClientBuilder {
@@ -101,6 +104,7 @@ impl Client {
                 tag_policy: config.tag_policy,
                 events: config.events,
                 pull_timeout: config.pull_timeout,
+                jobs: config.jobs,
             }),
         }
     }
@@ -138,6 +142,27 @@ impl Client {
         self.pull_reference(&reference.parse()?)
     }
 
+    /// Pulls several references at once, as [`Client::pull`] pulls each, on at
+    /// most [`ClientBuilder::jobs`] threads (4 by default) that share this
+    /// client's connections and tokens. The results come in the order of
+    /// `references`, one for each: a reference that fails does not stop the
+    /// others. Two references that lead to the same blob download it once.
+    ///
+    /// ```no_run
+    /// let client = forge_oci::Client::new()?;
+    /// let refs = ["ghcr.io/owner/a:1.0", "ghcr.io/owner/b:2.1"];
+    /// for (r, result) in refs.iter().zip(client.pull_all(&refs)) {
+    ///     match result {
+    ///         Ok(artifact) => println!("{r}: {}", artifact.path().display()),
+    ///         Err(e) => eprintln!("{r}: {e}"),
+    ///     }
+    /// }
+    /// # Ok::<(), forge_oci::Error>(())
+    /// ```
+    pub fn pull_all<S: AsRef<str> + Sync>(&self, references: &[S]) -> Vec<Result<Artifact>> {
+        crate::parallel::map_bounded(references, self.inner.jobs, |r| self.pull(r.as_ref()))
+    }
+
     /// Makes sure the artifact is in the cache and returns where it is.
     ///
     /// A digest-pinned reference is answered from the cache with no network traffic
@@ -152,6 +177,38 @@ impl Client {
     /// [`Error::ReadOnlyCache`] on a read-only cache when the reference is not
     /// cached; [`Error::Io`] and [`Error::LockTimeout`] from the cache.
     pub fn pull_reference(&self, r: &Reference) -> Result<Artifact> {
+        self.pull_teeing(r, None)
+    }
+
+    /// Pulls `reference` as [`Client::pull`] does and puts a copy at `dest`,
+    /// as [`Artifact::copy_to`] would, without a second pass over the bytes: a
+    /// download is written to a temporary file beside `dest` as it arrives, and
+    /// that file is renamed over `dest` only once the blob verified and is in the
+    /// cache. A cached blob is copied (a reflink where the file system can).
+    /// Whatever fails, `dest` keeps its old content and no temporary file remains.
+    ///
+    /// # Errors
+    /// As [`Client::pull`] and [`Artifact::copy_to`]; [`Error::DestinationIsCached`]
+    /// also for any path inside the cache, checked before any request.
+    pub fn pull_to(&self, reference: &str, dest: &Path) -> Result<Artifact> {
+        let r: Reference = reference.parse()?;
+        match export::prepare(Some(self.inner.cache.root()), dest)? {
+            Destination::Into(_) => {
+                let artifact = self.pull_reference(&r)?;
+                artifact.copy_to(dest)?;
+                Ok(artifact)
+            }
+            Destination::Replace(mut out) => {
+                let artifact = self.pull_teeing(&r, Some(out.tee()))?;
+                out.finish(artifact.path(), artifact.size())?;
+                Ok(artifact)
+            }
+        }
+    }
+
+    /// [`Client::pull_reference`], writing the bytes into `tee` too when they
+    /// are downloaded.
+    fn pull_teeing(&self, r: &Reference, tee: Option<&mut Tee>) -> Result<Artifact> {
         let inner = &self.inner;
         let online = inner.network == Network::Online;
         let deadline = self.deadline();
@@ -193,9 +250,9 @@ impl Client {
         // wait on those. A cache that cannot take the result is said first.
         inner.cache.check_writable(r)?;
         let docs = self.documents_to_pull(r, deadline)?;
-        inner
-            .cache
-            .with_pull_lock(r, |held| self.pull_from_registry(held, r, docs, deadline))
+        inner.cache.with_pull_lock(r, |held| {
+            self.pull_from_registry(held, r, docs, deadline, tee)
+        })
     }
 
     /// The documents a pull of `r` needs: a pin's from the cache when they are
@@ -253,6 +310,7 @@ impl Client {
         r: &Reference,
         docs: Documents,
         deadline: Option<Instant>,
+        mut tee: Option<&mut Tee>,
     ) -> Result<Artifact> {
         let Inner {
             cache,
@@ -269,11 +327,18 @@ impl Client {
         let fetched = registry.retrying(
             deadline,
             || {
-                cache.fetch_blob(held, &layer_digest, chosen.size, |offset| {
+                let open_at = |offset| {
                     let body = registry.open_blob(r, &layer_digest, offset, deadline)?;
                     answered = body.host;
                     Ok((body.reader, body.starts_at))
-                })
+                };
+                cache.fetch_blob_teeing(
+                    held,
+                    &layer_digest,
+                    chosen.size,
+                    open_at,
+                    tee.as_deref_mut(),
+                )
             },
             |e| matches!(e, CommitError::Cut(_)),
         );

@@ -17,6 +17,7 @@ forge-oci: pull WebAssembly plugins and other single-blob OCI artifacts into a s
 
 usage:
   forge-oci pull REF [-o FILE | -o -] [OPTIONS]   fetch into the cache; print the path or copy it
+  forge-oci pull REF REF... [-j N] [OPTIONS]      fetch several at once; print their paths in order
   forge-oci resolve REF [--json] [OPTIONS]        print the digest REF resolves to
   forge-oci inspect REF [OPTIONS]                 print the manifest (and index) as JSON
   forge-oci cache path|ls|prune|verify|clear      look after the cache
@@ -37,12 +38,17 @@ options:
 
 pub const PULL_USAGE: &str = "\
 usage: forge-oci pull REF [-o FILE | -o -] [OPTIONS]
+       forge-oci pull REF REF... [-j N] [OPTIONS]
 
 Pull REF into the cache and print the cached file's path, or copy it to FILE
-(`-`: standard output). A progress bar is drawn on a terminal for large downloads,
-as wide as COLUMNS (default 80); with TERM=dumb, a line at its start and end.
+(`-`: standard output) as it downloads. A progress bar is drawn on a terminal for
+large downloads, as wide as COLUMNS (default 80); with TERM=dumb, a line at its
+start and end. With several REFs they are pulled at once, sharing connections and
+tokens; their paths are printed in order (--json: an array), every failure is
+reported, and the exit status is 1 if any failed. `-o` takes one REF.
 
-  -o, --output FILE        copy the artifact to FILE (`-`: standard output)";
+  -o, --output FILE        write the artifact to FILE (`-`: standard output)
+  -j, --jobs N             pull at most N references at once (default 4)";
 
 pub const RESOLVE_USAGE: &str = "\
 usage: forge-oci resolve REF [--json] [OPTIONS]
@@ -76,6 +82,8 @@ options:
 #[derive(Debug, Default)]
 pub struct RefArgs {
     pub reference: String,
+    /// References after the first: only `pull` takes more than one.
+    pub more_references: Vec<String>,
     pub offline: bool,
     pub insecure: Vec<String>,
     pub cache_dir: Option<PathBuf>,
@@ -118,6 +126,8 @@ pub enum Command {
     Pull {
         args: RefArgs,
         output: Option<Output>,
+        /// `--jobs`, for several references.
+        jobs: Option<usize>,
     },
     Resolve(RefArgs),
     Inspect(RefArgs),
@@ -148,7 +158,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         Some("pull") => {
             let usage = format!("{PULL_USAGE}\n{REF_OPTIONS}");
             let mut output = None;
+            let mut jobs = None;
             let parsed = parse_ref_args(args, &usage, &mut |flag, next| match flag {
+                "-j" | "--jobs" => {
+                    let value = text(flag, next(flag)?).ok().and_then(|v| v.parse().ok());
+                    match value {
+                        Some(n) if n > 0 => jobs = Some(n),
+                        _ => {
+                            return Err(UsageError {
+                                message: format!("`{flag}` needs a number of at least 1"),
+                                usage: usage.clone(),
+                            });
+                        }
+                    }
+                    Ok(true)
+                }
                 "-o" | "--output" => {
                     let value = next(flag)?;
                     output = Some(if value == "-" {
@@ -171,23 +195,49 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                             usage,
                         });
                     }
-                    Command::Pull { args, output }
+                    if output.is_some() && !args.more_references.is_empty() {
+                        return Err(UsageError {
+                            message: "`-o` takes one REF; without it, several REFs are pulled \
+                                      into the cache and their paths printed"
+                                .into(),
+                            usage,
+                        });
+                    }
+                    Command::Pull { args, output, jobs }
                 }
                 None => Command::Help(usage),
             })
         }
         Some("resolve") => {
             let usage = format!("{RESOLVE_USAGE}\n{REF_OPTIONS}");
-            Ok(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?
-                .map_or(Command::Help(usage), Command::Resolve))
+            Ok(
+                one_ref(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?, &usage)?
+                    .map_or(Command::Help(usage), Command::Resolve),
+            )
         }
         Some("inspect") => {
             let usage = format!("{INSPECT_USAGE}\n{REF_OPTIONS}");
-            Ok(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?
-                .map_or(Command::Help(usage), Command::Inspect))
+            Ok(
+                one_ref(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?, &usage)?
+                    .map_or(Command::Help(usage), Command::Inspect),
+            )
         }
         Some("cache") => parse_cache(args),
         Some(other) => Err(main(format!("unknown command `{other}`"))),
+    }
+}
+
+/// The arguments of a command that takes one reference: a second is a usage error.
+fn one_ref(args: Option<RefArgs>, usage: &str) -> Result<Option<RefArgs>, UsageError> {
+    match args {
+        Some(a) if !a.more_references.is_empty() => Err(UsageError {
+            message: format!(
+                "unexpected argument `{}`",
+                a.more_references.first().map_or("", String::as_str)
+            ),
+            usage: usage.to_owned(),
+        }),
+        other => Ok(other),
     }
 }
 
@@ -262,12 +312,15 @@ fn parse_ref_args(
                     return Err(err(format!("unknown option `{f}`")));
                 }
             }
-            _ if reference.is_some() => return Err(err(format!("unexpected argument `{flag}`"))),
+            _ if arg.to_str().is_none() && reference.is_some() => {
+                return Err(err(format!("unexpected argument `{flag}`")));
+            }
             _ if arg.to_str().is_none() => {
                 return Err(err(format!(
                     "REF `{flag}` is not valid UTF-8 (references are ASCII)"
                 )));
             }
+            _ if reference.is_some() => out.more_references.push(flag.into_owned()),
             _ => reference = Some(flag.into_owned()),
         }
     }
@@ -404,7 +457,7 @@ mod tests {
              --media-type application/wasm --tag-policy max-age=12h --cache-dir /c -q",
         ))
         .unwrap();
-        let Command::Pull { args, output } = cmd else {
+        let Command::Pull { args, output, .. } = cmd else {
             panic!("{cmd:?}")
         };
         assert_eq!(output, Some(Output::File("out.wasm".into())));
@@ -428,6 +481,13 @@ mod tests {
         assert!(msg("pull r --platform wasm").contains("OS/ARCH"));
         assert!(msg("pull r --tag-policy sometimes").contains("cache-first"));
         assert!(msg("pull r --json -o -").contains("standard output"));
+        assert!(msg("pull r s -o out.wasm").starts_with("`-o` takes one REF"));
+        assert_eq!(
+            msg("pull r s --jobs 0"),
+            "`--jobs` needs a number of at least 1"
+        );
+        assert_eq!(msg("resolve r s"), "unexpected argument `s`");
+        assert_eq!(msg("inspect r s t"), "unexpected argument `s`");
         assert_eq!(msg("cache"), "missing cache command");
         assert!(msg("cache verify --json").contains("--json"));
         assert!(msg("cache prune --platform wasip1/wasm").contains("--platform"));
@@ -448,6 +508,17 @@ mod tests {
                 "{line:?}"
             );
         }
+    }
+
+    #[test]
+    fn pull_takes_several_references_and_a_number_of_jobs() {
+        let cmd = parse(args("pull a:1 --json b:2 -j 2 c@sha256:x")).unwrap();
+        let Command::Pull { args, output, jobs } = cmd else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!(args.reference, "a:1");
+        assert_eq!(args.more_references, ["b:2", "c@sha256:x"]);
+        assert_eq!((output, jobs, args.json), (None, Some(2), true));
     }
 
     #[test]
@@ -502,7 +573,8 @@ mod tests {
             parse(line)
         };
         // Paths are taken as they are.
-        let Command::Pull { args, output } = parse_with(&["pull", "r", "-o"], &[]).unwrap() else {
+        let Command::Pull { args, output, .. } = parse_with(&["pull", "r", "-o"], &[]).unwrap()
+        else {
             panic!()
         };
         assert_eq!(output, Some(Output::File(PathBuf::from(bad()))));
