@@ -95,11 +95,13 @@ impl Client {
             config.events.clone(),
             selection.clone().for_listing(),
         );
+        // Anonymous tokens and challenges are kept in the cache for the next process.
+        let registry = Registry::new(config.registry).with_token_files(cache.token_files());
         Client {
             inner: Arc::new(Inner {
                 cache,
                 selection,
-                registry: Registry::new(config.registry),
+                registry,
                 network: config.network,
                 tag_policy: config.tag_policy,
                 events: config.events,

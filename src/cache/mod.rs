@@ -16,6 +16,7 @@ mod layout;
 mod lock;
 mod ops;
 mod pipeline;
+mod tokens;
 
 use std::fs;
 use std::io::{self, Read};
@@ -40,6 +41,7 @@ pub(crate) use lock::PullGuard;
 use lock::{Guarding, Waiting, with_lock};
 pub use ops::{CacheEntry, CorruptBlob, MissingLayer, PruneOptions, PruneReport, VerifyReport};
 pub(crate) use pipeline::Tee;
+pub(crate) use tokens::{RememberedChallenge, TokenFiles};
 
 /// How large a cached manifest may be, and how long the cache waits for locks.
 /// Set through the client's builder.
@@ -320,6 +322,11 @@ impl Cache {
         open_at: impl FnMut(u64) -> Result<(R, u64)>,
     ) -> std::result::Result<(PathBuf, bool), CommitError> {
         self.fetch_blob_teeing(held, digest, size, open_at, None)
+    }
+
+    /// The files that keep anonymous tokens and challenges across processes.
+    pub(crate) fn token_files(&self) -> TokenFiles {
+        TokenFiles::new(&self.layout)
     }
 
     fn tmp_dir(&self) -> Result<PathBuf> {

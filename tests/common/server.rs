@@ -1,6 +1,10 @@
 //! A scriptable fake registry on 127.0.0.1: fixed answers per path, optionally
 //! slow, honouring `Range` when asked to, and counting every connection and
-//! request. One thread per connection; each answer closes the connection.
+//! request. One thread per connection; each answer closes the connection, or,
+//! started with [`FakeRegistry::start_keep_alive`], the connection serves
+//! request after request as real registries do (so reuse shows in the count).
+//! [`FakeRegistry::require_bearer`] makes `/v2/` answer 401 with a Bearer
+//! challenge to any request without the right token.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -125,6 +129,9 @@ struct State {
     requests: Mutex<Vec<(String, String, Option<u64>)>>,
     connections: AtomicUsize,
     stop: AtomicBool,
+    keep_alive: AtomicBool,
+    /// The token `/v2/` requires, and the challenge sent without it.
+    bearer: Mutex<Option<(String, String)>>,
 }
 
 pub struct FakeRegistry {
@@ -152,6 +159,24 @@ impl FakeRegistry {
             }
         });
         FakeRegistry { host, state }
+    }
+
+    /// [`FakeRegistry::start`], keeping each connection open for more requests.
+    pub fn start_keep_alive() -> FakeRegistry {
+        let server = FakeRegistry::start();
+        server.state.keep_alive.store(true, Ordering::SeqCst);
+        server
+    }
+
+    /// Answers every `/v2/` request that lacks `Authorization: Bearer {token}`
+    /// with 401, `WWW-Authenticate: {challenge}` and a small JSON body.
+    pub fn require_bearer(&self, token: &str, challenge: &str) {
+        *self.state.bearer.lock().unwrap() = Some((token.to_owned(), challenge.to_owned()));
+    }
+
+    /// Requests of any kind so far.
+    pub fn requests(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
     }
 
     pub fn host(&self) -> &str {
@@ -233,19 +258,45 @@ impl Drop for FakeRegistry {
 
 fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        if !serve_one(&mut reader, &mut out, state)? || !state.keep_alive.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+    }
+}
+
+/// Answers one request; `false` when the connection must close (the client
+/// closed it, or the route breaks it on purpose).
+fn serve_one(
+    reader: &mut BufReader<TcpStream>,
+    out: &mut TcpStream,
+    state: &State,
+) -> std::io::Result<bool> {
+    let close = if state.keep_alive.load(Ordering::SeqCst) {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(false);
+    }
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
     let target = parts.next().unwrap_or_default();
     let path = target.split('?').next().unwrap_or_default().to_owned();
     let mut range = None;
+    let mut authorization = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
             break;
         }
         if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_owned());
+            }
             if name.eq_ignore_ascii_case("range") {
                 range = value
                     .trim()
@@ -278,15 +329,33 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         0 => r,
         n => r.then.get(n - 1).or(r.then.last()).cloned().unwrap_or(r),
     });
-    let mut out = stream;
+    let bearer = state.bearer.lock().unwrap().clone();
+    if let Some((token, challenge)) = bearer {
+        if path.starts_with("/v2/") && authorization != Some(format!("Bearer {token}")) {
+            let body =
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            write!(
+                out,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{close}\r\n",
+                body.len()
+            )?;
+            if method != "HEAD" {
+                out.write_all(body)?;
+            }
+            return Ok(true);
+        }
+    }
     let Some(route) = route else {
         let body = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"no such path"}]}"#;
         write!(
             out,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n{close}\r\n",
             body.len()
         )?;
-        return out.write_all(body);
+        if method != "HEAD" {
+            out.write_all(body)?;
+        }
+        return Ok(true);
     };
     let full = route.body.len() as u64;
     let (status, start) = match range {
@@ -294,15 +363,15 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         Some(start) if route.refuse_ranges || (route.ranges && start >= full) => {
             write!(
                 out,
-                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{full}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{full}\r\nContent-Length: 0\r\n{close}\r\n"
             )?;
-            return Ok(());
+            return Ok(true);
         }
         Some(start) if route.ranges && start < full => (206, start),
         _ => (route.status, 0),
     };
     let mut body = &route.body[start as usize..];
-    let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+    let mut head = format!("HTTP/1.1 {status} X\r\n{close}");
     if !route.endless {
         head += &format!(
             "Content-Length: {}\r\n",
@@ -339,11 +408,12 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         out.write_all(&body[..n.min(body.len())])?;
         out.flush()?;
         thread::sleep(Duration::from_secs(30));
-        return Ok(());
+        return Ok(false);
     }
     if method == "HEAD" {
-        return Ok(());
+        return Ok(true);
     }
+    let cut = route.cut_after.is_some();
     if let Some(n) = route.cut_after {
         body = &body[..n.min(body.len())];
     }
@@ -354,5 +424,5 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
             thread::sleep(route.delay);
         }
     }
-    Ok(())
+    Ok(!cut && route.content_length.is_none() && route.trickle_headers.is_none())
 }
