@@ -26,8 +26,9 @@ use crate::digest::Hasher;
 /// Bytes per buffer: large enough that a buffer costs one write system call
 /// and one hand-over for many socket reads (a hand-over may wait for the
 /// scheduler: fewer of them matter more than the memory).
-const BUF: usize = 1 << 20;
-/// Buffers in flight between the reading and the hashing thread (4 MiB in all).
+/// 512 KiB: `pull_all`'s four pulls at once then hold 8 MiB of buffers in all.
+const BUF: usize = 512 << 10;
+/// Buffers in flight between the reading and the hashing thread (2 MiB in all).
 const QUEUE: usize = 4;
 
 /// A second copy of the bytes as they arrive, in a file its owner renames into
