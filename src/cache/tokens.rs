@@ -268,10 +268,18 @@ mod tests {
         // Readable by others: not ours to trust.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(files.token(&c, "s").is_none());
-        // Garbage is ignored.
+        // Garbage is ignored, and so is a file too large to be ours.
         fs::write(&path, b"{not json").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(files.token(&c, "s").is_none());
+        files.keep_token(&c, "s", &"x".repeat(MAX_FILE as usize), later);
+        assert!(files.token(&c, "s").is_none());
+        // Another user's file (only root can make one here) is not trusted.
+        files.keep_token(&c, "s", "fresh", later);
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            assert!(files.token(&c, "s").is_none());
+        }
     }
 
     #[test]
