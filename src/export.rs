@@ -1,9 +1,13 @@
 //! Copying a file out of the cache to a path the caller chose: never onto the
 //! cached file itself, and never leaving a half-written destination behind.
 //!
-//! Every copy out of the cache goes through [`copy_out`] (`Artifact::copy_to`,
-//! hence the CLI's `-o FILE` and `build::fetch_to_out_dir`), so a faster copy
-//! (reflink, `copy_file_range`) has one place to go.
+//! Every copy out of the cache goes through here: [`copy_out`]
+//! (`Artifact::copy_to`) for a blob already cached, and [`prepare`] then
+//! [`Output::finish`] for `Client::pull_to` (the CLI's `-o FILE` and
+//! `build::fetch_to_out_dir`), whose download is teed into the destination's
+//! temporary file as it arrives. One place decides what a destination may be
+//! (never the blob, never inside the cache; devices and FIFOs written into) and
+//! how bytes are copied (reflink, else `copy_file_range`, else read and write).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
