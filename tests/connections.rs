@@ -5,8 +5,9 @@
 //! in the cache for the next process, and a registry's remembered challenge
 //! sends a request with no fresh token straight to the token service.
 //!
-//! A "second process" is a second `Client` on the same cache: clients share
-//! nothing in memory, so all it can reuse is what the cache kept.
+//! A "second process" is a second `Client` on the same cache (clients share
+//! nothing in memory, so all it can reuse is what the cache kept), and once the
+//! `forge-oci` binary itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(unix)]
 
@@ -133,6 +134,34 @@ fn a_second_process_within_the_token_lifetime_skips_the_401_and_the_token_reques
         s.client().pull(&s.reference("v2")).unwrap();
     });
     assert_eq!(new_tag, (2, 1), "new tag: (requests, connections)");
+    assert_eq!(s.server.hits("GET", "/token"), 1);
+
+    // And a process of its own (the CLI, on the same cache) pulling a third tag.
+    s.server
+        .artifact(REPO, "v3", &wasm_payload("counted 3", 40_000), |r| r);
+    let cli = s.count(|| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forge-oci"))
+            .args(["pull", &s.reference("v3"), "--insecure", s.server.host()])
+            .arg("--cache-dir")
+            .arg(s.cache.path())
+            .env("HOME", s.cache.path())
+            .env("DOCKER_CONFIG", s.cache.path().join("no-docker-config"))
+            .env("REGISTRY_AUTH_FILE", s.cache.path().join("no-auth.json"))
+            .env_remove("FORGE_OFFLINE")
+            .env_remove("CARGO_NET_OFFLINE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    assert_eq!(
+        cli,
+        (2, 1),
+        "new tag in another process: (requests, connections)"
+    );
     assert_eq!(s.server.hits("GET", "/token"), 1);
 }
 
