@@ -76,8 +76,9 @@ impl Tee {
         }
         match self.file.write_all(bytes) {
             Ok(()) => {
-                write_behind(&self.file, self.written, bytes.len());
-                self.written = self.written.saturating_add(bytes.len() as u64);
+                let end = self.written.saturating_add(bytes.len() as u64);
+                write_behind(&self.file, self.written, end);
+                self.written = end;
             }
             // The owner copies from the cache instead, and reports that copy's error.
             Err(_) => self.broken = true,
@@ -150,7 +151,7 @@ pub(crate) fn pump<R: Read>(
                 if let Err(e) = file.write_all(&buf[..filled]) {
                     break Stop::Write(e);
                 }
-                write_behind(file, have, filled);
+                write_behind(file, have, have.saturating_add(filled as u64));
                 if let Some(tee) = tee.as_deref_mut() {
                     tee.write(&buf[..filled]);
                 }
@@ -172,18 +173,27 @@ pub(crate) fn pump<R: Read>(
     })
 }
 
-/// Starts writing the `len` bytes just written at `offset` to disk, without
-/// waiting: the fsync before the rename then finds little left to do, instead
+/// Bytes handed to write-back at a time: one system call per 4 MiB written.
+const WRITE_BEHIND: u64 = 4 << 20;
+
+/// The file grew from `from` to `to`: each time it crosses a multiple of
+/// [`WRITE_BEHIND`], starts writing the 4 MiB before it to disk, without
+/// waiting. The fsync before the rename then finds little left to do instead
 /// of the whole blob, and the disk works while the network does. Linux starts
 /// write-back of dirty pages on `POSIX_FADV_DONTNEED` (and evicts only pages
 /// already clean, which these are not yet). A hint: failure changes nothing.
-fn write_behind(file: &File, offset: u64, len: usize) {
+fn write_behind(file: &File, from: u64, to: u64) {
+    if from / WRITE_BEHIND == to / WRITE_BEHIND {
+        return;
+    }
+    let end = to / WRITE_BEHIND * WRITE_BEHIND;
+    let start = end.saturating_sub(WRITE_BEHIND);
     #[cfg(target_os = "linux")]
-    if let Some(len) = std::num::NonZeroU64::new(len as u64) {
-        let _ = rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed);
+    if let Some(len) = std::num::NonZeroU64::new(end - start) {
+        let _ = rustix::fs::fadvise(file, start, Some(len), rustix::fs::Advice::DontNeed);
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
+    let _ = (file, start, end);
 }
 
 /// Reads into `buf` until it is full or the source stops, wanting at most one
