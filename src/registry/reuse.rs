@@ -22,25 +22,34 @@ use crate::reference::Reference;
 /// Challenges met, by registry host, and where to keep them across processes.
 #[derive(Debug, Default)]
 pub(crate) struct Remembered {
-    challenges: Mutex<HashMap<String, RememberedChallenge>>,
+    /// `None`: none to ask ahead with (none kept, or its token service failed).
+    challenges: Mutex<HashMap<String, Option<RememberedChallenge>>>,
     files: Option<TokenFiles>,
 }
 
 impl Remembered {
     fn challenge(&self, host: &str) -> Option<RememberedChallenge> {
         let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(host) {
-            return Some(c.clone());
+        if let Some(known) = map.get(host) {
+            return known.clone();
         }
-        let found = self.files.as_ref()?.challenge(host)?;
+        // Read once per process and host, found or not.
+        let found = self.files.as_ref().and_then(|files| files.challenge(host));
         map.insert(host.to_owned(), found.clone());
-        Some(found)
+        found
+    }
+
+    /// Stops asking ahead for `host` in this process (its token service failed:
+    /// the 401s that follow say what is wrong, once each).
+    fn forget(&self, host: &str) {
+        let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(host.to_owned(), None);
     }
 
     fn remember(&self, host: &str, challenge: &RememberedChallenge) {
         let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(host) != Some(challenge) {
-            map.insert(host.to_owned(), challenge.clone());
+        if map.get(host).and_then(Option::as_ref) != Some(challenge) {
+            map.insert(host.to_owned(), Some(challenge.clone()));
             if let Some(files) = &self.files {
                 files.remember_challenge(host, challenge);
             }
@@ -122,7 +131,10 @@ impl Registry {
                     status: Some(401 | 403),
                     ..
                 }) => next = session.on_token_refused()?,
-                Err(_) => return None,
+                Err(_) => {
+                    self.remembered.forget(r.api_host());
+                    return None;
+                }
             }
         }
     }
