@@ -101,7 +101,8 @@ pub fn fetch(reference: &str) -> Result<PathBuf, BuildError> {
 }
 
 /// Fetches `reference` and copies it to `$OUT_DIR/<file_name>`, returning that path.
-/// The copy replaces any file there whole, as [`Artifact::copy_to`] does.
+/// The copy replaces any file there whole, as [`Artifact::copy_to`] does; a
+/// download is written there as it arrives ([`Client::pull_to`]), not copied after.
 ///
 /// `file_name` is a plain file name such as `plugin.wasm`: one path component,
 /// not empty, without `/` or `\`, and neither `.` nor `..`, so the copy stays in
@@ -120,10 +121,9 @@ pub fn fetch_to_out_dir(reference: &str, file_name: &str) -> Result<PathBuf, Bui
     }
     let out_dir =
         crate::env::var("OUT_DIR").ok_or_else(|| BuildError::new(reference, Kind::NoOutDir))?;
-    let artifact = fetch_with(Client::builder(), reference)?;
     let dest = Path::new(&out_dir).join(file_name);
-    artifact
-        .copy_to(&dest)
+    build_client(Client::builder(), reference)?
+        .pull_to(reference, &dest)
         .map_err(|e| BuildError::new(reference, Kind::Pull(e)))?;
     Ok(dest)
 }
@@ -147,11 +147,18 @@ fn is_plain_file_name(name: &str) -> bool {
 /// # Errors
 /// A [`BuildError`] explaining the failure.
 pub fn fetch_with(builder: ClientBuilder, reference: &str) -> Result<Artifact, BuildError> {
+    build_client(builder, reference)?
+        .pull(reference)
+        .map_err(|e| BuildError::new(reference, Kind::Pull(e)))
+}
+
+/// The client of [`fetch_with`]: cargo hears which variables to watch, and
+/// the events a person should see.
+fn build_client(builder: ClientBuilder, reference: &str) -> Result<Client, BuildError> {
     for var in ENV_VARS {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    let fail = |error| BuildError::new(reference, Kind::Pull(error));
-    let client = builder
+    builder
         .on_event(|event| match event {
             Event::WaitingForLock { .. }
             | Event::UsingCachedTag { .. }
@@ -161,8 +168,7 @@ pub fn fetch_with(builder: ClientBuilder, reference: &str) -> Result<Artifact, B
             _ => {}
         })
         .build()
-        .map_err(fail)?;
-    client.pull(reference).map_err(fail)
+        .map_err(|error| BuildError::new(reference, Kind::Pull(error)))
 }
 
 /// A failed fetch, worded for the person reading cargo's output. Its `Debug` is

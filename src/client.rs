@@ -6,11 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{Cache, CommitError, Policy, PullGuard};
+use crate::cache::{Cache, CommitError, Policy, PullGuard, Tee};
 use crate::config::{ClientBuilder, Config, Network, TagPolicy};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
+use crate::export::{self, Destination};
 use crate::manifest::{Document, Manifest, Rejected};
 use crate::reference::Reference;
 use crate::registry::Registry;
@@ -49,6 +50,7 @@ struct Inner {
     pull_timeout: Option<Duration>,
     mirrors: Mirrors,
     layouts: Layouts,
+    jobs: usize,
 }
 
 impl ClientBuilder {
@@ -101,17 +103,20 @@ impl Client {
             selection.clone().for_listing(),
         );
         let layouts = Layouts::new(config.layouts, config.max_manifest_size);
+        // Anonymous tokens and challenges are kept in the cache for the next process.
+        let registry = Registry::new(config.registry).with_token_files(cache.token_files());
         Client {
             inner: Arc::new(Inner {
                 mirrors: config.mirrors,
                 layouts,
                 cache,
                 selection,
-                registry: Registry::new(config.registry),
+                registry,
                 network: config.network,
                 tag_policy: config.tag_policy,
                 events: config.events,
                 pull_timeout: config.pull_timeout,
+                jobs: config.jobs,
             }),
         }
     }
@@ -149,6 +154,27 @@ impl Client {
         self.pull_reference(&reference.parse()?)
     }
 
+    /// Pulls several references at once, as [`Client::pull`] pulls each, on at
+    /// most [`ClientBuilder::jobs`] threads (4 by default) that share this
+    /// client's connections and tokens. The results come in the order of
+    /// `references`, one for each: a reference that fails does not stop the
+    /// others. Two references that lead to the same blob download it once.
+    ///
+    /// ```no_run
+    /// let client = forge_oci::Client::new()?;
+    /// let refs = ["ghcr.io/owner/a:1.0", "ghcr.io/owner/b:2.1"];
+    /// for (r, result) in refs.iter().zip(client.pull_all(&refs)) {
+    ///     match result {
+    ///         Ok(artifact) => println!("{r}: {}", artifact.path().display()),
+    ///         Err(e) => eprintln!("{r}: {e}"),
+    ///     }
+    /// }
+    /// # Ok::<(), forge_oci::Error>(())
+    /// ```
+    pub fn pull_all<S: AsRef<str> + Sync>(&self, references: &[S]) -> Vec<Result<Artifact>> {
+        crate::parallel::map_bounded(references, self.inner.jobs, |r| self.pull(r.as_ref()))
+    }
+
     /// Makes sure the artifact is in the cache and returns where it is.
     ///
     /// A digest-pinned reference is answered from the cache with no network traffic
@@ -163,6 +189,38 @@ impl Client {
     /// [`Error::ReadOnlyCache`] on a read-only cache when the reference is not
     /// cached; [`Error::Io`] and [`Error::LockTimeout`] from the cache.
     pub fn pull_reference(&self, r: &Reference) -> Result<Artifact> {
+        self.pull_teeing(r, None)
+    }
+
+    /// Pulls `reference` as [`Client::pull`] does and puts a copy at `dest`,
+    /// as [`Artifact::copy_to`] would, without a second pass over the bytes: a
+    /// download is written to a temporary file beside `dest` as it arrives, and
+    /// that file is renamed over `dest` only once the blob verified and is in the
+    /// cache. A cached blob is copied (a reflink where the file system can).
+    /// Whatever fails, `dest` keeps its old content and no temporary file remains.
+    ///
+    /// # Errors
+    /// As [`Client::pull`] and [`Artifact::copy_to`]; [`Error::DestinationIsCached`]
+    /// also for any path inside the cache, checked before any request.
+    pub fn pull_to(&self, reference: &str, dest: &Path) -> Result<Artifact> {
+        let r: Reference = reference.parse()?;
+        match export::prepare(Some(self.inner.cache.root()), dest)? {
+            Destination::Into(_) => {
+                let artifact = self.pull_reference(&r)?;
+                artifact.copy_to(dest)?;
+                Ok(artifact)
+            }
+            Destination::Replace(mut out) => {
+                let artifact = self.pull_teeing(&r, Some(out.tee()))?;
+                out.finish(artifact.path(), artifact.size())?;
+                Ok(artifact)
+            }
+        }
+    }
+
+    /// [`Client::pull_reference`], writing the bytes into `tee` too when they
+    /// are downloaded.
+    fn pull_teeing(&self, r: &Reference, tee: Option<&mut Tee>) -> Result<Artifact> {
         let inner = &self.inner;
         let online = inner.network == Network::Online;
         let deadline = self.deadline();
@@ -207,10 +265,11 @@ impl Client {
         // are where a 401 runs credential helpers, and prune and clear must not
         // wait on those. A cache that cannot take the result is said first.
         inner.cache.check_writable(r)?;
+        let mut tee = tee;
         inner.mirrors.attempt(r, events, |source| {
             let docs = self.documents_to_pull(r, source, deadline)?;
             inner.cache.with_pull_lock(r, |held| {
-                self.pull_from_registry(held, r, source, docs, deadline)
+                self.pull_from_registry(held, r, source, docs, deadline, tee.as_deref_mut())
             })
         })
     }
@@ -348,6 +407,7 @@ impl Client {
         source: &Reference,
         docs: Documents,
         deadline: Option<Instant>,
+        mut tee: Option<&mut Tee>,
     ) -> Result<Artifact> {
         let Inner {
             cache,
@@ -364,11 +424,18 @@ impl Client {
         let fetched = registry.retrying(
             deadline,
             || {
-                cache.fetch_blob(held, &layer_digest, chosen.size, |offset| {
+                let open_at = |offset| {
                     let body = registry.open_blob(source, &layer_digest, offset, deadline)?;
                     answered = body.host;
                     Ok((body.reader, body.starts_at))
-                })
+                };
+                cache.fetch_blob_teeing(
+                    held,
+                    &layer_digest,
+                    chosen.size,
+                    open_at,
+                    tee.as_deref_mut(),
+                )
             },
             |e| matches!(e, CommitError::Cut(_)),
         );

@@ -69,6 +69,9 @@ struct NotUtf8 {
     value: String,
 }
 
+/// References [`Client::pull_all`](crate::Client::pull_all) pulls at once by default.
+const DEFAULT_JOBS: usize = 4;
+
 /// Configures a [`Client`](crate::Client). Start from [`Client::builder`](crate::Client::builder); every setter overrides
 /// a default, and some defaults come from the environment.
 #[must_use]
@@ -88,6 +91,7 @@ pub struct ClientBuilder {
     retries: u32,
     lock_timeout: Option<Duration>,
     pull_timeout: Option<Duration>,
+    jobs: usize,
     on_event: Option<Callback>,
     credentials: CredentialSources,
     root_certificates: Vec<Vec<u8>>,
@@ -177,6 +181,7 @@ impl Default for ClientBuilder {
             retries: 3,
             lock_timeout: None,
             pull_timeout: None,
+            jobs: DEFAULT_JOBS,
             on_event: None,
             credentials: CredentialSources::from_env(),
             root_certificates: Vec::new(),
@@ -208,6 +213,7 @@ impl fmt::Debug for ClientBuilder {
             .field("retries", &self.retries)
             .field("lock_timeout", &self.lock_timeout)
             .field("pull_timeout", &self.pull_timeout)
+            .field("jobs", &self.jobs)
             .field("on_event", &self.on_event.as_ref().map(|_| "Fn(&Event)"))
             .field("credentials", &self.credentials)
             .field("root_certificates", &self.root_certificates.len())
@@ -460,6 +466,15 @@ impl ClientBuilder {
         self
     }
 
+    /// How many references [`Client::pull_all`](crate::Client::pull_all) pulls at
+    /// once, each on its own thread; 0 counts as 1. Defaults to 4: enough to keep
+    /// a connection busy while another waits on a round trip, few enough not to
+    /// crowd a small machine or a registry's rate limit.
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
+    }
+
     /// Called with each [`Event`], e.g. to print "waiting for file lock on …".
     /// Defaults to nothing.
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
@@ -548,6 +563,7 @@ impl ClientBuilder {
             network: self.network,
             tag_policy: self.tag_policy,
             pull_timeout: self.pull_timeout,
+            jobs: self.jobs,
         })
     }
 }
@@ -567,4 +583,5 @@ pub(crate) struct Config {
     pub(crate) network: Network,
     pub(crate) tag_policy: TagPolicy,
     pub(crate) pull_timeout: Option<Duration>,
+    pub(crate) jobs: usize,
 }

@@ -304,33 +304,9 @@ impl<R: Read> VerifyingReader<R> {
         }
     }
 
-    /// Continues a verification of which `count` bytes, hashed into `hasher`,
-    /// were read earlier (a resumed download).
-    pub(crate) fn resume(
-        inner: R,
-        expected_digest: Digest,
-        expected_size: u64,
-        hasher: Hasher,
-        count: u64,
-    ) -> Self {
-        VerifyingReader {
-            inner,
-            hasher: hasher.0,
-            expected_digest,
-            expected_size,
-            count,
-            verified: false,
-        }
-    }
-
     /// Bytes read so far.
     pub fn bytes_read(&self) -> u64 {
         self.count
-    }
-
-    /// The hash and count of what was read so far, to resume from later.
-    pub(crate) fn into_progress(self) -> (Hasher, u64) {
-        (Hasher(self.hasher), self.count)
     }
 
     fn fail(e: VerifyError) -> io::Error {
@@ -366,8 +342,6 @@ impl<R: Read> Read for VerifyingReader<R> {
         }
         // Ask for one byte more than remains, so an over-long stream is caught
         // on its first extra byte instead of after the whole of it.
-        // `count` never passes the size here, but a resumed count could claim to:
-        // then nothing more is wanted, and any byte is one too many.
         let remaining = self.expected_size.saturating_sub(self.count);
         let want = buf.len().min(
             usize::try_from(remaining)
@@ -395,15 +369,6 @@ mod tests {
     use super::*;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-    #[test]
-    fn a_resumed_count_past_the_size_is_an_error_not_an_underflow() {
-        let data = b"abc";
-        let mut r =
-            VerifyingReader::resume(&data[..], Digest::of(data), 2, Hasher(Sha256::new()), 5);
-        let e = io::Read::read(&mut r, &mut [0u8; 8]).unwrap_err();
-        assert!(e.to_string().contains("2"), "{e}");
-    }
 
     #[test]
     fn empty_input_digest() {

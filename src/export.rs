@@ -1,15 +1,21 @@
 //! Copying a file out of the cache to a path the caller chose: never onto the
 //! cached file itself, and never leaving a half-written destination behind.
 //!
-//! Every copy out of the cache goes through [`copy_out`] (`Artifact::copy_to`,
-//! hence the CLI's `-o FILE` and `build::fetch_to_out_dir`), so a faster copy
-//! (reflink, `copy_file_range`) has one place to go.
+//! Every copy out of the cache goes through here: [`copy_out`]
+//! (`Artifact::copy_to`) for a blob already cached, and [`prepare`] then
+//! [`Output::finish`] for `Client::pull_to` (the CLI's `-o FILE` and
+//! `build::fetch_to_out_dir`), whose download is teed into the destination's
+//! temporary file as it arrives. One place decides what a destination may be
+//! (never the blob, never inside the cache; devices and FIFOs written into) and
+//! how bytes are copied (reflink, else `copy_file_range`, else read and write).
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::cache::sync_parent;
+use tempfile::NamedTempFile;
+
+use crate::cache::{Tee, sync_parent};
 use crate::error::{Error, Result};
 
 /// Copies `source` to `dest` through a temporary file in the destination's
@@ -20,9 +26,11 @@ use crate::error::{Error, Result};
 /// is followed, as `cp` does, so the file it names is what is replaced (and
 /// `/dev/stdout` stays a link); a destination that is not a regular file (a
 /// device such as `/dev/null`, a FIFO, a terminal) is written into, never replaced;
-/// a directory is refused.
+/// a directory is refused. The copy is a reflink where the file system can share
+/// blocks (`FICLONE`: btrfs, XFS, bcachefs), else `copy_file_range`, else a read
+/// and write loop.
 pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
-    let mut from = File::open(source).map_err(|e| Error::io("open", source, e))?;
+    let from = File::open(source).map_err(|e| Error::io("open", source, e))?;
     let from_meta = from.metadata().map_err(|e| Error::io("stat", source, e))?;
     if same_file(source, &from_meta, dest)? {
         return Err(Error::DestinationIsCached {
@@ -30,6 +38,43 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
             cached: source.to_path_buf(),
         });
     }
+    match prepare(cache_root_of(source), dest)? {
+        Destination::Into(dest) => write_into(&from, &dest),
+        Destination::Replace(out) => out.finish_from(&from, source, from_meta.len()),
+    }
+}
+
+/// Where a copy out of the cache goes, decided before its bytes exist (so that
+/// `pull -o` can write them as they arrive).
+#[derive(Debug)]
+pub(crate) enum Destination {
+    /// A device, FIFO, socket or terminal: nothing to replace whole, so it is
+    /// written into once the blob is in the cache.
+    Into(PathBuf),
+    /// A regular file, or none yet: replaced by a temporary file beside it.
+    Replace(Output),
+}
+
+/// A temporary file beside the destination, with the [`Tee`] a download writes
+/// into. Dropping it removes the temporary file: the destination is untouched
+/// until [`Output::finish`].
+#[derive(Debug)]
+pub(crate) struct Output {
+    tmp: NamedTempFile,
+    /// Where the links at `dest` lead: the file replaced.
+    target: PathBuf,
+    /// As the caller gave it, for errors.
+    dest: PathBuf,
+    tee: Tee,
+}
+
+/// Decides where a copy to `dest` goes and, for a file, makes its temporary
+/// file. `cache_root`, when known, is refused along with everything in it.
+///
+/// # Errors
+/// [`Error::DestinationIsCached`] for a path inside the cache; [`Error::Io`] for a
+/// directory, a path that names no file, or a temporary file that cannot be made.
+pub(crate) fn prepare(cache_root: Option<&Path>, dest: &Path) -> Result<Destination> {
     // What `dest` leads to, as the system resolves it (`/dev/stdout` leads to a
     // pipe through `/proc/self/fd/1`, whose link text is no path).
     match fs::metadata(dest) {
@@ -40,20 +85,12 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
                 io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
             ));
         }
-        Ok(m) if !m.is_file() => {
-            // A device, FIFO, socket or terminal: there is nothing to replace whole.
-            let mut to = fs::OpenOptions::new()
-                .write(true)
-                .open(dest)
-                .map_err(|e| Error::io("open", dest, e))?;
-            io::copy(&mut from, &mut to).map_err(|e| Error::io("copy the artifact to", dest, e))?;
-            return Ok(());
-        }
+        Ok(m) if !m.is_file() => return Ok(Destination::Into(dest.to_path_buf())),
         _ => {}
     }
     // A regular file, or none yet: the file to replace is where the links lead.
     let target = follow_links(dest)?;
-    if let Some(root) = inside_the_cache(source, &target) {
+    if let Some(root) = cache_root.and_then(|root| inside_the_cache(root, &target)) {
         return Err(Error::DestinationIsCached {
             destination: dest.to_path_buf(),
             cached: root,
@@ -70,7 +107,6 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-
     let mut builder = tempfile::Builder::new();
     builder.prefix(".forge-oci-").suffix(".tmp");
     // tempfile creates 0600; a copy is the user's own ordinary file, readable as
@@ -81,29 +117,149 @@ pub(crate) fn copy_out(source: &Path, dest: &Path) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(fs::Permissions::from_mode(0o644));
     }
-    let mut tmp = builder
+    let tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temporary file in", dir, e))?;
-    io::copy(&mut from, tmp.as_file_mut())
-        .map_err(|e| Error::io("copy the artifact to", dest, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("fsync", tmp.path(), e))?;
-    tmp.persist(&target)
-        .map_err(|e| Error::io("replace", dest, e.error))?;
-    sync_parent(&target)
+    let handle = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io("open", tmp.path(), e))?;
+    Ok(Destination::Replace(Output {
+        tmp,
+        target,
+        dest: dest.to_path_buf(),
+        tee: Tee::new(handle),
+    }))
 }
 
-/// The cache root when `target` would land inside the cache that holds `source`
-/// (`<root>/blobs/sha256/<hex>`): a copy there would put a file under another
-/// blob's name, or replace a lock file.
-fn inside_the_cache(source: &Path, target: &Path) -> Option<PathBuf> {
+impl Output {
+    /// The tee a download writes the blob's bytes into as they arrive.
+    pub(crate) fn tee(&mut self) -> &mut Tee {
+        &mut self.tee
+    }
+
+    /// Puts the verified blob at `blob` (of `size` bytes) in place of the
+    /// destination: what the tee holds when it is the whole blob, else a copy.
+    ///
+    /// # Errors
+    /// [`Error::DestinationIsCached`] when the destination is the cached file;
+    /// [`Error::Io`] when the copy cannot be made or renamed into place.
+    pub(crate) fn finish(self, blob: &Path, size: u64) -> Result<()> {
+        let from = File::open(blob).map_err(|e| Error::io("open", blob, e))?;
+        let meta = from.metadata().map_err(|e| Error::io("stat", blob, e))?;
+        if same_file(blob, &meta, &self.dest)? {
+            return Err(Error::DestinationIsCached {
+                destination: self.dest,
+                cached: blob.to_path_buf(),
+            });
+        }
+        if self.tee.is_complete(size) && meta.len() == size {
+            return self.persist();
+        }
+        self.finish_from(&from, blob, meta.len())
+    }
+
+    /// Fills the temporary file from `from` (the file at `source`, `len` bytes)
+    /// and renames it into place.
+    fn finish_from(self, from: &File, source: &Path, len: u64) -> Result<()> {
+        let to = self.tmp.as_file();
+        to.set_len(0)
+            .map_err(|e| Error::io("truncate", self.tmp.path(), e))?;
+        fast_copy(from, to, len).map_err(|e| {
+            let failed = if e.kind() == io::ErrorKind::UnexpectedEof {
+                source
+            } else {
+                &self.dest
+            };
+            Error::io("copy the artifact to", failed, e)
+        })?;
+        self.persist()
+    }
+
+    fn persist(self) -> Result<()> {
+        let Output {
+            tmp, target, dest, ..
+        } = self;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+        tmp.persist(&target)
+            .map_err(|e| Error::io("replace", &dest, e.error))?;
+        sync_parent(&target)
+    }
+}
+
+/// Writes the whole of `from` into `dest`, a device, FIFO or terminal.
+fn write_into(mut from: &File, dest: &Path) -> Result<()> {
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .open(dest)
+        .map_err(|e| Error::io("open", dest, e))?;
+    io::copy(&mut from, &mut to).map_err(|e| Error::io("copy the artifact to", dest, e))?;
+    Ok(())
+}
+
+/// Copies `len` bytes of `from` (at its start) into the empty file `to`: a
+/// reflink where the file system can, else `copy_file_range` (which copies
+/// inside the kernel, or shares blocks on NFS and btrfs), else read and write.
+fn fast_copy(from: &File, to: &File, len: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        if rustix::fs::ioctl_ficlone(to, from).is_ok() {
+            return Ok(());
+        }
+        let mut left = len;
+        while left > 0 {
+            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+            match rustix::fs::copy_file_range(from, None, to, None, chunk) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => left = left.saturating_sub(n as u64),
+                // Not between these files (another file system on old kernels, a
+                // file system without it): the plain loop below, from the start.
+                Err(e) if left == len && copy_range_unsupported(e) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if left == 0 {
+            return Ok(());
+        }
+    }
+    let (from, mut to) = (from, to);
+    let copied = io::copy(&mut from.take(len), &mut to)?;
+    if copied < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn copy_range_unsupported(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    [
+        Errno::NOSYS,
+        Errno::XDEV,
+        Errno::INVAL,
+        Errno::OPNOTSUPP,
+        Errno::PERM,
+    ]
+    .contains(&e)
+}
+
+/// The cache root that holds `source` when it is a cached blob
+/// (`<root>/blobs/sha256/<hex>`).
+fn cache_root_of(source: &Path) -> Option<&Path> {
     let sha256 = source.parent()?;
     let blobs = sha256.parent()?;
     if sha256.file_name()? != "sha256" || blobs.file_name()? != "blobs" {
         return None;
     }
-    let root = fs::canonicalize(blobs.parent()?).ok()?;
+    blobs.parent()
+}
+
+/// The cache root when `target` would land inside the cache at `root`: a copy
+/// there would put a file under a blob's name, or replace a lock file.
+fn inside_the_cache(root: &Path, target: &Path) -> Option<PathBuf> {
+    let root = fs::canonicalize(root).ok()?;
     // The file may not exist yet: its directory decides where it lands.
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -33,6 +33,7 @@ mod error;
 mod event;
 mod export;
 pub mod manifest;
+mod parallel;
 mod reference;
 mod registry;
 mod resolve;

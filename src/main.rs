@@ -58,7 +58,12 @@ fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Help(text) => out!("{text}"),
         Command::Version => out!("forge-oci {}", env!("CARGO_PKG_VERSION")),
-        Command::Pull { args, output } => pull(&args, output.as_ref())?,
+        Command::Pull { args, output, jobs } => {
+            if !args.more_references.is_empty() {
+                return pull_many(&args, jobs);
+            }
+            pull(&args, output.as_ref())?;
+        }
         Command::Resolve(args) => {
             let resolution = client(&args)?.resolve(&args.reference)?;
             if args.json {
@@ -95,8 +100,14 @@ fn run(command: Command) -> Result<ExitCode, Error> {
 }
 
 fn client(args: &RefArgs) -> Result<Client, Error> {
+    client_with(args, true)?.build()
+}
+
+/// The builder for a command's client; `bar`: whether a progress bar may be
+/// drawn (one download at a time).
+fn client_with(args: &RefArgs, bar: bool) -> Result<ClientBuilder, Error> {
     // TERM and COLUMNS are read only for a terminal: nothing else draws.
-    let progress = if !args.quiet && std::io::stderr().is_terminal() {
+    let progress = if bar && !args.quiet && std::io::stderr().is_terminal() {
         let style = Style::from_env(env::var("TERM"), env::var("COLUMNS"))?;
         Progress::new(style, &args.reference)
     } else {
@@ -139,14 +150,14 @@ fn client(args: &RefArgs) -> Result<Client, Error> {
     for dir in &args.layouts {
         b = b.oci_layout(dir);
     }
-    b.build()
+    Ok(b)
 }
 
 /// `vendor --to DIR REF...`: one line per reference (its canonical name and
 /// digest), or one JSON object listing them.
 fn vendor(args: &RefArgs, to: &Path) -> Result<(), Error> {
     let refs: Vec<&str> = std::iter::once(args.reference.as_str())
-        .chain(args.more.iter().map(String::as_str))
+        .chain(args.more_references.iter().map(String::as_str))
         .collect();
     let vendored = client(args)?.vendor(to, &refs)?;
     if args.json {
@@ -170,7 +181,12 @@ fn vendor(args: &RefArgs, to: &Path) -> Result<(), Error> {
 }
 
 fn pull(args: &RefArgs, output: Option<&Output>) -> Result<(), Error> {
-    let artifact = client(args)?.pull(&args.reference)?;
+    let client = client(args)?;
+    // A file is written as the bytes arrive, and renamed into place once they verify.
+    let artifact = match output {
+        Some(Output::File(file)) => client.pull_to(&args.reference, file)?,
+        _ => client.pull(&args.reference)?,
+    };
     match output {
         Some(Output::Stdout) => match std::io::stdout().lock().write_all(&artifact.read()?) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
@@ -180,26 +196,89 @@ fn pull(args: &RefArgs, output: Option<&Output>) -> Result<(), Error> {
                 source: e,
             })?,
         },
-        Some(Output::File(file)) => artifact.copy_to(file)?,
+        Some(Output::File(_)) => {}
         None if !args.json => out_path(artifact.path()),
         None => {}
     }
     if args.json {
-        let mut json = serde_json::json!({
-            "reference": args.reference,
-            "path": artifact.path().to_string_lossy(),
-            "layer_digest": artifact.layer_digest(),
-            "manifest_digest": artifact.manifest_digest(),
-            "media_type": artifact.media_type(),
-            "size": artifact.size(),
-            "from_cache": artifact.from_cache(),
-        });
-        if let Some(bytes) = path_bytes(artifact.path()) {
-            json["path_bytes"] = bytes.into();
-        }
-        print_json(&json);
+        print_json(&artifact_json(&args.reference, &artifact));
     }
     Ok(())
+}
+
+/// `pull REF REF...`: all at once on `jobs` threads. One line per reference
+/// pulled, `REF PATH`, in the order given (`--json`: an array of the objects a
+/// single pull prints, with `{"reference", "error"}` for a failure); every
+/// failure on stderr; exit 1 if any failed.
+fn pull_many(args: &RefArgs, jobs: Option<usize>) -> Result<ExitCode, Error> {
+    let mut builder = client_with(args, false)?;
+    if let Some(jobs) = jobs {
+        builder = builder.jobs(jobs);
+    }
+    let refs: Vec<&str> = std::iter::once(&args.reference)
+        .chain(&args.more_references)
+        .map(String::as_str)
+        .collect();
+    let results = builder.build()?.pull_all(&refs);
+    let mut failed = false;
+    let mut rows = Vec::new();
+    for (r, result) in refs.iter().zip(&results) {
+        match result {
+            Ok(artifact) if args.json => rows.push(artifact_json(r, artifact)),
+            Ok(artifact) => {
+                let line = [r.as_bytes(), b" "].concat();
+                #[cfg(unix)]
+                {
+                    use std::os::unix::ffi::OsStrExt;
+                    let path = artifact.path().as_os_str().as_bytes();
+                    write_line(|out| out.write_all(&[&line[..], path].concat()));
+                }
+                #[cfg(not(unix))]
+                out!(
+                    "{}{}",
+                    String::from_utf8_lossy(&line),
+                    artifact.path().display()
+                );
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("error: {}: {}", shown(r), shown(e));
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    eprintln!("caused by: {}", shown(cause));
+                    source = cause.source();
+                }
+                if args.json {
+                    rows.push(serde_json::json!({"reference": r, "error": e.to_string()}));
+                }
+            }
+        }
+    }
+    if args.json {
+        print_json(&rows);
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `pull --json` prints for one artifact.
+fn artifact_json(reference: &str, artifact: &forge_oci::Artifact) -> serde_json::Value {
+    let mut json = serde_json::json!({
+        "reference": reference,
+        "path": artifact.path().to_string_lossy(),
+        "layer_digest": artifact.layer_digest(),
+        "manifest_digest": artifact.manifest_digest(),
+        "media_type": artifact.media_type(),
+        "size": artifact.size(),
+        "from_cache": artifact.from_cache(),
+    });
+    if let Some(bytes) = path_bytes(artifact.path()) {
+        json["path_bytes"] = bytes.into();
+    }
+    json
 }
 
 /// The bytes of a path that is not UTF-8, for `--json`: JSON strings are Unicode,

@@ -41,6 +41,10 @@ fn main() -> ExitCode {
             sixteen_processes_four_references,
         ),
         (
+            "four_processes_pull_all_at_once_each_blob_once",
+            four_processes_pull_all_at_once,
+        ),
+        (
             "sigkill_at_random_moments_leaves_the_cache_consistent",
             sigkill_at_random_moments,
         ),
@@ -86,6 +90,20 @@ fn main() -> ExitCode {
 fn child_fetch() -> ExitCode {
     let references = std::env::var("CHILD_REFS").unwrap();
     let out = PathBuf::from(std::env::var("CHILD_OUT").unwrap());
+    if std::env::var_os("CHILD_PULL_ALL").is_some() {
+        let refs: Vec<&str> = references.split(',').collect();
+        let client = forge_oci::Client::builder().jobs(4).build().unwrap();
+        for (i, result) in client.pull_all(&refs).into_iter().enumerate() {
+            match result.and_then(|a| a.read()) {
+                Ok(bytes) => std::fs::write(out.join(i.to_string()), bytes).unwrap(),
+                Err(e) => {
+                    eprintln!("child error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     for (i, reference) in references.split(',').enumerate() {
         match forge_oci::fetch_to_bytes(reference) {
             Ok(bytes) => std::fs::write(out.join(i.to_string()), bytes).unwrap(),
@@ -124,6 +142,58 @@ fn spawn_child_with(
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// Four processes each pull the same six references with `pull_all` (four
+/// threads each) at the same moment: 24 pulls race for six blobs, in threads and
+/// in processes, and each blob crosses the network once.
+fn four_processes_pull_all_at_once() {
+    let server = FakeRegistry::start();
+    let slow = |r: Route| r.slow(32 << 10, Duration::from_millis(3));
+    let payloads: Vec<Vec<u8>> = (0..6)
+        .map(|i| wasm_payload(&format!("pulled by all {i}"), 384 << 10))
+        .collect();
+    for (i, p) in payloads.iter().enumerate() {
+        server.artifact("all/plugins", &format!("p{i}"), p, slow);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let host = server.host().to_owned();
+    let refs: Vec<String> = (0..6).map(|i| format!("{host}/all/plugins:p{i}")).collect();
+    let children: Vec<(PathBuf, Child)> = (0..4)
+        .map(|n| {
+            let out = work.path().join(format!("out-{n}"));
+            std::fs::create_dir_all(&out).unwrap();
+            let child = Command::new(std::env::current_exe().unwrap())
+                .env(CHILD_ENV, "1")
+                .env("CHILD_PULL_ALL", "1")
+                .env("CHILD_REFS", refs.join(","))
+                .env("CHILD_OUT", &out)
+                .env("FORGE_CACHE_DIR", work.path())
+                .env("FORGE_OCI_INSECURE_HOSTS", &host)
+                .env_remove("FORGE_OFFLINE")
+                .env_remove("CARGO_NET_OFFLINE")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (out, child)
+        })
+        .collect();
+    for (out, mut child) in children {
+        assert!(child.wait().unwrap().success(), "a child failed");
+        for (i, p) in payloads.iter().enumerate() {
+            assert_eq!(&std::fs::read(out.join(i.to_string())).unwrap(), p);
+        }
+    }
+    for p in &payloads {
+        assert_eq!(
+            server.hits("GET", &format!("/v2/all/plugins/blobs/{}", digest(p))),
+            1,
+            "each blob downloaded once"
+        );
+    }
+    let root = work.path().join("openapi-forge/plugins");
+    assert_eq!(verified_blobs(&root).len(), 2 * 6);
+    assert_eq!(temp_files(&root), 0);
 }
 
 /// Eight processes pull one uncached reference at the same moment; the blob is

@@ -5,7 +5,7 @@ use crate::error::TokenFailure;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Tokens without `expires_in` live 60 seconds (distribution's token spec).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
@@ -91,6 +91,29 @@ impl Token {
 
     fn is_fresh(&self) -> bool {
         Instant::now() < self.expires
+    }
+
+    /// The token itself, to keep it in a file of the cache.
+    pub(crate) fn secret(&self) -> &str {
+        &self.value
+    }
+
+    /// When it expires, on the wall clock (to keep it across processes).
+    pub(crate) fn expires_at(&self) -> SystemTime {
+        let left = self.expires.saturating_duration_since(Instant::now());
+        SystemTime::now()
+            .checked_add(left)
+            .unwrap_or_else(SystemTime::now)
+    }
+
+    /// A token kept until `expires` on the wall clock; `None` when it has.
+    pub(crate) fn until(value: String, expires: SystemTime) -> Option<Token> {
+        let left = expires.duration_since(SystemTime::now()).ok()?;
+        let left = left.min(MAX_LIFETIME);
+        Some(Token {
+            value,
+            expires: Instant::now().checked_add(left)?,
+        })
     }
 }
 

@@ -24,7 +24,8 @@ use std::path::Path;
 use tempfile::NamedTempFile;
 
 use super::files::{is_own_file, is_private_regular, open_no_follow, still_names, sync_parent};
-use crate::digest::{Digest, Hasher, VerifyError, VerifyingReader};
+use super::pipeline::{self, Stop, Tee};
+use crate::digest::{Digest, Hasher, VerifyError};
 use crate::error::{Error, Result};
 
 /// Why a download into the cache failed. A cut is left raw because only the
@@ -66,6 +67,7 @@ pub(crate) fn download<R: Read>(
     target: &Target<'_>,
     open_at: OpenAt<'_, R>,
     progress: &mut dyn FnMut(u64),
+    mut tee: Option<&mut Tee>,
 ) -> std::result::Result<(), CommitError> {
     let mut writer = Writer::claim_or_create(target)?;
     let mut started_over = false;
@@ -75,7 +77,7 @@ pub(crate) fn download<R: Read>(
             progress(writer.have);
             writer.check_complete(target)
         } else {
-            writer.append(target, open_at, progress)
+            writer.append(target, open_at, progress, tee.as_deref_mut())
         };
         match outcome {
             Ok(()) => return writer.commit(target),
@@ -185,17 +187,22 @@ impl Writer {
         }))
     }
 
-    /// Appends the rest of the blob from the source, verifying the whole.
+    /// Appends the rest of the blob from the source, verifying the whole (the
+    /// hash is computed on another thread, see [`pipeline`](super::pipeline)).
     fn append<R: Read>(
         &mut self,
         target: &Target<'_>,
         open_at: OpenAt<'_, R>,
         progress: &mut dyn FnMut(u64),
+        mut tee: Option<&mut Tee>,
     ) -> std::result::Result<(), Failure> {
         let (source, start) = open_at(self.have).map_err(Failure::Source)?;
         if start != self.have {
             // The server sent the whole blob: start over.
             self.restart().map_err(Failure::Local)?;
+        }
+        if let Some(tee) = tee.as_deref_mut() {
+            tee.starts_at(self.have);
         }
         let path = self.file.path().to_path_buf();
         self.file
@@ -204,39 +211,31 @@ impl Writer {
             .map_err(|e| Failure::Local(Error::io("seek", &path, e)))?;
         progress(self.have);
         let hasher = std::mem::take(&mut self.hasher);
-        let mut verifying = VerifyingReader::resume(
+        let pumped = pipeline::pump(
             source,
-            target.digest.clone(),
-            target.size,
+            self.file.as_file_mut(),
             hasher,
             self.have,
+            target.size,
+            tee,
+            progress,
         );
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            let n = match verifying.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let e = match verify_error(e) {
-                        Ok(v) => return Err(Failure::Verify(v)),
-                        Err(e) => e,
-                    };
-                    // Keep the hash of what is on disk, for a resume in this process.
-                    (self.hasher, self.have) = verifying.into_progress();
-                    if self.have == target.size {
-                        // Every byte arrived, then the connection broke (a lying
-                        // Content-Length, a lost chunked terminator): the hash decides.
-                        return self.check_complete(target);
-                    }
-                    return Err(Failure::Cut(e));
-                }
-            };
-            self.file
-                .as_file_mut()
-                .write_all(&buf[..n])
-                .map_err(|e| Failure::Local(Error::io("write", &path, e)))?;
-            progress(verifying.bytes_read());
+        // Keep the hash of what is on disk, for a resume in this process.
+        (self.hasher, self.have) = (pumped.hasher, pumped.have);
+        match pumped.stop {
+            Stop::End if self.have == target.size => self.check_complete(target),
+            Stop::End => Err(Failure::Verify(VerifyError::TooShort {
+                expected: target.size,
+                actual: self.have,
+            })),
+            // Every byte arrived, then the connection broke (a lying
+            // Content-Length, a lost chunked terminator): the hash decides.
+            Stop::Cut(_) if self.have == target.size => self.check_complete(target),
+            Stop::Cut(e) => Err(Failure::Cut(e)),
+            Stop::TooLong => Err(Failure::Verify(VerifyError::TooLong {
+                expected: target.size,
+            })),
+            Stop::Write(e) => Err(Failure::Local(Error::io("write", &path, e))),
         }
     }
 
@@ -303,20 +302,6 @@ fn rehash(file: &mut File, size: u64) -> io::Result<Option<(Hasher, u64)>> {
     let mut hasher = Hasher::default();
     let copied = io::copy(&mut (&mut *file).take(len), &mut hasher)?;
     Ok(Some((hasher, copied)))
-}
-
-/// The [`VerifyError`] a [`VerifyingReader`] failed with (a `Read` can only
-/// return `io::Error`), or the error as it was.
-fn verify_error(e: io::Error) -> std::result::Result<VerifyError, io::Error> {
-    if !e.get_ref().is_some_and(|inner| inner.is::<VerifyError>()) {
-        return Err(e);
-    }
-    match e.into_inner().map(|inner| inner.downcast::<VerifyError>()) {
-        Some(Ok(v)) => Ok(*v),
-        // Checked just above; kept total all the same.
-        Some(Err(inner)) => Err(io::Error::new(io::ErrorKind::InvalidData, inner)),
-        None => Err(io::ErrorKind::InvalidData.into()),
-    }
 }
 
 /// tempfile creates 0600; cache files are 0644 before the umask, so a cache

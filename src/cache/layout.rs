@@ -8,6 +8,7 @@
 //! <root>/tmp/                                          writers' own files; <hex>.partial to resume
 //! <root>/locks/<hex>.lock                              per-blob download lock
 //! <root>/.lock                                         cache-wide: shared by pulls, exclusive for prune/clear
+//! <root>/tokens/<hex>.json                             anonymous Bearer tokens and registries' challenges (0600)
 //! ```
 //!
 //! Refs live under `_tags/` and `_digests/` because a repository may have
@@ -54,8 +55,13 @@ impl Layout {
     }
 
     /// The top-level directories `clear` removes.
-    pub(crate) fn content_dirs(&self) -> [PathBuf; 4] {
-        ["blobs", "refs", "tmp", "locks"].map(|d| self.root.join(d))
+    pub(crate) fn content_dirs(&self) -> [PathBuf; 5] {
+        ["blobs", "refs", "tmp", "locks", "tokens"].map(|d| self.root.join(d))
+    }
+
+    /// Anonymous tokens and remembered challenges, see [`tokens`](super::tokens).
+    pub(crate) fn tokens_dir(&self) -> PathBuf {
+        self.root.join("tokens")
     }
 
     pub(crate) fn blob_dir(&self) -> PathBuf {

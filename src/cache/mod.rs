@@ -15,6 +15,8 @@ mod files;
 mod layout;
 mod lock;
 mod ops;
+mod pipeline;
+mod tokens;
 
 use std::fs;
 use std::io::{self, Read};
@@ -38,6 +40,8 @@ use layout::Layout;
 pub(crate) use lock::PullGuard;
 use lock::{Guarding, Waiting, with_lock};
 pub use ops::{CacheEntry, CorruptBlob, MissingLayer, PruneOptions, PruneReport, VerifyReport};
+pub(crate) use pipeline::Tee;
+pub(crate) use tokens::{RememberedChallenge, TokenFiles};
 
 /// How large a cached manifest may be, and how long the cache waits for locks.
 /// Set through the client's builder.
@@ -257,14 +261,16 @@ impl Cache {
     /// Makes sure blob `digest` of `size` bytes is in the cache, downloading it at
     /// most once across processes. `open_at(offset)` opens the source, asking for
     /// the bytes from `offset` when a partial download can be resumed, and returns
-    /// the offset its bytes actually start at. Returns the blob's path and whether
-    /// this call downloaded it.
-    pub(crate) fn fetch_blob<R: Read>(
+    /// the offset its bytes actually start at. `tee`, when given, gets the bytes
+    /// as they arrive too (see [`Tee`] for when it ends up complete). Returns the
+    /// blob's path and whether this call downloaded it.
+    pub(crate) fn fetch_blob_teeing<R: Read>(
         &self,
         _held: &PullGuard,
         digest: &Digest,
         size: u64,
         mut open_at: impl FnMut(u64) -> Result<(R, u64)>,
+        tee: Option<&mut Tee>,
     ) -> std::result::Result<(PathBuf, bool), CommitError> {
         let dest = self.blob_path(digest);
         if self.has_blob(digest, size) {
@@ -299,11 +305,27 @@ impl Cache {
                     digest,
                     size,
                 };
-                commit::download(&target, &mut open_at, &mut progress)?;
+                commit::download(&target, &mut open_at, &mut progress, tee)?;
                 Ok(true)
             },
         )?;
         Ok((dest, downloaded))
+    }
+
+    /// [`Cache::fetch_blob_teeing`] without a tee.
+    pub(crate) fn fetch_blob<R: Read>(
+        &self,
+        held: &PullGuard,
+        digest: &Digest,
+        size: u64,
+        open_at: impl FnMut(u64) -> Result<(R, u64)>,
+    ) -> std::result::Result<(PathBuf, bool), CommitError> {
+        self.fetch_blob_teeing(held, digest, size, open_at, None)
+    }
+
+    /// The files that keep anonymous tokens and challenges across processes.
+    pub(crate) fn token_files(&self) -> TokenFiles {
+        TokenFiles::new(&self.layout)
     }
 
     fn tmp_dir(&self) -> Result<PathBuf> {

@@ -17,6 +17,7 @@ forge-oci: pull WebAssembly plugins and other single-blob OCI artifacts into a s
 
 usage:
   forge-oci pull REF [-o FILE | -o -] [OPTIONS]   fetch into the cache; print the path or copy it
+  forge-oci pull REF REF... [-j N] [OPTIONS]      fetch several at once; print their paths in order
   forge-oci resolve REF [--json] [OPTIONS]        print the digest REF resolves to
   forge-oci inspect REF [OPTIONS]                 print the manifest (and index) as JSON
   forge-oci vendor --to DIR REF... [OPTIONS]      write REFs into an OCI image layout at DIR
@@ -40,12 +41,16 @@ options:
 
 pub const PULL_USAGE: &str = "\
 usage: forge-oci pull REF [-o FILE | -o -] [OPTIONS]
+       forge-oci pull REF REF... [-j N] [OPTIONS]
 
-Pull REF into the cache and print the cached file's path, or copy it to FILE
-(`-`: standard output). A progress bar is drawn on a terminal for large downloads,
-as wide as COLUMNS (default 80); with TERM=dumb, a line at its start and end.
+Pull REF into the cache and print the cached file's path, or write it to FILE as
+it downloads (`-`: standard output). Several REFs are pulled at once: a `REF PATH`
+line each (--json: an array), every failure reported, exit 1 if any failed; `-o`
+takes one REF. A progress bar is drawn on a terminal for one download, as wide as
+COLUMNS (default 80); with TERM=dumb, a line at its start and end.
 
-  -o, --output FILE        copy the artifact to FILE (`-`: standard output)";
+  -o, --output FILE        write the artifact to FILE (`-`: standard output)
+  -j, --jobs N             pull at most N references at once (default 4)";
 
 pub const RESOLVE_USAGE: &str = "\
 usage: forge-oci resolve REF [--json] [OPTIONS]
@@ -88,6 +93,8 @@ options:
 #[derive(Debug, Default)]
 pub struct RefArgs {
     pub reference: String,
+    /// References after the first: `pull` and `vendor` take several.
+    pub more_references: Vec<String>,
     pub offline: bool,
     pub insecure: Vec<String>,
     pub cache_dir: Option<PathBuf>,
@@ -97,8 +104,6 @@ pub struct RefArgs {
     /// `--mirror REGISTRY=MIRROR`, in order.
     pub mirrors: Vec<(String, String)>,
     pub layouts: Vec<PathBuf>,
-    /// The references after the first, for the commands that take several.
-    pub more: Vec<String>,
     pub json: bool,
     pub quiet: bool,
 }
@@ -135,6 +140,8 @@ pub enum Command {
     Pull {
         args: RefArgs,
         output: Option<Output>,
+        /// `--jobs`, for several references.
+        jobs: Option<usize>,
     },
     Resolve(RefArgs),
     Inspect(RefArgs),
@@ -169,7 +176,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         Some("pull") => {
             let usage = format!("{PULL_USAGE}\n{REF_OPTIONS}");
             let mut output = None;
-            let parsed = parse_ref_args(args, &usage, false, &mut |flag, next| match flag {
+            let mut jobs = None;
+            let parsed = parse_ref_args(args, &usage, &mut |flag, next| match flag {
+                "-j" | "--jobs" => {
+                    let value = text(flag, next(flag)?).ok().and_then(|v| v.parse().ok());
+                    jobs = Some(value.filter(|&n| n > 0).ok_or_else(|| UsageError {
+                        message: format!("`{flag}` needs a number of at least 1"),
+                        usage: usage.clone(),
+                    })?);
+                    Ok(true)
+                }
                 "-o" | "--output" => {
                     let value = next(flag)?;
                     output = Some(if value == "-" {
@@ -192,25 +208,37 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                             usage,
                         });
                     }
-                    Command::Pull { args, output }
+                    if output.is_some() && !args.more_references.is_empty() {
+                        return Err(UsageError {
+                            message: "`-o` takes one REF; without it, several REFs are pulled \
+                                      into the cache and their paths printed"
+                                .into(),
+                            usage,
+                        });
+                    }
+                    Command::Pull { args, output, jobs }
                 }
                 None => Command::Help(usage),
             })
         }
         Some("resolve") => {
             let usage = format!("{RESOLVE_USAGE}\n{REF_OPTIONS}");
-            Ok(parse_ref_args(args, &usage, false, &mut |_, _| Ok(false))?
-                .map_or(Command::Help(usage), Command::Resolve))
+            Ok(
+                one_ref(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?, &usage)?
+                    .map_or(Command::Help(usage), Command::Resolve),
+            )
         }
         Some("inspect") => {
             let usage = format!("{INSPECT_USAGE}\n{REF_OPTIONS}");
-            Ok(parse_ref_args(args, &usage, false, &mut |_, _| Ok(false))?
-                .map_or(Command::Help(usage), Command::Inspect))
+            Ok(
+                one_ref(parse_ref_args(args, &usage, &mut |_, _| Ok(false))?, &usage)?
+                    .map_or(Command::Help(usage), Command::Inspect),
+            )
         }
         Some("vendor") => {
             let usage = format!("{VENDOR_USAGE}\n{REF_OPTIONS}");
             let mut to = None;
-            let parsed = parse_ref_args(args, &usage, true, &mut |flag, next| match flag {
+            let parsed = parse_ref_args(args, &usage, &mut |flag, next| match flag {
                 "--to" => {
                     to = Some(
                         non_empty_path(flag, next(flag)?).map_err(|message| UsageError {
@@ -236,6 +264,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     }
 }
 
+/// The arguments of a command that takes one reference: a second is a usage error.
+fn one_ref(args: Option<RefArgs>, usage: &str) -> Result<Option<RefArgs>, UsageError> {
+    match args.as_ref().and_then(|a| a.more_references.first()) {
+        Some(extra) => Err(UsageError {
+            message: format!("unexpected argument `{extra}`"),
+            usage: usage.to_owned(),
+        }),
+        None => Ok(args),
+    }
+}
+
 /// The value after an option: `next(flag)`.
 type Next<'a> = dyn FnMut(&str) -> Result<OsString, UsageError> + 'a;
 
@@ -254,7 +293,6 @@ fn text(flag: &str, value: OsString) -> Result<String, String> {
 fn parse_ref_args(
     args: impl Iterator<Item = OsString>,
     usage: &str,
-    many: bool,
     extra: &mut dyn FnMut(&str, &mut Next<'_>) -> Result<bool, UsageError>,
 ) -> Result<Option<RefArgs>, UsageError> {
     let err = |message: String| UsageError {
@@ -318,7 +356,7 @@ fn parse_ref_args(
                     return Err(err(format!("unknown option `{f}`")));
                 }
             }
-            _ if reference.is_some() && !many => {
+            _ if arg.to_str().is_none() && reference.is_some() => {
                 return Err(err(format!("unexpected argument `{flag}`")));
             }
             _ if arg.to_str().is_none() => {
@@ -326,7 +364,7 @@ fn parse_ref_args(
                     "REF `{flag}` is not valid UTF-8 (references are ASCII)"
                 )));
             }
-            _ if reference.is_some() => out.more.push(flag.into_owned()),
+            _ if reference.is_some() => out.more_references.push(flag.into_owned()),
             _ => reference = Some(flag.into_owned()),
         }
     }
@@ -463,7 +501,7 @@ mod tests {
              --media-type application/wasm --tag-policy max-age=12h --cache-dir /c -q",
         ))
         .unwrap();
-        let Command::Pull { args, output } = cmd else {
+        let Command::Pull { args, output, .. } = cmd else {
             panic!("{cmd:?}")
         };
         assert_eq!(output, Some(Output::File("out.wasm".into())));
@@ -487,6 +525,13 @@ mod tests {
         assert!(msg("pull r --platform wasm").contains("OS/ARCH"));
         assert!(msg("pull r --tag-policy sometimes").contains("cache-first"));
         assert!(msg("pull r --json -o -").contains("standard output"));
+        assert!(msg("pull r s -o out.wasm").starts_with("`-o` takes one REF"));
+        assert_eq!(
+            msg("pull r s --jobs 0"),
+            "`--jobs` needs a number of at least 1"
+        );
+        assert_eq!(msg("resolve r s"), "unexpected argument `s`");
+        assert_eq!(msg("inspect r s t"), "unexpected argument `s`");
         assert_eq!(msg("cache"), "missing cache command");
         assert!(msg("cache verify --json").contains("--json"));
         assert!(msg("cache prune --platform wasip1/wasm").contains("--platform"));
@@ -561,7 +606,8 @@ mod tests {
             parse(line)
         };
         // Paths are taken as they are.
-        let Command::Pull { args, output } = parse_with(&["pull", "r", "-o"], &[]).unwrap() else {
+        let Command::Pull { args, output, .. } = parse_with(&["pull", "r", "-o"], &[]).unwrap()
+        else {
             panic!()
         };
         assert_eq!(output, Some(Output::File(PathBuf::from(bad()))));

@@ -14,6 +14,7 @@ mod proxy;
 pub(crate) mod range;
 mod redirect;
 pub(crate) mod retry;
+mod reuse;
 pub(crate) mod status;
 mod token;
 mod transport;
@@ -25,6 +26,7 @@ pub(crate) use proxy::{NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting
 use range::parse_content_range;
 use redirect::is_redirect;
 use retry::{is_retryable_status, is_transient, retry_after};
+use reuse::{Remembered, buffered};
 use status::{Answer, check_status};
 use token::challenges;
 use transport::Transport;
@@ -36,7 +38,7 @@ use crate::auth::{
     Challenge, CredentialSources, HelperAnswers, Lookup, Next, Realm, Session, TokenStore,
 };
 use crate::digest::Digest;
-use crate::error::{Error, Result, TokenFailure};
+use crate::error::{Error, Result};
 use crate::manifest::MANIFEST_ACCEPT;
 use crate::reference::Reference;
 
@@ -77,6 +79,8 @@ pub(crate) struct Registry {
     /// Credential helpers' answers: a helper runs once per client and server, not
     /// per request, and with no lock held.
     helpers: HelperAnswers,
+    /// Each registry's challenge, and the cache's token files.
+    remembered: Remembered,
 }
 
 impl Registry {
@@ -112,6 +116,7 @@ impl Registry {
             config,
             tokens: TokenStore::default(),
             helpers: HelperAnswers::default(),
+            remembered: Remembered::default(),
         }
     }
 
@@ -308,7 +313,7 @@ impl Registry {
         let home = Url::parse(url).map_err(|e| refused(r.registry(), "registry URL", url, e))?;
         let target = home.as_request();
         let scope = format!("repository:{}:pull", r.repository());
-        let mut authorization = self.tokens.get(host, &scope).map(|t| t.header());
+        let mut authorization = self.token_for(r, &scope, call.deadline);
         let mut session = Session::default();
         let agent = self.transport.agent(&target)?;
         loop {
@@ -345,6 +350,11 @@ impl Registry {
             if answer.resp.status().as_u16() != 401 || session.answered() {
                 return check_status(r, answer, session.outcome());
             }
+            // Read now (it is small), so the connection is reused for the retry.
+            let answer = Answer {
+                resp: buffered(answer.resp),
+                ..answer
+            };
             // What the 401 means is the session's to decide; asking the credential
             // sources and the token service is ours.
             let challenges = challenges(&answer.resp);
@@ -365,31 +375,28 @@ impl Registry {
                 match self.fetch_token(r, challenge, &scope, with.as_ref(), call.deadline) {
                     Ok(token) => {
                         session.on_token();
-                        self.tokens.put(host, &scope, token.clone());
+                        self.keep(host, &scope, challenge, with.is_none(), &token);
                         break Some(token.header());
                     }
-                    Err(Error::Token {
-                        reason: TokenFailure::CredentialsRefused { .. },
-                        ..
-                    })
-                    | Err(Error::Token {
-                        reason: TokenFailure::Status { status: 401 | 403 },
-                        ..
-                    }) => match session.on_token_refused() {
-                        Some(again) => next = again,
-                        // A token service that refuses us anonymously is the registry
-                        // refusing access: say so with the advice.
-                        None => {
-                            return Err(Error::Unauthorized {
-                                reference: r.to_string(),
-                                registry: r.registry().to_owned(),
-                                detail: Some(
-                                    "the token service refused anonymous access".to_owned(),
-                                ),
-                                advice: session.outcome().advice(r.registry()),
-                            });
+                    Err(Error::Token { reason, .. })
+                        if matches!(reason.status(), Some(401 | 403)) =>
+                    {
+                        match session.on_token_refused() {
+                            Some(again) => next = again,
+                            // A token service that refuses us anonymously is the registry
+                            // refusing access: say so with the advice.
+                            None => {
+                                return Err(Error::Unauthorized {
+                                    reference: r.to_string(),
+                                    registry: r.registry().to_owned(),
+                                    detail: Some(
+                                        "the token service refused anonymous access".to_owned(),
+                                    ),
+                                    advice: session.outcome().advice(r.registry()),
+                                });
+                            }
                         }
-                    },
+                    }
                     Err(e) => return Err(e),
                 }
             };

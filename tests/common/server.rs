@@ -2,7 +2,11 @@
 //! request condition (a header, a query parameter), optionally slow, honouring
 //! `Range` when asked to, and recording every connection and request (with its
 //! headers and query) for tests to assert on. One thread per connection; each
-//! answer closes the connection.
+//! answer closes the connection, or, started with
+//! [`FakeRegistry::start_keep_alive`], the connection serves request after
+//! request as real registries do (so reuse shows in the count).
+//! [`FakeRegistry::require_bearer`] makes `/v2/` answer 401 with a Bearer
+//! challenge to any request without the right token.
 #![allow(dead_code)]
 
 mod request;
@@ -155,6 +159,9 @@ struct State {
     requests: Mutex<Vec<Request>>,
     connections: AtomicUsize,
     stop: AtomicBool,
+    keep_alive: AtomicBool,
+    /// The token `/v2/` requires, and the challenge sent without it.
+    bearer: Mutex<Option<(String, String)>>,
 }
 
 pub struct FakeRegistry {
@@ -182,6 +189,24 @@ impl FakeRegistry {
             }
         });
         FakeRegistry { host, state }
+    }
+
+    /// [`FakeRegistry::start`], keeping each connection open for more requests.
+    pub fn start_keep_alive() -> FakeRegistry {
+        let server = FakeRegistry::start();
+        server.state.keep_alive.store(true, Ordering::SeqCst);
+        server
+    }
+
+    /// Answers every `/v2/` request that lacks `Authorization: Bearer {token}`
+    /// with 401, `WWW-Authenticate: {challenge}` and a small JSON body.
+    pub fn require_bearer(&self, token: &str, challenge: &str) {
+        *self.state.bearer.lock().unwrap() = Some((token.to_owned(), challenge.to_owned()));
+    }
+
+    /// Requests of any kind so far.
+    pub fn request_count(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
     }
 
     pub fn host(&self) -> &str {
@@ -360,20 +385,60 @@ impl State {
 
 fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let Some(request) = Request::read(&mut reader)? else {
-        return Ok(());
+    let mut out = stream;
+    loop {
+        if !serve_one(&mut reader, &mut out, state)? || !state.keep_alive.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+    }
+}
+
+/// Answers one request; `false` when the connection must close (the client
+/// closed it, or the route breaks it on purpose).
+fn serve_one(
+    reader: &mut BufReader<TcpStream>,
+    out: &mut TcpStream,
+    state: &State,
+) -> std::io::Result<bool> {
+    let close = if state.keep_alive.load(Ordering::SeqCst) {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
+    let Some(request) = Request::read(reader)? else {
+        return Ok(false);
     };
     let (method, range) = (request.method.clone(), request.range());
+    let authorized = request.header("authorization").map(str::to_owned);
+    let on_v2 = request.path.starts_with("/v2/");
     let route = state.answer(request);
-    let mut out = stream;
+    let bearer = state.bearer.lock().unwrap().clone();
+    if let Some((token, challenge)) = bearer {
+        if on_v2 && authorized != Some(format!("Bearer {token}")) {
+            let body =
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            write!(
+                out,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{close}\r\n",
+                body.len()
+            )?;
+            if method != "HEAD" {
+                out.write_all(body)?;
+            }
+            return Ok(true);
+        }
+    }
     let Some(route) = route else {
         let body = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"no such path"}]}"#;
         write!(
             out,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n{close}\r\n",
             body.len()
         )?;
-        return out.write_all(body);
+        if method != "HEAD" {
+            out.write_all(body)?;
+        }
+        return Ok(true);
     };
     let full = route.body.len() as u64;
     let (status, start) = match range {
@@ -381,15 +446,15 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         Some(start) if route.refuse_ranges || (route.ranges && start >= full) => {
             write!(
                 out,
-                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{full}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{full}\r\nContent-Length: 0\r\n{close}\r\n"
             )?;
-            return Ok(());
+            return Ok(true);
         }
         Some(start) if route.ranges && start < full => (206, start),
         _ => (route.status, 0),
     };
     let mut body = &route.body[start as usize..];
-    let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+    let mut head = format!("HTTP/1.1 {status} X\r\n{close}");
     if !route.endless {
         head += &format!(
             "Content-Length: {}\r\n",
@@ -426,11 +491,12 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         out.write_all(&body[..n.min(body.len())])?;
         out.flush()?;
         thread::sleep(Duration::from_secs(30));
-        return Ok(());
+        return Ok(false);
     }
     if method == "HEAD" {
-        return Ok(());
+        return Ok(true);
     }
+    let cut = route.cut_after.is_some();
     if let Some(n) = route.cut_after {
         body = &body[..n.min(body.len())];
     }
@@ -441,5 +507,5 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
             thread::sleep(route.delay);
         }
     }
-    Ok(())
+    Ok(!cut && route.content_length.is_none() && route.trickle_headers.is_none())
 }
