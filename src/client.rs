@@ -5,16 +5,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{Cache, CommitError, Policy, PullGuard};
+use crate::cache::{Cache, CommitError, Derived, Policy, PullGuard};
 use crate::config::{ClientBuilder, Config, Network, TagPolicy};
+use crate::derive;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
+use crate::layers::PullOptions;
 use crate::manifest::{Document, Manifest, Rejected};
 use crate::reference::Reference;
 use crate::registry::Registry;
 use crate::resolve::{Chosen, Documents, Selection};
-use crate::results::{Artifact, Inspection, Resolution};
+use crate::results::{Artifact, Inspection, LayerDecision, Resolution};
 
 /// Pulls artifacts through the cache. Cheap to clone (an `Arc` inside); clones
 /// share connections and tokens, and the client is `Send + Sync`, so one client
@@ -43,6 +45,9 @@ struct Inner {
     tag_policy: TagPolicy,
     events: Events,
     pull_timeout: Option<Duration>,
+    max_extracted_size: u64,
+    /// Image configs are read whole, as manifests are: the same limit.
+    max_config_size: u64,
 }
 
 impl ClientBuilder {
@@ -81,6 +86,8 @@ impl Client {
         let selection = Selection {
             platforms: config.platforms,
             layer_media_types: config.layer_media_types,
+            media_types_explicit: config.media_types_explicit,
+            layer: config.layer,
         };
         let policy = Policy {
             max_manifest_size: config.max_manifest_size,
@@ -101,6 +108,8 @@ impl Client {
                 tag_policy: config.tag_policy,
                 events: config.events,
                 pull_timeout: config.pull_timeout,
+                max_extracted_size: config.max_extracted_size,
+                max_config_size: config.max_manifest_size,
             }),
         }
     }
@@ -152,22 +161,35 @@ impl Client {
     /// [`Error::ReadOnlyCache`] on a read-only cache when the reference is not
     /// cached; [`Error::Io`] and [`Error::LockTimeout`] from the cache.
     pub fn pull_reference(&self, r: &Reference) -> Result<Artifact> {
+        self.pull_selected(r, &self.inner.selection)
+    }
+
+    /// [`Client::pull`] with this pull's own [`PullOptions`] (a layer chosen by
+    /// title or digest, media types) over the client's.
+    ///
+    /// # Errors
+    /// As [`Client::pull`].
+    pub fn pull_with(&self, reference: &str, options: &PullOptions) -> Result<Artifact> {
+        self.pull_selected(&reference.parse()?, &self.inner.selection.with(options))
+    }
+
+    fn pull_selected(&self, r: &Reference, selection: &Selection) -> Result<Artifact> {
         let inner = &self.inner;
         let online = inner.network == Network::Online;
         let deadline = self.deadline();
         if let Some(pin) = r.digest() {
-            if let Some(hit) = inner.selection.cached(&inner.cache, r, pin)? {
-                return Ok(self.hit(hit));
+            if let Some(hit) = selection.cached(&inner.cache, r, pin)? {
+                return self.hit(r, hit);
             }
         } else if let Some((digest, resolved_at)) = inner.cache.read_ref(r) {
-            if let Some(hit) = inner.selection.cached(&inner.cache, r, &digest)? {
+            if let Some(hit) = selection.cached(&inner.cache, r, &digest)? {
                 if !online || self.tag_is_fresh(resolved_at) {
-                    return Ok(self.hit(hit));
+                    return self.hit(r, hit);
                 }
                 match self.current_digest(r, deadline) {
                     Ok(Some(current)) if current == digest => {
                         inner.cache.touch_ref(r);
-                        return Ok(self.hit(hit));
+                        return self.hit(r, hit);
                     }
                     Ok(_) => {} // moved, or no digest to compare: pull it
                     Err(error) if cannot_tell_now(&error) => {
@@ -176,7 +198,7 @@ impl Client {
                             digest: &digest,
                             error: &error,
                         });
-                        return Ok(self.hit(hit));
+                        return self.hit(r, hit);
                     }
                     Err(error) => return Err(error),
                 }
@@ -192,18 +214,23 @@ impl Client {
         // are where a 401 runs credential helpers, and prune and clear must not
         // wait on those. A cache that cannot take the result is said first.
         inner.cache.check_writable(r)?;
-        let docs = self.documents_to_pull(r, deadline)?;
-        inner
-            .cache
-            .with_pull_lock(r, |held| self.pull_from_registry(held, r, docs, deadline))
+        let docs = self.documents_to_pull(r, selection, deadline)?;
+        inner.cache.with_pull_lock(r, |held| {
+            self.pull_from_registry(held, r, selection, docs, deadline)
+        })
     }
 
     /// The documents a pull of `r` needs: a pin's from the cache when they are
     /// there (content-addressed manifests cannot be stale), else the registry's.
-    fn documents_to_pull(&self, r: &Reference, deadline: Option<Instant>) -> Result<Documents> {
+    fn documents_to_pull(
+        &self,
+        r: &Reference,
+        selection: &Selection,
+        deadline: Option<Instant>,
+    ) -> Result<Documents> {
         let inner = &self.inner;
         let cached = match r.digest() {
-            Some(pin) => inner.selection.cached_documents(&inner.cache, r, pin)?,
+            Some(pin) => selection.cached_documents(&inner.cache, r, pin)?,
             None => None,
         };
         match cached {
@@ -215,7 +242,7 @@ impl Client {
                 let _ = inner.registry.head_manifest(r, deadline);
                 Ok(docs)
             }
-            None => self.fetch_documents(r, deadline),
+            None => self.fetch_documents(r, selection, deadline),
         }
     }
 
@@ -240,9 +267,52 @@ impl Client {
         }
     }
 
-    fn hit(&self, resolved: Chosen) -> Artifact {
-        let path = self.inner.cache.blob_path(&resolved.layer_digest);
-        Artifact::new(path, resolved, true)
+    /// The artifact for a cache hit: the blob, or the module extracted from it
+    /// (extracted now, from the cached layer, if it is not cached yet).
+    fn hit(&self, r: &Reference, chosen: Chosen) -> Result<Artifact> {
+        let cache = &self.inner.cache;
+        if chosen.extract_with.is_none() {
+            let path = cache.blob_path(&chosen.layer_digest);
+            return Ok(Artifact::new(path, chosen, true));
+        }
+        let derived = match self.cached_module(&chosen) {
+            Some(found) => found,
+            None => {
+                cache.check_writable(r)?;
+                cache.with_pull_lock(r, |held| self.module(held, r, &chosen))?
+            }
+        };
+        Ok(Artifact::extracted(derived, chosen, true))
+    }
+
+    fn cached_module(&self, chosen: &Chosen) -> Option<Derived> {
+        let (config, _) = chosen.extract_with.as_ref()?;
+        self.inner.cache.derived(&chosen.layer_digest, config)
+    }
+
+    /// The module `chosen` extracts from its cached layer.
+    fn module(&self, held: &PullGuard, r: &Reference, chosen: &Chosen) -> Result<Derived> {
+        let Some((config, _)) = &chosen.extract_with else {
+            return Err(Error::Extract {
+                reference: r.to_string(),
+                layer: chosen.layer_digest.clone(),
+                reason: Box::new(crate::extract::ExtractError::BadConfig {
+                    reason: "the manifest has no image config".into(),
+                }),
+            });
+        };
+        let source = derive::Source {
+            layer: &chosen.layer_digest,
+            media_type: &chosen.media_type,
+            config,
+        };
+        derive::module(
+            &self.inner.cache,
+            held,
+            r,
+            &source,
+            self.inner.max_extracted_size,
+        )
     }
 
     /// Downloads the blob `docs` lead to and commits it, then the manifests, then
@@ -251,17 +321,56 @@ impl Client {
         &self,
         held: &PullGuard,
         r: &Reference,
+        selection: &Selection,
         docs: Documents,
         deadline: Option<Instant>,
     ) -> Result<Artifact> {
-        let Inner {
-            cache,
-            registry,
-            selection,
-            ..
-        } = &*self.inner;
+        let cache = &self.inner.cache;
         let chosen = selection.choose(r, &docs)?;
-        let layer_digest = chosen.layer_digest.clone();
+        let (path, downloaded) =
+            self.fetch_blob(held, r, &chosen.layer_digest, chosen.size, deadline)?;
+        let derived = match &chosen.extract_with {
+            None => None,
+            Some((config, size)) => {
+                // The image config says which file is the module; it is small, and
+                // kept so that a later extraction needs no network.
+                let limit = self.inner.max_config_size;
+                if *size > limit {
+                    return Err(Error::TooLarge {
+                        what: "image config",
+                        reference: r.to_string(),
+                        limit,
+                    });
+                }
+                self.fetch_blob(held, r, config, *size, deadline)?;
+                Some(self.module(held, r, &chosen)?)
+            }
+        };
+        // Manifests after the blob, the ref last: a ref never points at something missing.
+        if let Some(child) = &docs.child {
+            cache.store_bytes(held, &child.digest, &child.bytes)?;
+        }
+        cache.store_bytes(held, &docs.top.digest, &docs.top.bytes)?;
+        cache.write_ref(held, r, &docs.top.digest)?;
+        Ok(match derived {
+            Some(derived) => Artifact::extracted(derived, chosen, !downloaded),
+            None => Artifact::new(path, chosen, !downloaded),
+        })
+    }
+
+    /// Downloads blob `digest` into the cache unless it is there; returns its path
+    /// and whether this call downloaded it.
+    fn fetch_blob(
+        &self,
+        held: &PullGuard,
+        r: &Reference,
+        digest: &Digest,
+        size: u64,
+        deadline: Option<Instant>,
+    ) -> Result<(std::path::PathBuf, bool)> {
+        let Inner {
+            cache, registry, ..
+        } = &*self.inner;
         // A connection dropped mid-download is retried, resuming from the partial
         // file; content that fails verification is not (the next try would be the same).
         // The host whose body was being read, named if reading it fails.
@@ -269,23 +378,15 @@ impl Client {
         let fetched = registry.retrying(
             deadline,
             || {
-                cache.fetch_blob(held, &layer_digest, chosen.size, |offset| {
-                    let body = registry.open_blob(r, &layer_digest, offset, deadline)?;
+                cache.fetch_blob(held, digest, size, |offset| {
+                    let body = registry.open_blob(r, digest, offset, deadline)?;
                     answered = body.host;
                     Ok((body.reader, body.starts_at))
                 })
             },
             |e| matches!(e, CommitError::Cut(_)),
         );
-        let (path, downloaded) =
-            fetched.map_err(|e| commit_error(r, &layer_digest, &answered, e))?;
-        // Manifests after the blob, the ref last: a ref never points at something missing.
-        if let Some(child) = &docs.child {
-            cache.store_bytes(held, &child.digest, &child.bytes)?;
-        }
-        cache.store_bytes(held, &docs.top.digest, &docs.top.bytes)?;
-        cache.write_ref(held, r, &docs.top.digest)?;
-        Ok(Artifact::new(path, chosen, !downloaded))
+        fetched.map_err(|e| commit_error(r, digest, &answered, e))
     }
 
     /// What `reference` resolves to, without downloading the layer. A tag is asked
@@ -304,15 +405,21 @@ impl Client {
     /// # Errors
     /// As [`Client::resolve`].
     pub fn resolve_reference(&self, r: &Reference) -> Result<Resolution> {
-        let docs = self.documents(r)?;
-        let chosen = self.inner.selection.choose(r, &docs)?;
-        Ok(Resolution {
-            reference: r.to_string(),
-            manifest_digest: chosen.manifest_digest,
-            layer_digest: chosen.layer_digest,
-            media_type: chosen.media_type,
-            size: chosen.size,
-        })
+        self.resolve_selected(r, &self.inner.selection)
+    }
+
+    /// [`Client::resolve`] with this call's own [`PullOptions`] over the client's.
+    ///
+    /// # Errors
+    /// As [`Client::resolve`].
+    pub fn resolve_with(&self, reference: &str, options: &PullOptions) -> Result<Resolution> {
+        self.resolve_selected(&reference.parse()?, &self.inner.selection.with(options))
+    }
+
+    fn resolve_selected(&self, r: &Reference, selection: &Selection) -> Result<Resolution> {
+        let docs = self.documents(r, selection)?;
+        let chosen = selection.choose(r, &docs)?;
+        Ok(Resolution::new(r, chosen))
     }
 
     /// The manifest `reference` leads to, and the index it was selected from if
@@ -329,10 +436,29 @@ impl Client {
     /// # Errors
     /// As [`Client::resolve`].
     pub fn inspect_reference(&self, r: &Reference) -> Result<Inspection> {
-        let docs = self.documents(r)?;
+        self.inspect_selected(r, &self.inner.selection)
+    }
+
+    /// [`Client::inspect`] with this call's own [`PullOptions`] over the client's:
+    /// the layer it reports is the one a [`Client::pull_with`] with them would take.
+    ///
+    /// # Errors
+    /// As [`Client::resolve`].
+    pub fn inspect_with(&self, reference: &str, options: &PullOptions) -> Result<Inspection> {
+        self.inspect_selected(&reference.parse()?, &self.inner.selection.with(options))
+    }
+
+    fn inspect_selected(&self, r: &Reference, selection: &Selection) -> Result<Inspection> {
+        let docs = self.documents(r, selection)?;
         let index = match &docs.top.manifest {
             Manifest::Index(i) => Some(i.clone()),
             Manifest::Image(_) => None,
+        };
+        let decision = match selection.plan(r, &docs.image) {
+            Ok(plan) => LayerDecision::taken(&plan),
+            // Inspecting is how a person learns why a pull refuses: said, not failed.
+            Err(Error::NoMatch { reason, .. }) => LayerDecision::refused(reason),
+            Err(e) => return Err(e),
         };
         Ok(Inspection {
             reference: r.to_string(),
@@ -340,11 +466,12 @@ impl Client {
             index,
             image_manifest_digest: docs.child.as_ref().unwrap_or(&docs.top).digest.clone(),
             manifest: docs.image,
+            layer: decision,
         })
     }
 
     /// The documents for [`Client::resolve`] and [`Client::inspect`].
-    fn documents(&self, r: &Reference) -> Result<Documents> {
+    fn documents(&self, r: &Reference, selection: &Selection) -> Result<Documents> {
         let inner = &self.inner;
         let online = inner.network == Network::Online;
         let cached = match (r.digest(), online) {
@@ -353,7 +480,7 @@ impl Client {
             (None, true) => None,
         };
         if let Some(top) = cached {
-            if let Some(docs) = inner.selection.cached_documents(&inner.cache, r, &top)? {
+            if let Some(docs) = selection.cached_documents(&inner.cache, r, &top)? {
                 return Ok(docs);
             }
         }
@@ -363,13 +490,18 @@ impl Client {
                 cache: inner.cache.root().to_path_buf(),
             });
         }
-        self.fetch_documents(r, self.deadline())
+        self.fetch_documents(r, selection, self.deadline())
     }
 
     /// GETs the top manifest and, for an index, the selected child.
-    fn fetch_documents(&self, r: &Reference, deadline: Option<Instant>) -> Result<Documents> {
+    fn fetch_documents(
+        &self,
+        r: &Reference,
+        selection: &Selection,
+        deadline: Option<Instant>,
+    ) -> Result<Documents> {
         let top = self.fetch_manifest(r, r.digest(), None, deadline)?;
-        let walked = self.inner.selection.walk(r, top, |digest, size| {
+        let walked = selection.walk(r, top, |digest, size| {
             self.fetch_manifest(r, Some(digest), Some(size), deadline)
                 .map(Some)
         })?;

@@ -27,11 +27,14 @@ pub mod build;
 mod cache;
 mod client;
 mod config;
+mod derive;
 mod digest;
 mod env;
 mod error;
 mod event;
 mod export;
+mod extract;
+mod layers;
 pub mod manifest;
 mod reference;
 mod registry;
@@ -48,9 +51,11 @@ pub use config::{ClientBuilder, Network, TagPolicy};
 pub use digest::{Digest, DigestErrorKind, ParseDigestError, VerifyError, VerifyingReader};
 pub use error::{Error, Result};
 pub use event::Event;
+pub use extract::ExtractError;
+pub use layers::{LayerReason, LayerSelector, PullOptions};
 pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
 pub use registry::UrlRefusal;
-pub use results::{Artifact, Inspection, Resolution};
+pub use results::{Artifact, Inspection, LayerDecision, Resolution};
 
 use std::path::PathBuf;
 

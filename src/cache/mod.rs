@@ -11,6 +11,7 @@
 //! before downloading; nothing is written through a link planted in the cache.
 
 mod commit;
+mod derived;
 mod files;
 mod layout;
 mod lock;
@@ -30,6 +31,7 @@ use crate::reference::Reference;
 
 pub(crate) use commit::CommitError;
 use commit::{Mode, Target};
+pub(crate) use derived::{Derived, Staged};
 pub(crate) use files::sync_parent;
 use files::{
     ensure_dir, ensure_dirs_below, ensure_root, open_no_follow, open_regular, regular_len,
