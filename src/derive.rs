@@ -11,6 +11,8 @@ use crate::extract::{ExtractError, Failed, Rule, Stage, extract};
 use crate::reference::Reference;
 
 impl Stage for Staged {
+    type Error = Error;
+
     fn write_all(&mut self, buf: &[u8]) -> Result<()> {
         Staged::write_all(self, buf)
     }

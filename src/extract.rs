@@ -16,7 +16,6 @@ use std::io::{self, Read};
 
 use flate2::read::MultiGzDecoder;
 
-use crate::error::Error;
 use crate::manifest::essence;
 
 /// The most tar entries read from one layer.
@@ -196,23 +195,26 @@ impl std::error::Error for ExtractError {}
 
 /// Where an extracted file's bytes go: the cache's own temporary file.
 pub(crate) trait Stage {
+    /// Why writing failed.
+    type Error;
+
     /// Appends bytes.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the file.
-    fn write_all(&mut self, buf: &[u8]) -> Result<(), Error>;
+    /// When the file cannot be written.
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error>;
 }
 
 /// Why [`extract`] stopped.
 #[derive(Debug)]
-pub(crate) enum Failed {
+pub(crate) enum Failed<E> {
     /// The layer holds no usable module.
     Layer(ExtractError),
     /// Writing the cache's file failed.
-    Cache(Error),
+    Cache(E),
 }
 
-impl From<ExtractError> for Failed {
+impl<E> From<ExtractError> for Failed<E> {
     fn from(e: ExtractError) -> Self {
         Failed::Layer(e)
     }
@@ -251,8 +253,8 @@ pub(crate) fn extract<S: Stage>(
     media_type: &str,
     rule: &Rule,
     max_bytes: u64,
-    new_file: &mut dyn FnMut() -> Result<S, Error>,
-) -> Result<(String, S), Failed> {
+    new_file: &mut dyn FnMut() -> Result<S, S::Error>,
+) -> Result<(String, S), Failed<S::Error>> {
     let bounded = Bounded {
         inner: decompressed(media_type, layer)?,
         left: max_bytes,
@@ -355,9 +357,9 @@ pub(crate) fn extract<S: Stage>(
 /// Streams one entry into a new file.
 fn copy<S: Stage>(
     entry: &mut impl Read,
-    new_file: &mut dyn FnMut() -> Result<S, Error>,
+    new_file: &mut dyn FnMut() -> Result<S, S::Error>,
     classify: &dyn Fn(io::Error) -> ExtractError,
-) -> Result<S, Failed> {
+) -> Result<S, Failed<S::Error>> {
     let mut file = new_file().map_err(Failed::Cache)?;
     let mut buf = vec![0u8; 64 << 10];
     loop {

@@ -11,7 +11,9 @@ const TGZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 struct Mem(Vec<u8>);
 
 impl Stage for Mem {
-    fn write_all(&mut self, buf: &[u8]) -> Result<(), Error> {
+    type Error = std::convert::Infallible;
+
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
         self.0.extend_from_slice(buf);
         Ok(())
     }
@@ -60,7 +62,11 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn run(layer: &[u8], media_type: &str, rule: &Rule) -> Result<(String, Vec<u8>), Failed> {
+fn run(
+    layer: &[u8],
+    media_type: &str,
+    rule: &Rule,
+) -> Result<(String, Vec<u8>), Failed<std::convert::Infallible>> {
     run_limited(layer, media_type, rule, 1 << 30)
 }
 
@@ -69,11 +75,11 @@ fn run_limited(
     media_type: &str,
     rule: &Rule,
     max: u64,
-) -> Result<(String, Vec<u8>), Failed> {
+) -> Result<(String, Vec<u8>), Failed<std::convert::Infallible>> {
     extract(layer, media_type, rule, max, &mut || Ok(Mem::default())).map(|(n, m)| (n, m.0))
 }
 
-fn refusal(r: Result<(String, Vec<u8>), Failed>) -> ExtractError {
+fn refusal(r: Result<(String, Vec<u8>), Failed<std::convert::Infallible>>) -> ExtractError {
     match r {
         Err(Failed::Layer(e)) => e,
         other => panic!("expected a refusal, got {other:?}"),
