@@ -1,6 +1,8 @@
 //! The on-disk, content-addressed cache. No network. Paths are in [`layout`].
 //!
 //! A ref file's modification time is when it was last resolved against the registry.
+//! Modules extracted from container image layers live under `derived/`, named for
+//! their own digest in a directory named for the layer (see [`derived`]).
 //!
 //! Invariants: a file under `blobs/` always hashes to its name (each writer
 //! verifies its own file while streaming and renames exactly that file into

@@ -188,6 +188,22 @@ fn a_link_is_never_the_module() {
 }
 
 #[test]
+fn a_hard_link_is_never_the_module_either() {
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_data(&mut tar::Header::new_gnu(), "real.txt", &b"x"[..])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_size(0);
+    b.append_link(&mut h, "plugin.wasm", "real.txt").unwrap();
+    let e = refusal(run(&b.into_inner().unwrap(), TAR, &Rule::Istio));
+    assert!(
+        matches!(&e, ExtractError::Link { path } if path == "plugin.wasm"),
+        "{e}"
+    );
+}
+
+#[test]
 fn too_many_entries_are_refused() {
     let names: Vec<String> = (0..=MAX_TAR_ENTRIES).map(|i| format!("f{i}")).collect();
     let items: Vec<Item<'_>> = names.iter().map(|n| Item::File(n, b"")).collect();
