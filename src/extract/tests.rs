@@ -190,8 +190,9 @@ fn a_link_is_never_the_module() {
 #[test]
 fn a_hard_link_is_never_the_module_either() {
     let mut b = tar::Builder::new(Vec::new());
-    b.append_data(&mut tar::Header::new_gnu(), "real.txt", &b"x"[..])
-        .unwrap();
+    let mut real = tar::Header::new_gnu();
+    real.set_size(1);
+    b.append_data(&mut real, "real.txt", &b"x"[..]).unwrap();
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Link);
     h.set_size(0);
