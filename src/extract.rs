@@ -50,6 +50,8 @@ impl Rule {
         struct RunConfig {
             #[serde(rename = "Entrypoint", default)]
             entrypoint: Option<Vec<String>>,
+            #[serde(rename = "WorkingDir", default)]
+            working_dir: Option<String>,
         }
         let c: ImageConfig =
             serde_json::from_slice(config).map_err(|e| ExtractError::BadConfig {
@@ -59,10 +61,19 @@ impl Rule {
         if !wasi {
             return Ok(Rule::Istio);
         }
-        let entrypoint = c
-            .config
-            .and_then(|r| r.entrypoint)
-            .and_then(|e| e.into_iter().next());
+        let Some(run) = c.config else {
+            return Ok(Rule::Entrypoint(None));
+        };
+        let dir = run.working_dir.unwrap_or_default();
+        // A relative entrypoint is found from the working directory, as a runtime
+        // starting the image would find it.
+        let entrypoint = run.entrypoint.and_then(|e| e.into_iter().next()).map(|e| {
+            if e.starts_with('/') || dir.is_empty() {
+                e
+            } else {
+                format!("{}/{e}", dir.trim_end_matches('/'))
+            }
+        });
         Ok(Rule::Entrypoint(entrypoint))
     }
 }
@@ -186,7 +197,14 @@ impl fmt::Display for ExtractError {
             ExtractError::BadConfig { reason } => {
                 write!(f, "the image config cannot be read: {}", shown(reason))
             }
-            ExtractError::Corrupt(e) => write!(f, "the layer is not a readable tar: {e}"),
+            // tar's messages quote entry names, which the registry chose: escaped.
+            ExtractError::Corrupt(e) => {
+                write!(
+                    f,
+                    "the layer is not a readable tar: {}",
+                    shown(&e.to_string())
+                )
+            }
         }
     }
 }

@@ -83,6 +83,41 @@ pub mod __fuzz {
         }
     }
 
+    /// Extracting a module from a layer never panics and never reads past its
+    /// bounds, whatever the bytes (as a tar, and as a gzip-compressed tar); a
+    /// module it returns was an entry of the layer, so it is no longer than it.
+    pub fn layer(data: &[u8]) {
+        use crate::extract::{Rule, Stage, extract};
+        struct Mem(Vec<u8>);
+        impl Stage for Mem {
+            type Error = std::convert::Infallible;
+            fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
+                self.0.extend_from_slice(buf);
+                Ok(())
+            }
+        }
+        let limit = 1 << 20;
+        for media_type in [
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ] {
+            for rule in [
+                Rule::Istio,
+                Rule::Entrypoint(Some("/a.wasm".into())),
+                Rule::Entrypoint(None),
+            ] {
+                if let Ok((_, module)) =
+                    extract(data, media_type, &rule, limit, &mut || Ok(Mem(Vec::new())))
+                {
+                    assert!(module.0.len() as u64 <= limit);
+                }
+            }
+        }
+        if let Ok(rule) = Rule::for_config(data) {
+            let _ = rule.to_string();
+        }
+    }
+
     /// Parsing and selection never panic, whatever the document.
     pub fn manifest(data: &[u8]) {
         use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Manifest, select_layer, select_platform};
@@ -331,6 +366,9 @@ mod fuzz_regressions {
                 .filter_map(|e| std::fs::read(e.path()).ok())
                 .collect()
         };
+        for data in inputs("layer") {
+            super::__fuzz::layer(&data);
+        }
         for data in inputs("token_answer") {
             super::__fuzz::token_answer(&data);
         }

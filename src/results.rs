@@ -78,7 +78,8 @@ impl Artifact {
         &self.manifest_digest
     }
 
-    /// The layer's media type, as the manifest gives it.
+    /// The layer's media type, as the manifest gives it (for an extracted module,
+    /// the container layer's, e.g. `application/vnd.oci.image.layer.v1.tar+gzip`).
     pub fn media_type(&self) -> &str {
         &self.media_type
     }

@@ -147,6 +147,11 @@ fn the_rule_comes_from_the_image_config() {
         Rule::for_config(docker).unwrap(),
         Rule::Entrypoint(Some("/hello.wasm".into()))
     );
+    let relative = br#"{"os":"wasip1","architecture":"wasm","config":{"Entrypoint":["main.wasm"],"WorkingDir":"/app/"}}"#;
+    assert_eq!(
+        Rule::for_config(relative).unwrap(),
+        Rule::Entrypoint(Some("/app/main.wasm".into()))
+    );
     let istio = br#"{"os":"linux","architecture":"amd64","config":{}}"#;
     assert_eq!(Rule::for_config(istio).unwrap(), Rule::Istio);
     assert!(matches!(
