@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{Cache, CommitError, Derived, Policy, PullGuard};
+use crate::cache::{Cache, CommitError, Policy, PullGuard};
 use crate::config::{ClientBuilder, Config, Network, TagPolicy};
 use crate::derive;
 use crate::digest::Digest;
@@ -271,48 +271,28 @@ impl Client {
     /// (extracted now, from the cached layer, if it is not cached yet).
     fn hit(&self, r: &Reference, chosen: Chosen) -> Result<Artifact> {
         let cache = &self.inner.cache;
-        if chosen.extract_with.is_none() {
+        let Some((config, _)) = &chosen.extract_with else {
             let path = cache.blob_path(&chosen.layer_digest);
             return Ok(Artifact::new(path, chosen, true));
-        }
-        let derived = match self.cached_module(&chosen) {
+        };
+        let derived = match cache.derived(&chosen.layer_digest, config) {
             Some(found) => found,
             None => {
+                // The layer and its config are cached: extracted here, no network.
                 cache.check_writable(r)?;
-                cache.with_pull_lock(r, |held| self.module(held, r, &chosen))?
+                cache.with_pull_lock(r, |held| {
+                    derive::module(
+                        cache,
+                        held,
+                        r,
+                        &chosen,
+                        config,
+                        self.inner.max_extracted_size,
+                    )
+                })?
             }
         };
         Ok(Artifact::extracted(derived, chosen, true))
-    }
-
-    fn cached_module(&self, chosen: &Chosen) -> Option<Derived> {
-        let (config, _) = chosen.extract_with.as_ref()?;
-        self.inner.cache.derived(&chosen.layer_digest, config)
-    }
-
-    /// The module `chosen` extracts from its cached layer.
-    fn module(&self, held: &PullGuard, r: &Reference, chosen: &Chosen) -> Result<Derived> {
-        let Some((config, _)) = &chosen.extract_with else {
-            return Err(Error::Extract {
-                reference: r.to_string(),
-                layer: chosen.layer_digest.clone(),
-                reason: Box::new(crate::extract::ExtractError::BadConfig {
-                    reason: "the manifest has no image config".into(),
-                }),
-            });
-        };
-        let source = derive::Source {
-            layer: &chosen.layer_digest,
-            media_type: &chosen.media_type,
-            config,
-        };
-        derive::module(
-            &self.inner.cache,
-            held,
-            r,
-            &source,
-            self.inner.max_extracted_size,
-        )
     }
 
     /// Downloads the blob `docs` lead to and commits it, then the manifests, then
@@ -343,7 +323,14 @@ impl Client {
                     });
                 }
                 self.fetch_blob(held, r, config, *size, deadline)?;
-                Some(self.module(held, r, &chosen)?)
+                Some(derive::module(
+                    cache,
+                    held,
+                    r,
+                    &chosen,
+                    config,
+                    self.inner.max_extracted_size,
+                )?)
             }
         };
         // Manifests after the blob, the ref last: a ref never points at something missing.

@@ -9,6 +9,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::extract::{ExtractError, Failed, Rule, Stage, extract};
 use crate::reference::Reference;
+use crate::resolve::Chosen;
 
 impl Stage for Staged {
     type Error = Error;
@@ -18,15 +19,9 @@ impl Stage for Staged {
     }
 }
 
-/// The layer a module comes from and the image config that says how to find it.
-pub(crate) struct Source<'a> {
-    pub(crate) layer: &'a Digest,
-    pub(crate) media_type: &'a str,
-    pub(crate) config: &'a Digest,
-}
-
-/// The module extracted from `source.layer`: the cached one when there is one,
-/// else extracted now (reading at most `max_bytes` decompressed) and committed.
+/// The module extracted from `chosen`'s layer by the rule image config `config`
+/// implies: the cached one when there is one, else extracted now (reading at
+/// most `max_bytes` decompressed) and committed.
 ///
 /// # Errors
 /// [`Error::Extract`] when the layer holds no usable module; [`Error::Io`] from the cache.
@@ -34,28 +29,30 @@ pub(crate) fn module(
     cache: &Cache,
     held: &PullGuard,
     r: &Reference,
-    source: &Source<'_>,
+    chosen: &Chosen,
+    config: &Digest,
     max_bytes: u64,
 ) -> Result<Derived> {
-    if let Some(found) = cache.derived(source.layer, source.config) {
+    let layer = &chosen.layer_digest;
+    if let Some(found) = cache.derived(layer, config) {
         return Ok(found);
     }
     let refused = |reason: ExtractError| Error::Extract {
         reference: r.to_string(),
-        layer: source.layer.clone(),
+        layer: layer.clone(),
         reason: Box::new(reason),
     };
-    let config = cache.read_manifest(source.config)?.ok_or_else(|| {
+    let config_bytes = cache.read_manifest(config)?.ok_or_else(|| {
         refused(ExtractError::BadConfig {
-            reason: format!("image config {} is not in the cache", source.config),
+            reason: format!("image config {config} is not in the cache"),
         })
     })?;
-    let rule = Rule::for_config(&config).map_err(refused)?;
-    let layer = BufReader::new(cache.open_blob(source.layer)?);
-    match extract(layer, source.media_type, &rule, max_bytes, &mut || {
+    let rule = Rule::for_config(&config_bytes).map_err(refused)?;
+    let reader = BufReader::new(cache.open_blob(layer)?);
+    match extract(reader, &chosen.media_type, &rule, max_bytes, &mut || {
         cache.stage(held)
     }) {
-        Ok((_, staged)) => cache.commit_derived(held, source.layer, source.config, staged),
+        Ok((_, staged)) => cache.commit_derived(held, layer, config, staged),
         Err(Failed::Layer(reason)) => Err(refused(reason)),
         Err(Failed::Cache(e)) => Err(e),
     }

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use crate::digest::{Digest, ParseDigestError};
 use crate::manifest::{
-    Descriptor, ImageManifest, LayerSummary, SelectError, essence, is_container_image,
+    Descriptor, ImageManifest, LayerSummary, SelectError, distinct, essence, is_container_image,
     is_filesystem_layer, no_matching_layer, select_layer,
 };
 
@@ -177,11 +177,7 @@ pub(crate) fn plan<'a>(
                 .any(|t| essence(t) == d.media_type_essence())
     };
     if let Some(selector) = wanted.layer {
-        let matching: Vec<&Descriptor> = image
-            .layers
-            .iter()
-            .filter(|d| selector.matches(d))
-            .collect();
+        let matching = distinct(image.layers.iter().filter(|d| selector.matches(d)));
         let layer = match matching.as_slice() {
             [one] => *one,
             [] => {

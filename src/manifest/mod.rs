@@ -16,11 +16,11 @@ mod document;
 mod select;
 
 pub(crate) use document::{Document, Rejected};
-pub(crate) use select::no_matching_layer;
 pub use select::{
     IMAGE_CONFIG_MEDIA_TYPES, LayerSummary, SelectError, TITLE_ANNOTATION, is_container_image,
     is_filesystem_layer, select_layer, select_platform,
 };
+pub(crate) use select::{distinct, no_matching_layer};
 
 /// Media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

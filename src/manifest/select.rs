@@ -85,11 +85,12 @@ pub fn select_layer<'a>(
 ) -> Result<&'a Descriptor, SelectError> {
     for want in accepted {
         let want = essence(want);
-        let of_type: Vec<&Descriptor> = manifest
-            .layers
-            .iter()
-            .filter(|d| d.media_type_essence() == want)
-            .collect();
+        let of_type = distinct(
+            manifest
+                .layers
+                .iter()
+                .filter(|d| d.media_type_essence() == want),
+        );
         match of_type.as_slice() {
             [] => {}
             [one] => return Ok(one),
@@ -107,6 +108,18 @@ pub fn select_layer<'a>(
         }
     }
     Err(no_matching_layer(manifest, accepted))
+}
+
+/// `layers` with repeats of one blob (the same digest listed twice) left out:
+/// the same bytes twice are no ambiguity.
+pub(crate) fn distinct<'a>(layers: impl Iterator<Item = &'a Descriptor>) -> Vec<&'a Descriptor> {
+    let mut seen: Vec<&'a Descriptor> = Vec::new();
+    for d in layers {
+        if !seen.iter().any(|s| s.digest == d.digest) {
+            seen.push(d);
+        }
+    }
+    seen
 }
 
 pub(crate) fn no_matching_layer(manifest: &ImageManifest, accepted: &[String]) -> SelectError {
