@@ -153,11 +153,15 @@ impl Client {
     /// when its manifest and layer are cached; a cached tag is treated by the
     /// [`TagPolicy`]. Otherwise the manifest is fetched (an index resolved to the
     /// client's platforms), the layer downloaded once across all processes,
-    /// verified while streaming, and committed atomically.
+    /// verified while streaming, and committed atomically. The layer is chosen as
+    /// the README's "Artifact shapes" says; from a container image's filesystem
+    /// layer the wasm module is extracted into the cache, once.
     ///
     /// # Errors
     /// Network, registry and verification errors; [`Error::NoMatch`] when no
-    /// platform or layer fits; [`Error::NotCached`] offline and
+    /// platform or layer fits, or several do ([`SelectError`](crate::manifest::SelectError)
+    /// says which); [`Error::Extract`] when a container image's layer holds no
+    /// usable module; [`Error::NotCached`] offline and
     /// [`Error::ReadOnlyCache`] on a read-only cache when the reference is not
     /// cached; [`Error::Io`] and [`Error::LockTimeout`] from the cache.
     pub fn pull_reference(&self, r: &Reference) -> Result<Artifact> {
