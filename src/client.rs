@@ -1,25 +1,23 @@
-//! [`Client`]: joins the registry and the cache and applies the network and tag
-//! policies. Settings live in [`ClientBuilder`](crate::ClientBuilder).
+//! [`Client`]: assembles its parts from a [`Config`] and offers the pull,
+//! resolve, inspect and vendor operations; the flows behind them are in
+//! `pull.rs`. Settings live in [`ClientBuilder`](crate::ClientBuilder).
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
 
-use crate::cache::{Cache, CommitError, Policy, PullGuard, Tee};
-use crate::config::{ClientBuilder, Config, Network, TagPolicy};
-use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::event::{Event, Events};
+use crate::cache::{Cache, Policy};
+use crate::config::{ClientBuilder, Config};
+use crate::error::Result;
 use crate::export::{self, Destination};
-use crate::manifest::{Document, Manifest, Rejected};
+use crate::layers::PullOptions;
+use crate::pull::Parts;
 use crate::reference::Reference;
 use crate::registry::Registry;
-use crate::resolve::{Chosen, Documents, Selection};
+use crate::resolve::Selection;
 use crate::results::{Artifact, Inspection, Resolution};
 use crate::source::layout::read::Layouts;
 use crate::source::layout::write::{Vendored, vendor};
-use crate::source::mirror::Mirrors;
 
 /// Pulls artifacts through the cache. Cheap to clone (an `Arc` inside); clones
 /// share connections and tokens, and the client is `Send + Sync`, so one client
@@ -36,21 +34,7 @@ use crate::source::mirror::Mirrors;
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
-}
-
-/// Everything a client holds, assembled from its [`Config`].
-struct Inner {
-    cache: Cache,
-    selection: Selection,
-    registry: Registry,
-    network: Network,
-    tag_policy: TagPolicy,
-    events: Events,
-    pull_timeout: Option<Duration>,
-    mirrors: Mirrors,
-    layouts: Layouts,
-    jobs: usize,
+    inner: Arc<Parts>,
 }
 
 impl ClientBuilder {
@@ -91,6 +75,8 @@ impl Client {
         let selection = Selection {
             platforms: config.platforms,
             layer_media_types: config.layer_media_types,
+            media_types_explicit: config.media_types_explicit,
+            layer: config.layer,
         };
         let policy = Policy {
             max_manifest_size: config.max_manifest_size,
@@ -106,9 +92,7 @@ impl Client {
         // Anonymous tokens and challenges are kept in the cache for the next process.
         let registry = Registry::new(config.registry).with_token_files(cache.token_files());
         Client {
-            inner: Arc::new(Inner {
-                mirrors: config.mirrors,
-                layouts,
+            inner: Arc::new(Parts {
                 cache,
                 selection,
                 registry,
@@ -116,16 +100,13 @@ impl Client {
                 tag_policy: config.tag_policy,
                 events: config.events,
                 pull_timeout: config.pull_timeout,
+                mirrors: config.mirrors,
+                layouts,
                 jobs: config.jobs,
+                max_extracted_size: config.max_extracted_size,
+                max_config_size: config.max_manifest_size,
             }),
         }
-    }
-
-    /// When the operation starting now must be done by, if a pull timeout is set.
-    fn deadline(&self) -> Option<Instant> {
-        // A deadline past what an `Instant` can hold is no deadline.
-        let now = Instant::now();
-        self.inner.pull_timeout.and_then(|t| now.checked_add(t))
     }
 
     /// A builder with the defaults.
@@ -181,15 +162,29 @@ impl Client {
     /// when its manifest and layer are cached; a cached tag is treated by the
     /// [`TagPolicy`]. Otherwise the manifest is fetched (an index resolved to the
     /// client's platforms), the layer downloaded once across all processes,
-    /// verified while streaming, and committed atomically.
+    /// verified while streaming, and committed atomically. The layer is chosen as
+    /// the README's "Artifact shapes" says; from a container image's filesystem
+    /// layer the wasm module is extracted into the cache, once.
     ///
     /// # Errors
     /// Network, registry and verification errors; [`Error::NoMatch`] when no
-    /// platform or layer fits; [`Error::NotCached`] offline and
+    /// platform or layer fits, or several do ([`SelectError`](crate::manifest::SelectError)
+    /// says which); [`Error::Extract`] when a container image's layer holds no
+    /// usable module; [`Error::NotCached`] offline and
     /// [`Error::ReadOnlyCache`] on a read-only cache when the reference is not
     /// cached; [`Error::Io`] and [`Error::LockTimeout`] from the cache.
     pub fn pull_reference(&self, r: &Reference) -> Result<Artifact> {
-        self.pull_teeing(r, None)
+        self.inner.pull(r, &self.inner.selection, None)
+    }
+
+    /// [`Client::pull`] with this pull's own [`PullOptions`] (a layer chosen by
+    /// title or digest, media types) over the client's.
+    ///
+    /// # Errors
+    /// As [`Client::pull`].
+    pub fn pull_with(&self, reference: &str, options: &PullOptions) -> Result<Artifact> {
+        let selection = self.inner.selection.with(options);
+        self.inner.pull(&reference.parse()?, &selection, None)
     }
 
     /// Pulls `reference` as [`Client::pull`] does and puts a copy at `dest`,
@@ -211,67 +206,13 @@ impl Client {
                 Ok(artifact)
             }
             Destination::Replace(mut out) => {
-                let artifact = self.pull_teeing(&r, Some(out.tee()))?;
+                let artifact = self
+                    .inner
+                    .pull(&r, &self.inner.selection, Some(out.tee()))?;
                 out.finish(artifact.path(), artifact.size())?;
                 Ok(artifact)
             }
         }
-    }
-
-    /// [`Client::pull_reference`], writing the bytes into `tee` too when they
-    /// are downloaded.
-    fn pull_teeing(&self, r: &Reference, tee: Option<&mut Tee>) -> Result<Artifact> {
-        let inner = &self.inner;
-        let online = inner.network == Network::Online;
-        let deadline = self.deadline();
-        if let Some(pin) = r.digest() {
-            if let Some(hit) = inner.selection.cached(&inner.cache, r, pin)? {
-                return Ok(self.hit(hit));
-            }
-        } else if let Some((digest, resolved_at)) = inner.cache.read_ref(r) {
-            if let Some(hit) = inner.selection.cached(&inner.cache, r, &digest)? {
-                if !online || self.tag_is_fresh(resolved_at) {
-                    return Ok(self.hit(hit));
-                }
-                match self.current_digest(r, deadline) {
-                    Ok(Some(current)) if current == digest => {
-                        inner.cache.touch_ref(r);
-                        return Ok(self.hit(hit));
-                    }
-                    Ok(_) => {} // moved, or no digest to compare: pull it
-                    Err(error) if cannot_tell_now(&error) => {
-                        inner.events.emit(&Event::UsingCachedTag {
-                            reference: r,
-                            digest: &digest,
-                            error: &error,
-                        });
-                        return Ok(self.hit(hit));
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-        }
-        let (cache, selection, events) = (&inner.cache, &inner.selection, &inner.events);
-        if let Some(artifact) = inner.layouts.pull(cache, selection, r, online, events)? {
-            return Ok(artifact);
-        }
-        if !online {
-            return Err(Error::NotCached {
-                reference: r.to_string(),
-                cache: inner.cache.root().to_path_buf(),
-            });
-        }
-        // The manifests come first and outside the cache-wide lock: their requests
-        // are where a 401 runs credential helpers, and prune and clear must not
-        // wait on those. A cache that cannot take the result is said first.
-        inner.cache.check_writable(r)?;
-        let mut tee = tee;
-        inner.mirrors.attempt(r, events, |source| {
-            let docs = self.documents_to_pull(r, source, deadline)?;
-            inner.cache.with_pull_lock(r, |held| {
-                self.pull_from_registry(held, r, source, docs, deadline, tee.as_deref_mut())
-            })
-        })
     }
 
     /// Writes `references` into the OCI image layout at `dir` (made if missing,
@@ -304,150 +245,9 @@ impl Client {
         vendor(
             dir.as_ref(),
             &refs,
-            |r| self.documents_from(r, false),
-            |r, digest, size| self.blob_reader(r, digest, size),
+            |r| self.inner.documents(r, &self.inner.selection, false),
+            |r, digest, size| self.inner.blob_reader(r, digest, size),
         )
-    }
-
-    /// Blob `digest` of `r`: the cached file, else from a mirror or the registry
-    /// (verified by the caller as it reads).
-    fn blob_reader(
-        &self,
-        r: &Reference,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<Box<dyn std::io::Read>> {
-        let cache = &self.inner.cache;
-        if cache.has_blob(digest, size) {
-            let path = cache.blob_path(digest);
-            let file = std::fs::File::open(&path).map_err(|source| Error::Io {
-                action: "read",
-                path,
-                source,
-            })?;
-            return Ok(Box::new(file));
-        }
-        if self.inner.network == Network::Offline {
-            return Err(Error::NotCached {
-                reference: r.to_string(),
-                cache: cache.root().to_path_buf(),
-            });
-        }
-        let deadline = self.deadline();
-        self.inner.mirrors.attempt(r, &self.inner.events, |source| {
-            let body = self.inner.registry.open_blob(source, digest, 0, deadline)?;
-            Ok(Box::new(body.reader) as Box<dyn std::io::Read>)
-        })
-    }
-
-    /// The documents a pull of `r` needs: a pin's from the cache when they are
-    /// there (content-addressed manifests cannot be stale), else the registry's.
-    fn documents_to_pull(
-        &self,
-        r: &Reference,
-        source: &Reference,
-        deadline: Option<Instant>,
-    ) -> Result<Documents> {
-        let inner = &self.inner;
-        let cached = match r.digest() {
-            Some(pin) => inner.selection.cached_documents(&inner.cache, r, pin)?,
-            None => None,
-        };
-        match cached {
-            Some(docs) => {
-                // The blob's request would be the first to meet a 401, under the
-                // cache lock: ask for the manifest's headers first, so credential
-                // helpers run and the token is kept out here. Whatever this says,
-                // the blob's own request reports it again where it matters.
-                let _ = inner.registry.head_manifest(source, deadline);
-                Ok(docs)
-            }
-            None => self.fetch_documents(source, deadline),
-        }
-    }
-
-    /// The digest tag `r` points to now: a HEAD, or a GET of the manifest when the
-    /// registry does not answer HEAD (405, 501). `None` when it gives no digest.
-    /// Asked of the mirrors first, as a pull would be.
-    fn current_digest(&self, r: &Reference, deadline: Option<Instant>) -> Result<Option<Digest>> {
-        let inner = &self.inner;
-        inner.mirrors.attempt(r, &inner.events, |source| {
-            match inner.registry.head_manifest(source, deadline) {
-                Err(Error::Registry {
-                    status: 405 | 501, ..
-                }) => Ok(Some(
-                    self.fetch_manifest(source, None, None, deadline)?.digest,
-                )),
-                other => other,
-            }
-        })
-    }
-
-    fn tag_is_fresh(&self, resolved_at: SystemTime) -> bool {
-        match self.inner.tag_policy {
-            TagPolicy::CacheFirst => true,
-            TagPolicy::Revalidate => false,
-            TagPolicy::MaxAge(max) => SystemTime::now()
-                .duration_since(resolved_at)
-                .is_ok_and(|age| age <= max),
-        }
-    }
-
-    fn hit(&self, resolved: Chosen) -> Artifact {
-        let path = self.inner.cache.blob_path(&resolved.layer_digest);
-        Artifact::new(path, resolved, true)
-    }
-
-    /// Downloads the blob `docs` lead to and commits it, then the manifests, then
-    /// the ref.
-    fn pull_from_registry(
-        &self,
-        held: &PullGuard,
-        r: &Reference,
-        source: &Reference,
-        docs: Documents,
-        deadline: Option<Instant>,
-        mut tee: Option<&mut Tee>,
-    ) -> Result<Artifact> {
-        let Inner {
-            cache,
-            registry,
-            selection,
-            ..
-        } = &*self.inner;
-        let chosen = selection.choose(r, &docs)?;
-        let layer_digest = chosen.layer_digest.clone();
-        // A connection dropped mid-download is retried, resuming from the partial
-        // file; content that fails verification is not (the next try would be the same).
-        // The host whose body was being read, named if reading it fails.
-        let mut answered = source.api_host().to_owned();
-        let fetched = registry.retrying(
-            deadline,
-            || {
-                let open_at = |offset| {
-                    let body = registry.open_blob(source, &layer_digest, offset, deadline)?;
-                    answered = body.host;
-                    Ok((body.reader, body.starts_at))
-                };
-                cache.fetch_blob_teeing(
-                    held,
-                    &layer_digest,
-                    chosen.size,
-                    open_at,
-                    tee.as_deref_mut(),
-                )
-            },
-            |e| matches!(e, CommitError::Cut(_)),
-        );
-        let (path, downloaded) =
-            fetched.map_err(|e| commit_error(r, &layer_digest, &answered, e))?;
-        // Manifests after the blob, the ref last: a ref never points at something missing.
-        if let Some(child) = &docs.child {
-            cache.store_bytes(held, &child.digest, &child.bytes)?;
-        }
-        cache.store_bytes(held, &docs.top.digest, &docs.top.bytes)?;
-        cache.write_ref(held, r, &docs.top.digest)?;
-        Ok(Artifact::new(path, chosen, !downloaded))
     }
 
     /// What `reference` resolves to, without downloading the layer. A tag is asked
@@ -466,15 +266,16 @@ impl Client {
     /// # Errors
     /// As [`Client::resolve`].
     pub fn resolve_reference(&self, r: &Reference) -> Result<Resolution> {
-        let docs = self.documents(r)?;
-        let chosen = self.inner.selection.choose(r, &docs)?;
-        Ok(Resolution {
-            reference: r.to_string(),
-            manifest_digest: chosen.manifest_digest,
-            layer_digest: chosen.layer_digest,
-            media_type: chosen.media_type,
-            size: chosen.size,
-        })
+        self.inner.resolve(r, &self.inner.selection)
+    }
+
+    /// [`Client::resolve`] with this call's own [`PullOptions`] over the client's.
+    ///
+    /// # Errors
+    /// As [`Client::resolve`].
+    pub fn resolve_with(&self, reference: &str, options: &PullOptions) -> Result<Resolution> {
+        self.inner
+            .resolve(&reference.parse()?, &self.inner.selection.with(options))
     }
 
     /// The manifest `reference` leads to, and the index it was selected from if
@@ -491,139 +292,16 @@ impl Client {
     /// # Errors
     /// As [`Client::resolve`].
     pub fn inspect_reference(&self, r: &Reference) -> Result<Inspection> {
-        let docs = self.documents(r)?;
-        let index = match &docs.top.manifest {
-            Manifest::Index(i) => Some(i.clone()),
-            Manifest::Image(_) => None,
-        };
-        Ok(Inspection {
-            reference: r.to_string(),
-            manifest_digest: docs.top.digest.clone(),
-            index,
-            image_manifest_digest: docs.child.as_ref().unwrap_or(&docs.top).digest.clone(),
-            manifest: docs.image,
-        })
+        self.inner.inspect(r, &self.inner.selection)
     }
 
-    /// The documents for [`Client::resolve`] and [`Client::inspect`].
-    fn documents(&self, r: &Reference) -> Result<Documents> {
-        self.documents_from(r, true)
-    }
-
-    /// The documents for `r`: from the cache (a pin, or a tag when offline), the
-    /// layouts (for a tag only when `layouts_for_tags`: vendoring asks the
-    /// network), the mirrors, then the registry.
-    fn documents_from(&self, r: &Reference, layouts_for_tags: bool) -> Result<Documents> {
-        let inner = &self.inner;
-        let online = inner.network == Network::Online;
-        let cached = match (r.digest(), online) {
-            (Some(pin), _) => Some(pin.clone()),
-            (None, false) => inner.cache.read_ref(r).map(|(d, _)| d),
-            (None, true) => None,
-        };
-        if let Some(top) = cached {
-            if let Some(docs) = inner.selection.cached_documents(&inner.cache, r, &top)? {
-                return Ok(docs);
-            }
-        }
-        if layouts_for_tags || r.digest().is_some() || !online {
-            let found = inner
-                .layouts
-                .find(r, &inner.selection, online, &inner.events)?;
-            if let Some(docs) = found {
-                return Ok(docs);
-            }
-        }
-        if !online {
-            return Err(Error::NotCached {
-                reference: r.to_string(),
-                cache: inner.cache.root().to_path_buf(),
-            });
-        }
-        let deadline = self.deadline();
-        let fetch = |source: &Reference| self.fetch_documents(source, deadline);
-        inner.mirrors.attempt(r, &inner.events, fetch)
-    }
-
-    /// GETs the top manifest and, for an index, the selected child.
-    fn fetch_documents(&self, r: &Reference, deadline: Option<Instant>) -> Result<Documents> {
-        let top = self.fetch_manifest(r, r.digest(), None, deadline)?;
-        let walked = self.inner.selection.walk(r, top, |digest, size| {
-            self.fetch_manifest(r, Some(digest), Some(size), deadline)
-                .map(Some)
-        })?;
-        // The registry's load never says "none": it answers or fails.
-        walked.ok_or_else(|| Error::NotCached {
-            reference: r.to_string(),
-            cache: self.inner.cache.root().to_path_buf(),
-        })
-    }
-
-    /// GETs a manifest by `expected` digest (or the reference's tag) and checks it
-    /// as [`Document::fetched`] does.
-    fn fetch_manifest(
-        &self,
-        r: &Reference,
-        expected: Option<&Digest>,
-        expected_size: Option<u64>,
-        deadline: Option<Instant>,
-    ) -> Result<Document> {
-        let selector = expected.map_or_else(|| r.manifest_selector(), ToString::to_string);
-        let fetched = self.inner.registry.fetch_manifest(r, &selector, deadline)?;
-        Document::fetched(
-            fetched.bytes,
-            fetched.content_type.as_deref(),
-            expected,
-            fetched.content_digest.as_deref(),
-            expected_size,
-        )
-        .map_err(|rejected| match rejected {
-            Rejected::Verify { expected, reason } => Error::Verification {
-                what: "manifest",
-                reference: r.to_string(),
-                expected,
-                reason,
-            },
-            Rejected::Invalid { digest, reason } => Error::InvalidManifest {
-                reference: r.to_string(),
-                digest,
-                reason,
-            },
-        })
-    }
-}
-
-/// Failures that say "can't tell now", after which a cached tag is still worth
-/// serving: the registry or its token service is unreachable, overloaded, broken
-/// or slower than the deadline. A real answer (the tag is gone, access is refused,
-/// the manifest is invalid) is not one of them.
-fn cannot_tell_now(e: &Error) -> bool {
-    let unavailable = |status: u16| status == 408 || status == 429 || status >= 500;
-    match e {
-        Error::Transport { .. } | Error::Deadline { .. } => true,
-        Error::Registry { status, .. } | Error::RedirectTarget { status, .. } => {
-            unavailable(*status)
-        }
-        // No status: the token service could not be reached, or answered nonsense.
-        Error::Token { reason, .. } => reason.status().is_none_or(unavailable),
-        _ => false,
-    }
-}
-
-/// The typed error for a failed blob download; `host` answered the request.
-fn commit_error(r: &Reference, digest: &Digest, host: &str, e: CommitError) -> Error {
-    match e {
-        CommitError::Typed(e) => e,
-        CommitError::Verify(reason) => Error::Verification {
-            what: "blob",
-            reference: r.to_string(),
-            expected: digest.clone(),
-            reason,
-        },
-        CommitError::Cut(io) => Error::Transport {
-            host: host.to_owned(),
-            action: format!("downloading blob {digest} of {r}"),
-            source: Box::new(io),
-        },
+    /// [`Client::inspect`] with this call's own [`PullOptions`] over the client's:
+    /// the layer it reports is the one a [`Client::pull_with`] with them would take.
+    ///
+    /// # Errors
+    /// As [`Client::resolve`].
+    pub fn inspect_with(&self, reference: &str, options: &PullOptions) -> Result<Inspection> {
+        self.inner
+            .inspect(&reference.parse()?, &self.inner.selection.with(options))
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::auth::{CredentialSources, Credentials};
 use crate::error::{Error, Result, SettingProblem};
 use crate::event::{Callback, Event, Events};
+use crate::layers::LayerSelector;
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
 use crate::registry::{
     NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting, RegistryConfig, TransportConfig,
@@ -82,6 +83,10 @@ pub struct ClientBuilder {
     not_utf8: Vec<NotUtf8>,
     insecure_hosts: Vec<String>,
     layer_media_types: Vec<String>,
+    /// Whether `layer_media_types` was set: then it is all that is accepted.
+    media_types_explicit: bool,
+    layer: Option<LayerSelector>,
+    max_extracted_size: u64,
     platforms: Vec<Platform>,
     network: Network,
     tag_policy: TagPolicy,
@@ -168,6 +173,9 @@ impl Default for ClientBuilder {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            media_types_explicit: false,
+            layer: None,
+            max_extracted_size: 512 << 20,
             platforms: Platform::wasm_defaults(),
             network: if offline {
                 Network::Offline
@@ -204,6 +212,9 @@ impl fmt::Debug for ClientBuilder {
             .field("not_utf8", &self.not_utf8)
             .field("insecure_hosts", &self.insecure_hosts)
             .field("layer_media_types", &self.layer_media_types)
+            .field("media_types_explicit", &self.media_types_explicit)
+            .field("layer", &self.layer)
+            .field("max_extracted_size", &self.max_extracted_size)
             .field("platforms", &self.platforms)
             .field("network", &self.network)
             .field("tag_policy", &self.tag_policy)
@@ -249,12 +260,36 @@ impl ClientBuilder {
 
     /// The layer media types to accept, most preferred first. Defaults to
     /// [`DEFAULT_LAYER_MEDIA_TYPES`].
+    ///
+    /// Types set here are an explicit choice: a layer of another type is never
+    /// taken, not even an artifact's only layer, and naming a container image's
+    /// own layer type (`application/vnd.oci.image.layer.v1.tar+gzip`) returns the
+    /// layer itself rather than the module extracted from it.
     pub fn layer_media_types<I, S>(mut self, types: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         self.layer_media_types = types.into_iter().map(Into::into).collect();
+        self.media_types_explicit = true;
+        self
+    }
+
+    /// Takes this layer, by its `org.opencontainers.image.title` annotation or its
+    /// digest, and no other: the way to pull one part of an artifact with several
+    /// layers of one type, or of a Spin application. A layer that is a container
+    /// image's filesystem layer still has its module extracted. Defaults to none:
+    /// the layer is chosen by media type.
+    pub fn layer(mut self, layer: LayerSelector) -> Self {
+        self.layer = Some(layer);
+        self
+    }
+
+    /// The most bytes a container image's layer may decompress to while its wasm
+    /// module is extracted; past it the pull fails with [`Error::Extract`] (a gzip
+    /// bomb is stopped here). Defaults to 512 MiB.
+    pub fn max_extracted_size(mut self, bytes: u64) -> Self {
+        self.max_extracted_size = bytes;
         self
     }
 
@@ -547,6 +582,9 @@ impl ClientBuilder {
             lock_timeout: self.lock_timeout,
             platforms: self.platforms,
             layer_media_types: self.layer_media_types,
+            media_types_explicit: self.media_types_explicit,
+            layer: self.layer,
+            max_extracted_size: self.max_extracted_size,
             registry: RegistryConfig {
                 insecure_hosts: self.insecure_hosts,
                 max_manifest_size: self.max_manifest_size,
@@ -579,6 +617,9 @@ pub(crate) struct Config {
     pub(crate) lock_timeout: Option<Duration>,
     pub(crate) platforms: Vec<Platform>,
     pub(crate) layer_media_types: Vec<String>,
+    pub(crate) media_types_explicit: bool,
+    pub(crate) layer: Option<LayerSelector>,
+    pub(crate) max_extracted_size: u64,
     pub(crate) registry: RegistryConfig,
     pub(crate) network: Network,
     pub(crate) tag_policy: TagPolicy,

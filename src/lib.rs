@@ -27,13 +27,17 @@ pub mod build;
 mod cache;
 mod client;
 mod config;
+mod derive;
 mod digest;
 mod env;
 mod error;
 mod event;
 mod export;
+mod extract;
+mod layers;
 pub mod manifest;
 mod parallel;
+mod pull;
 mod reference;
 mod registry;
 mod resolve;
@@ -50,9 +54,11 @@ pub use config::{ClientBuilder, Network, TagPolicy};
 pub use digest::{Digest, DigestErrorKind, ParseDigestError, VerifyError, VerifyingReader};
 pub use error::{Error, LayoutProblem, Result, SettingProblem, TokenFailure, UnsafeDirectory};
 pub use event::{Event, Source};
+pub use extract::ExtractError;
+pub use layers::{LayerReason, LayerSelector, PullOptions};
 pub use reference::{ParseReferenceError, Reference, ReferenceErrorKind};
 pub use registry::UrlRefusal;
-pub use results::{Artifact, Inspection, Resolution};
+pub use results::{Artifact, Inspection, LayerDecision, Resolution};
 pub use source::layout::write::Vendored;
 
 use std::path::PathBuf;
@@ -78,6 +84,41 @@ pub mod __fuzz {
     pub fn www_authenticate(s: &str) {
         for c in crate::auth::parse_challenges(s).unwrap_or_default() {
             assert_eq!(c.scheme, c.scheme.to_ascii_lowercase());
+        }
+    }
+
+    /// Extracting a module from a layer never panics and never reads past its
+    /// bounds, whatever the bytes (as a tar, and as a gzip-compressed tar); a
+    /// module it returns was an entry of the layer, so it is no longer than it.
+    pub fn layer(data: &[u8]) {
+        use crate::extract::{Rule, Stage, extract};
+        struct Mem(Vec<u8>);
+        impl Stage for Mem {
+            type Error = std::convert::Infallible;
+            fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
+                self.0.extend_from_slice(buf);
+                Ok(())
+            }
+        }
+        let limit = 1 << 20;
+        for media_type in [
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ] {
+            for rule in [
+                Rule::Istio,
+                Rule::Entrypoint(Some("/a.wasm".into())),
+                Rule::Entrypoint(None),
+            ] {
+                if let Ok((_, module)) =
+                    extract(data, media_type, &rule, limit, &mut || Ok(Mem(Vec::new())))
+                {
+                    assert!(module.0.len() as u64 <= limit);
+                }
+            }
+        }
+        if let Ok(rule) = Rule::for_config(data) {
+            let _ = rule.to_string();
         }
     }
 
@@ -329,6 +370,9 @@ mod fuzz_regressions {
                 .filter_map(|e| std::fs::read(e.path()).ok())
                 .collect()
         };
+        for data in inputs("layer") {
+            super::__fuzz::layer(&data);
+        }
         for data in inputs("token_answer") {
             super::__fuzz::token_answer(&data);
         }

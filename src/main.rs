@@ -141,6 +141,9 @@ fn client_with(args: &RefArgs, bar: bool) -> Result<ClientBuilder, Error> {
     if !args.media_types.is_empty() {
         b = b.layer_media_types(args.media_types.clone());
     }
+    if let Some(layer) = &args.layer {
+        b = b.layer(layer.clone());
+    }
     if let Some(policy) = args.tag_policy {
         b = b.tag_policy(policy);
     }
@@ -275,6 +278,12 @@ fn artifact_json(reference: &str, artifact: &forge_oci::Artifact) -> serde_json:
         "size": artifact.size(),
         "from_cache": artifact.from_cache(),
     });
+    if let Some(title) = artifact.title() {
+        json["title"] = title.into();
+    }
+    if let Some(module) = artifact.extracted_module() {
+        json["extracted_module"] = module.to_string().into();
+    }
     if let Some(bytes) = path_bytes(artifact.path()) {
         json["path_bytes"] = bytes.into();
     }
@@ -321,6 +330,7 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
                             "size": e.size(),
                             "missing_layer": e.missing_layer().map(ToString::to_string),
                             "resolved_at": unix(e.resolved_at()),
+                            "resolved_at_utc": rfc3339(e.resolved_at()),
                         })
                     })
                     .collect();
@@ -334,10 +344,11 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
                         (None, None) => "no layer".to_owned(),
                     };
                     out!(
-                        "{}  {}  {}  resolved {} ago",
+                        "{}  {}  {}  resolved {} ({} ago)",
                         e.reference(),
                         e.manifest_digest(),
                         size,
+                        rfc3339(e.resolved_at()),
                         ago(age)
                     );
                 }
@@ -350,9 +361,10 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
             }
             let r = cache.prune(&options)?;
             out!(
-                "removed {} references, {} blobs and {} temporary files; freed {}",
+                "removed {} references, {} blobs, {} extracted modules and {} temporary files; freed {}",
                 r.refs_removed(),
                 r.blobs_removed(),
+                r.derived_removed(),
                 r.temp_files_removed(),
                 human(r.bytes_freed())
             );
@@ -387,6 +399,37 @@ fn cache(client: Client, command: CacheCommand) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-12-01T17:35:00Z`: a time as RFC 3339 in UTC, to the second. Times
+/// before 1970 (a clock gone wrong) show as the epoch.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01: Howard Hinnant's
+/// `civil_from_days`, for days since the epoch (never negative here).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March first
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 fn ago(secs: u64) -> String {
@@ -454,4 +497,20 @@ fn json_for_terminal(text: &str) -> String {
 /// escaped.
 fn shown(message: &dyn std::fmt::Display) -> String {
     untrusted::printable(&message.to_string(), 4000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates_match_known_instants() {
+        let at = |secs: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z"); // a leap day of a leap century
+        assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(at(4_107_542_400), "2100-03-01T00:00:00Z"); // 2100 is not a leap year
+        assert_eq!(at(1_796_146_496), "2026-12-01T17:34:56Z");
+    }
 }

@@ -8,17 +8,22 @@ use std::sync::Arc;
 use crate::cache::{Cache, LayerOf, MissingLayer};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::layers::{LayerReason, LayerSelector, Plan, PullOptions, Wanted, plan};
 use crate::manifest::{
     Descriptor, Document, ImageIndex, ImageManifest, Manifest, ParseManifestError, Platform,
-    select_layer, select_platform,
+    select_platform,
 };
 use crate::reference::Reference;
 
-/// What a pull selects: platforms from an index, then a layer by media type.
+/// What a pull selects: platforms from an index, then a layer (see `layers.rs`).
 #[derive(Debug, Clone)]
 pub(crate) struct Selection {
     pub(crate) platforms: Vec<Platform>,
     pub(crate) layer_media_types: Vec<String>,
+    /// Whether the user named the media types: then nothing else is acceptable.
+    pub(crate) media_types_explicit: bool,
+    /// The layer the user chose by title or digest.
+    pub(crate) layer: Option<LayerSelector>,
 }
 
 /// What a reference leads to: its top document and, under an index, the child
@@ -37,9 +42,28 @@ pub(crate) struct Chosen {
     pub(crate) layer_digest: Digest,
     pub(crate) media_type: String,
     pub(crate) size: u64,
+    /// The layer's `org.opencontainers.image.title`.
+    pub(crate) title: Option<String>,
+    pub(crate) reason: LayerReason,
+    /// For a module extracted from the layer: the image config's digest and size
+    /// (it says which rule finds the module).
+    pub(crate) extract_with: Option<(Digest, u64)>,
 }
 
 impl Selection {
+    /// This selection with a pull's own options over it.
+    pub(crate) fn with(&self, options: &PullOptions) -> Selection {
+        let mut s = self.clone();
+        if let Some(types) = &options.media_types {
+            s.layer_media_types.clone_from(types);
+            s.media_types_explicit = true;
+        }
+        if let Some(layer) = &options.layer {
+            s.layer = Some(layer.clone());
+        }
+        s
+    }
+
     /// The digest and size of the child manifest `index` selects.
     pub(crate) fn child_of(&self, r: &Reference, index: &ImageIndex) -> Result<(Digest, u64)> {
         let d = select_platform(index, &self.platforms).map_err(|reason| Error::NoMatch {
@@ -93,22 +117,44 @@ impl Selection {
         Ok(Some(Documents { top, child, image }))
     }
 
-    /// The layer a pull returns from `docs`.
+    /// The layer a pull returns from `docs`, and what it does with it.
     ///
     /// # Errors
     /// [`Error::NoMatch`] when no layer is acceptable, [`Error::UnsupportedDigest`].
     pub(crate) fn choose(&self, r: &Reference, docs: &Documents) -> Result<Chosen> {
-        let layer = self.layer(r, &docs.image)?;
+        let Plan {
+            layer,
+            reason,
+            extract,
+        } = self.plan(r, &docs.image)?;
+        let extract_with = if extract {
+            let config = &docs.image.config;
+            Some((descriptor_digest(r, config)?, config.size))
+        } else {
+            None
+        };
         Ok(Chosen {
             manifest_digest: docs.top.digest.clone(),
             layer_digest: descriptor_digest(r, layer)?,
             media_type: layer.media_type.clone(),
             size: layer.size,
+            title: layer.title().map(str::to_owned),
+            reason,
+            extract_with,
         })
     }
 
-    fn layer<'a>(&self, r: &Reference, image: &'a ImageManifest) -> Result<&'a Descriptor> {
-        select_layer(image, &self.layer_media_types).map_err(|reason| Error::NoMatch {
+    /// The layer of `image` a pull takes.
+    ///
+    /// # Errors
+    /// [`Error::NoMatch`] saying why none.
+    pub(crate) fn plan<'a>(&self, r: &Reference, image: &'a ImageManifest) -> Result<Plan<'a>> {
+        let wanted = Wanted {
+            media_types: &self.layer_media_types,
+            explicit_types: self.media_types_explicit,
+            layer: self.layer.as_ref(),
+        };
+        plan(image, &wanted).map_err(|reason| Error::NoMatch {
             reference: r.to_string(),
             reason,
         })
@@ -128,8 +174,8 @@ impl Selection {
         self.walk(r, top, |digest, _| cache.document(digest))
     }
 
-    /// What `top` resolves to from the cache alone, its blob present; `None` when
-    /// a manifest or the blob is missing.
+    /// What `top` resolves to from the cache alone, its blob present (and, for a
+    /// module to extract, the image config); `None` when one is missing.
     ///
     /// # Errors
     /// When the cached documents offer no acceptable platform or layer.
@@ -143,9 +189,11 @@ impl Selection {
             return Ok(None);
         };
         let chosen = self.choose(r, &docs)?;
-        Ok(cache
-            .has_blob(&chosen.layer_digest, chosen.size)
-            .then_some(chosen))
+        let config_cached = chosen
+            .extract_with
+            .as_ref()
+            .is_none_or(|(digest, size)| cache.has_blob(digest, *size));
+        Ok((config_cached && cache.has_blob(&chosen.layer_digest, chosen.size)).then_some(chosen))
     }
 
     /// For [`Cache::list`]: the cached layer `top` leads to, or what is missing.

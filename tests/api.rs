@@ -38,6 +38,11 @@ fn client_is_send_sync_and_cheap_to_clone() {
     assert_send_sync::<Client>();
     assert_send_sync::<forge_oci::Artifact>();
     assert_send_sync::<forge_oci::Reference>();
+    assert_send_sync::<forge_oci::PullOptions>();
+    assert_send_sync::<forge_oci::LayerSelector>();
+    assert_send_sync::<forge_oci::LayerDecision>();
     fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
     assert_error::<Error>();
+    assert_error::<forge_oci::ExtractError>();
+    assert_error::<forge_oci::manifest::SelectError>();
 }

@@ -3,6 +3,9 @@
 //!
 //! ```text
 //! <root>/blobs/sha256/<hex>                            immutable content: manifests and layers
+//! <root>/derived/sha256/<layer>/<config>/<hex>         a module extracted from layer <layer> by
+//!                                                      the rule image config <config> implies;
+//!                                                      immutable, hashes to its name <hex>
 //! <root>/refs/<registry>/<repository>/_tags/<tag>      "sha256:<hex>\n": the manifest a tag resolved to
 //! <root>/refs/<registry>/<repository>/_digests/<hex>   the same for a digest pin (keeps it from prune)
 //! <root>/tmp/                                          writers' own files; <hex>.partial to resume
@@ -55,13 +58,32 @@ impl Layout {
     }
 
     /// The top-level directories `clear` removes.
-    pub(crate) fn content_dirs(&self) -> [PathBuf; 5] {
-        ["blobs", "refs", "tmp", "locks", "tokens"].map(|d| self.root.join(d))
+    pub(crate) fn content_dirs(&self) -> [PathBuf; 6] {
+        ["blobs", "refs", "tmp", "locks", "tokens", "derived"].map(|d| self.root.join(d))
     }
 
     /// Anonymous tokens and remembered challenges, see [`tokens`](super::tokens).
     pub(crate) fn tokens_dir(&self) -> PathBuf {
         self.root.join("tokens")
+    }
+
+    /// Where files derived from layers live: one directory per source layer.
+    pub(crate) fn derived_root(&self) -> PathBuf {
+        self.root.join("derived").join("sha256")
+    }
+
+    /// The components below [`Layout::derived_root`] of the directory holding what
+    /// was extracted from `layer` by the rule image config `config` implies. Both
+    /// are hex digests: no separator, no `..`.
+    pub(crate) fn derived_components(layer: &Digest, config: &Digest) -> [String; 2] {
+        [layer.hex().to_owned(), config.hex().to_owned()]
+    }
+
+    /// The directory holding what was extracted from `layer` under `config`.
+    pub(crate) fn derived_dir(&self, layer: &Digest, config: &Digest) -> PathBuf {
+        let mut p = self.derived_root();
+        p.extend(Layout::derived_components(layer, config));
+        p
     }
 
     pub(crate) fn blob_dir(&self) -> PathBuf {
@@ -202,6 +224,11 @@ mod tests {
         assert_eq!(
             l.ref_file(&pinned),
             PathBuf::from(format!("/c/refs/ghcr.io/o/r/_digests/{}", d.hex()))
+        );
+        let config = Digest::of(b"config");
+        assert_eq!(
+            l.derived_dir(&d, &config),
+            PathBuf::from(format!("/c/derived/sha256/{}/{}", d.hex(), config.hex()))
         );
         let parent: Reference = "ghcr.io/a/b:c".parse().unwrap();
         let child: Reference = "ghcr.io/a/b/c:d".parse().unwrap();

@@ -1,6 +1,8 @@
 //! The on-disk, content-addressed cache. No network. Paths are in [`layout`].
 //!
 //! A ref file's modification time is when it was last resolved against the registry.
+//! Modules extracted from container image layers live under `derived/`, named for
+//! their own digest in a directory named for the layer (see [`derived`]).
 //!
 //! Invariants: a file under `blobs/` always hashes to its name (each writer
 //! verifies its own file while streaming and renames exactly that file into
@@ -11,6 +13,7 @@
 //! before downloading; nothing is written through a link planted in the cache.
 
 mod commit;
+mod derived;
 mod files;
 mod layout;
 mod lock;
@@ -32,6 +35,7 @@ use crate::reference::Reference;
 
 pub(crate) use commit::CommitError;
 use commit::{Mode, Target};
+pub(crate) use derived::{Derived, Staged};
 pub(crate) use files::sync_parent;
 use files::{
     ensure_dir, ensure_dirs_below, ensure_root, open_no_follow, open_regular, regular_len,
@@ -313,6 +317,7 @@ impl Cache {
     }
 
     /// [`Cache::fetch_blob_teeing`] without a tee.
+    #[cfg(test)]
     pub(crate) fn fetch_blob<R: Read>(
         &self,
         held: &PullGuard,

@@ -115,6 +115,8 @@ pub struct PruneReport {
     refs_removed: usize,
     /// Blobs no reference leads to.
     blobs_removed: usize,
+    /// Extracted modules whose layer (or image config) no reference leads to.
+    derived_removed: usize,
     /// Leftover temporary files and partial downloads.
     temp_files_removed: usize,
     /// Bytes freed in all.
@@ -132,6 +134,12 @@ impl PruneReport {
         self.blobs_removed
     }
 
+    /// Extracted modules (directories of them) whose layer or image config no
+    /// reference leads to any more.
+    pub fn derived_removed(&self) -> usize {
+        self.derived_removed
+    }
+
     /// Leftover temporary files and partial downloads.
     pub fn temp_files_removed(&self) -> usize {
         self.temp_files_removed
@@ -146,7 +154,7 @@ impl PruneReport {
 /// What [`Cache::verify`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Blobs hashed.
+    /// Blobs and extracted modules hashed.
     blobs_checked: usize,
     /// Bytes hashed.
     bytes_checked: u64,
@@ -155,7 +163,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// Blobs hashed.
+    /// Blobs and extracted modules hashed.
     pub fn blobs_checked(&self) -> usize {
         self.blobs_checked
     }
@@ -241,7 +249,7 @@ impl Cache {
                 .layout
                 .content_dirs()
                 .iter()
-                .chain([&self.layout.blob_dir()])
+                .chain([&self.layout.blob_dir(), &self.layout.derived_root()])
             {
                 if fs::symlink_metadata(dir).is_ok() {
                     check_dir_to_clean(dir)?;
@@ -275,6 +283,12 @@ impl Cache {
                     remove(&path, &mut report.blobs_removed, &mut report.bytes_freed)?;
                 }
             }
+            for path in self.orphaned_derived(&reachable)? {
+                let mut bytes = 0;
+                walk_files(&path, &mut |_, meta| bytes += meta.len())?;
+                remove(&path, &mut report.derived_removed, &mut 0)?;
+                report.bytes_freed = report.bytes_freed.saturating_add(bytes);
+            }
             // No pull is running: every temporary file is a leftover, and no one waits on a blob lock.
             for path in entries_in(&self.layout.tmp_dir())? {
                 remove(
@@ -290,8 +304,8 @@ impl Cache {
         })
     }
 
-    /// Re-hashes every blob and removes those whose content does not match their
-    /// name, and anything under `blobs/` that is not a regular file (the next pull
+    /// Re-hashes every blob and extracted module and removes those whose content
+    /// does not match their name, and anything under `blobs/` that is not a regular file (the next pull
     /// fetches them again). Hits do not hash blobs (it would cost a full read per
     /// hit), so this is how corruption on disk is found. A report with entries in
     /// [`VerifyReport::corrupt`] means the cache was damaged and has been repaired;
@@ -308,36 +322,40 @@ impl Cache {
         // written is read without it (nothing can be running a pull there).
         let run = || {
             let mut report = VerifyReport::default();
-            let blob_dir = self.layout.blob_dir();
-            let mut checked_ours = false;
-            let mut may_remove = || -> Result<()> {
-                if !checked_ours {
-                    check_dir_to_clean(&blob_dir)?;
-                    checked_ours = true;
-                }
-                Ok(())
-            };
-            for path in entries_in(&blob_dir)? {
-                let Some((actual, len, file)) = hash_regular(&path)? else {
-                    // A link, a directory, or a file no one can read: never a blob.
-                    may_remove()?;
-                    remove(&path, &mut 0, &mut 0)?;
-                    report.corrupt.push(CorruptBlob { path, actual: None });
-                    continue;
-                };
-                report.blobs_checked += 1;
-                report.bytes_checked += len;
-                if path.file_name().and_then(|n| n.to_str()) != Some(actual.hex()) {
-                    // A pull may have just repaired it: remove only what was hashed.
-                    if !still_names(&path, &file).unwrap_or(false) {
-                        continue;
+            for (dir, paths) in [
+                (self.layout.blob_dir(), entries_in(&self.layout.blob_dir())?),
+                (self.layout.derived_root(), self.derived_files()?),
+            ] {
+                let mut checked_ours = false;
+                let mut may_remove = || -> Result<()> {
+                    if !checked_ours {
+                        check_dir_to_clean(&dir)?;
+                        checked_ours = true;
                     }
-                    may_remove()?;
-                    remove(&path, &mut 0, &mut 0)?;
-                    report.corrupt.push(CorruptBlob {
-                        path,
-                        actual: Some(actual),
-                    });
+                    Ok(())
+                };
+                for path in paths {
+                    let Some((actual, len, file)) = hash_regular(&path)? else {
+                        // A link, a directory, or a file no one can read: never content.
+                        may_remove()?;
+                        remove(&path, &mut 0, &mut 0)?;
+                        report.corrupt.push(CorruptBlob { path, actual: None });
+                        continue;
+                    };
+                    report.blobs_checked += 1;
+                    report.bytes_checked += len;
+                    if path.file_name().and_then(|n| n.to_str()) != Some(actual.hex()) {
+                        // A pull may have just repaired it: remove only what was hashed.
+                        if !still_names(&path, &file).unwrap_or(false) {
+                            continue;
+                        }
+                        may_remove()?;
+                        remove(&path, &mut 0, &mut 0)?;
+                        report.corrupt.push(CorruptBlob {
+                            path,
+                            actual: Some(actual),
+                        });
+                    }
                 }
             }
             Ok(report)
@@ -430,7 +448,7 @@ fn remove(path: &Path, count: &mut usize, bytes: &mut u64) -> Result<()> {
 
 /// Every entry of `dir`: files, and links, directories or anything else someone
 /// put there. A `dir` that is a link is refused, never listed through.
-fn entries_in(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(super) fn entries_in(dir: &Path) -> Result<Vec<PathBuf>> {
     match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return check_dir_to_clean(dir).map(|()| Vec::new()),

@@ -9,8 +9,8 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use forge_oci::TagPolicy;
 use forge_oci::manifest::Platform;
+use forge_oci::{LayerSelector, TagPolicy};
 
 pub const MAIN_USAGE: &str = "\
 forge-oci: pull WebAssembly plugins and other single-blob OCI artifacts into a shared cache
@@ -33,7 +33,8 @@ options:
       --mirror REG=MIRROR  ask MIRROR (HOST[:PORT][/PREFIX]) before registry REG (repeatable; FORGE_OCI_MIRRORS)
       --layout DIR         read the OCI image layout DIR first, also offline (repeatable; FORGE_OCI_LAYOUTS)
       --platform OS/ARCH   pick this platform from an index (repeatable, best first; default wasip2/wasm …)
-      --media-type TYPE    accept this layer media type (repeatable, best first)
+      --media-type TYPE    accept only this layer media type (repeatable, best first; no fallback)
+      --layer TITLE|DIGEST take the layer with this org.opencontainers.image.title or sha256: digest
       --tag-policy POLICY  cache-first (default), revalidate, or max-age=DURATION (30s, 10m, 12h, 7d)
       --json               print the result as one JSON object
   -q, --quiet              no progress bar, no notices on stderr
@@ -56,13 +57,14 @@ pub const RESOLVE_USAGE: &str = "\
 usage: forge-oci resolve REF [--json] [OPTIONS]
 
 Print the digest REF resolves to (pin it as NAME@DIGEST). A tag is asked of the
-registry; --json adds the layer's digest, media type and size. Nothing is downloaded
-but manifests.";
+registry; --json adds the layer's digest, media type, size, title and why it is the
+one. Nothing is downloaded but manifests.";
 
 pub const INSPECT_USAGE: &str = "\
 usage: forge-oci inspect REF [OPTIONS]
 
-Print, as JSON, the manifest REF leads to and the index it was selected from.";
+Print, as JSON, the manifest REF leads to, the index it was selected from, and
+`layer`: the layer a pull with the same options would take and why, or why none.";
 
 pub const VENDOR_USAGE: &str = "\
 usage: forge-oci vendor --to DIR REF... [OPTIONS]
@@ -79,7 +81,7 @@ usage: forge-oci cache COMMAND [--cache-dir DIR]
 commands:
   path                     print the cache root
   ls [--json] [--platform OS/ARCH] [--media-type TYPE]
-                           list cached references: digest, layer, size, when resolved;
+                           list cached references: digest, layer, size, when resolved (UTC);
                            the layer is chosen as pull chooses it, with these options
   prune [--older-than D]   remove unreferenced blobs and leftovers (and references older than D: 30d, 12h)
   verify                   re-hash every blob; remove corrupt ones
@@ -100,6 +102,7 @@ pub struct RefArgs {
     pub cache_dir: Option<PathBuf>,
     pub platforms: Vec<Platform>,
     pub media_types: Vec<String>,
+    pub layer: Option<LayerSelector>,
     pub tag_policy: Option<TagPolicy>,
     /// `--mirror REGISTRY=MIRROR`, in order.
     pub mirrors: Vec<(String, String)>,
@@ -336,6 +339,17 @@ fn parse_ref_args(
                 let value = text(&flag, next(&flag)?).map_err(err)?;
                 out.platforms.push(parse_platform(&value).map_err(err)?);
             }
+            "--layer" => {
+                let value = text(&flag, next(&flag)?).map_err(err)?;
+                if value.is_empty() {
+                    return Err(err("`--layer` needs a title or a sha256: digest".into()));
+                }
+                out.layer = Some(
+                    value
+                        .parse()
+                        .map_err(|e| err(format!("`--layer {value}`: {e}")))?,
+                );
+            }
             "--tag-policy" => {
                 let value = text(&flag, next(&flag)?).map_err(err)?;
                 out.tag_policy = Some(match value.as_str() {
@@ -498,7 +512,8 @@ mod tests {
     fn pull_with_everything() {
         let cmd = parse(args(
             "pull r:1 -o out.wasm --offline --insecure a:5000 --insecure b --platform wasip1/wasm \
-             --media-type application/wasm --tag-policy max-age=12h --cache-dir /c -q",
+             --media-type application/wasm --tag-policy max-age=12h --cache-dir /c -q \
+             --layer plugin.wasm",
         ))
         .unwrap();
         let Command::Pull { args, output, .. } = cmd else {
@@ -514,6 +529,31 @@ mod tests {
             Some(TagPolicy::MaxAge(Duration::from_secs(43_200)))
         );
         assert_eq!(args.cache_dir, Some(PathBuf::from("/c")));
+        assert_eq!(args.layer, Some(LayerSelector::Title("plugin.wasm".into())));
+    }
+
+    #[test]
+    fn layer_takes_a_title_or_a_valid_digest() {
+        let layer = |s: &str| match parse(args(s)) {
+            Ok(Command::Pull { args, .. }) => Ok(args.layer),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.message),
+        };
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(matches!(
+            layer(&format!("pull r --layer {d}")),
+            Ok(Some(LayerSelector::Digest(_)))
+        ));
+        assert!(
+            layer("pull r --layer sha256:abc")
+                .unwrap_err()
+                .contains("--layer")
+        );
+        assert!(
+            layer("pull r --layer")
+                .unwrap_err()
+                .contains("needs a value")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use crate::digest::{Digest, ParseDigestError, VerifyError};
+use crate::extract::ExtractError;
 use crate::manifest::{ParseManifestError, SelectError};
 use crate::reference::ParseReferenceError;
 
@@ -218,6 +219,18 @@ pub enum Error {
         reference: String,
         /// What was looked for and what was found.
         reason: SelectError,
+    },
+
+    /// No wasm module could be taken out of a container image's filesystem layer.
+    /// Nothing was stored for it.
+    #[error("{reference}: cannot extract the wasm module from layer {layer}: {reason}")]
+    Extract {
+        /// The reference as normalised.
+        reference: String,
+        /// The layer's digest.
+        layer: Digest,
+        /// Why.
+        reason: Box<ExtractError>,
     },
 
     /// A descriptor uses a digest forge-oci cannot verify.

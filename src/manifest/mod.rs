@@ -16,7 +16,11 @@ mod document;
 mod select;
 
 pub(crate) use document::{Document, Rejected};
-pub use select::{SelectError, select_layer, select_platform};
+pub use select::{
+    IMAGE_CONFIG_MEDIA_TYPES, LayerSummary, SelectError, TITLE_ANNOTATION, is_container_image,
+    is_filesystem_layer, select_layer, select_platform,
+};
+pub(crate) use select::{distinct, no_matching_layer};
 
 /// Media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -100,6 +104,15 @@ impl Descriptor {
     /// The media type without parameters, lowercased (`application/wasm; x=y` → `application/wasm`).
     pub(crate) fn media_type_essence(&self) -> String {
         essence(&self.media_type)
+    }
+
+    /// The `org.opencontainers.image.title` annotation: the file name oras, wkg
+    /// and others give a layer.
+    pub fn title(&self) -> Option<&str> {
+        self.annotations
+            .as_ref()?
+            .get(select::TITLE_ANNOTATION)
+            .map(String::as_str)
     }
 }
 

@@ -181,6 +181,22 @@ impl Registry {
         assert_eq!(resp.status(), 201, "manifest push refused");
     }
 
+    /// Pushes a manifest or index of `media_type` under `reference` (a tag or a digest).
+    pub fn push_manifest_typed(
+        &self,
+        repo: &str,
+        reference: &str,
+        manifest: &[u8],
+        media_type: &str,
+    ) {
+        let resp = ureq::Agent::new_with_defaults()
+            .put(format!("{}/v2/{repo}/manifests/{reference}", self.base()))
+            .header("content-type", media_type)
+            .send(manifest)
+            .unwrap();
+        assert_eq!(resp.status(), 201, "manifest push refused");
+    }
+
     /// Pushes a one-layer wasm artifact; returns its manifest.
     pub fn push_wasm(&self, repo: &str, tag: &str, payload: &[u8]) -> Vec<u8> {
         self.push_wasm_as(repo, tag, payload, None)

@@ -10,14 +10,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{blob_path, index_path, names};
-use crate::cache::{Cache, CommitError, PullGuard};
+use crate::cache::CommitError;
 use crate::digest::Digest;
 use crate::error::{Error, LayoutProblem, Result};
 use crate::event::{Events, Source};
 use crate::manifest::{Document, Rejected};
 use crate::reference::Reference;
 use crate::resolve::{Documents, Selection};
-use crate::results::Artifact;
 
 /// The largest `index.json` read: thousands of entries fit many times over.
 const MAX_INDEX_SIZE: u64 = 16 << 20;
@@ -79,30 +78,27 @@ impl Layouts {
         Ok(None)
     }
 
-    /// Pulls `r` from the first layout that holds it and can give it, into the
-    /// cache; `None` when none can. A failure is treated as by [`Layouts::find`].
+    /// `take(dir, documents)` for the first layout that holds `r` and from which
+    /// `take` succeeds; `None` when none holds it. A failure is treated as by
+    /// [`Layouts::find`]: reported and passed over online, returned offline.
     ///
     /// # Errors
-    /// As [`commit`]; the cache's errors.
-    pub(crate) fn pull(
+    /// As [`Layouts::documents`] and `take`, offline or when not a source's failure.
+    pub(crate) fn attempt<T>(
         &self,
-        cache: &Cache,
-        selection: &Selection,
         r: &Reference,
+        selection: &Selection,
         online: bool,
         events: &Events,
-    ) -> Result<Option<Artifact>> {
+        mut take: impl FnMut(&Path, Documents) -> Result<T>,
+    ) -> Result<Option<T>> {
         for dir in &self.dirs {
-            let pulled = self.documents(dir, r, selection).and_then(|found| {
-                let Some(docs) = found else { return Ok(None) };
-                cache.check_writable(r)?;
-                cache
-                    .with_pull_lock(r, |held| commit(cache, held, selection, r, dir, &docs))
-                    .map(Some)
-            });
-            match pulled {
+            let taken = self
+                .documents(dir, r, selection)
+                .and_then(|found| found.map(|docs| take(dir, docs)).transpose());
+            match taken {
                 Ok(None) => {}
-                Ok(Some(artifact)) => return Ok(Some(artifact)),
+                Ok(Some(t)) => return Ok(Some(t)),
                 Err(e) if online && e.is_source_failure() => {
                     events.skipped(&Source::Layout(dir.clone()), r, &e);
                 }
@@ -197,41 +193,33 @@ impl Layouts {
     }
 }
 
-/// Copies the blob `docs` lead to from layout `dir` into the cache, verifying it
-/// on the way, then stores the manifests and records `r` (the canonical upstream
-/// reference) as the registry's answer would be.
+/// Blob `digest` of layout `dir`, opened at `offset`: a source for
+/// [`Cache::fetch_blob_teeing`](crate::cache::Cache::fetch_blob_teeing), which verifies it.
 ///
 /// # Errors
-/// [`Error::Layout`] naming the layout's file when it cannot be read or does not
-/// verify (nothing of it is cached); the cache's own errors.
-pub(crate) fn commit(
-    cache: &Cache,
-    held: &PullGuard,
-    selection: &Selection,
-    r: &Reference,
+/// [`Error::Layout`] naming the file when it cannot be opened.
+pub(crate) fn open_blob(
     dir: &Path,
-    docs: &Documents,
-) -> Result<Artifact> {
-    let chosen = selection.choose(r, docs)?;
-    let file = blob_path(dir, &chosen.layer_digest);
-    let fetched = cache.fetch_blob(held, &chosen.layer_digest, chosen.size, |offset| {
-        let mut f = File::open(&file).map_err(|e| problem(r, &file, LayoutProblem::Io(e)))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| problem(r, &file, LayoutProblem::Io(e)))?;
-        Ok((f, offset))
-    });
-    let (path, copied) = fetched.map_err(|e| match e {
+    r: &Reference,
+    digest: &Digest,
+    offset: u64,
+) -> Result<(File, u64)> {
+    let file = blob_path(dir, digest);
+    let io = |e| problem(r, &file, LayoutProblem::Io(e));
+    let mut f = File::open(&file).map_err(io)?;
+    f.seek(SeekFrom::Start(offset)).map_err(io)?;
+    Ok((f, offset))
+}
+
+/// The error for blob `digest` of layout `dir` that could not be copied into the
+/// cache: the layout's file is named when it was the one at fault.
+pub(crate) fn blob_error(dir: &Path, r: &Reference, digest: &Digest, e: CommitError) -> Error {
+    let file = blob_path(dir, digest);
+    match e {
         CommitError::Typed(e) => e,
         CommitError::Verify(reason) => problem(r, &file, LayoutProblem::Verify(reason)),
         CommitError::Cut(e) => problem(r, &file, LayoutProblem::Io(e)),
-    })?;
-    // Manifests after the blob, the ref last, as for a registry pull.
-    if let Some(child) = &docs.child {
-        cache.store_bytes(held, &child.digest, &child.bytes)?;
     }
-    cache.store_bytes(held, &docs.top.digest, &docs.top.bytes)?;
-    cache.write_ref(held, r, &docs.top.digest)?;
-    Ok(Artifact::new(path, chosen, !copied))
 }
 
 /// The whole file when it is at most `limit` bytes; `None` when it is larger.

@@ -1,0 +1,234 @@
+//! Extraction rules and limits on tars built here.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const TGZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// An in-memory staged file.
+#[derive(Debug, Default)]
+struct Mem(Vec<u8>);
+
+impl Stage for Mem {
+    type Error = std::convert::Infallible;
+
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
+        self.0.extend_from_slice(buf);
+        Ok(())
+    }
+}
+
+enum Item<'a> {
+    File(&'a str, &'a [u8]),
+    Symlink(&'a str, &'a str),
+    /// A raw name written into the header bytes, bypassing the builder's checks.
+    RawFile(&'a [u8], &'a [u8]),
+}
+
+fn tar(items: &[Item<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for item in items {
+        let mut h = tar::Header::new_gnu();
+        match item {
+            Item::File(path, data) => {
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_entry_type(tar::EntryType::Regular);
+                b.append_data(&mut h, path, *data).unwrap();
+            }
+            Item::Symlink(path, target) => {
+                h.set_size(0);
+                h.set_entry_type(tar::EntryType::Symlink);
+                b.append_link(&mut h, path, target).unwrap();
+            }
+            Item::RawFile(name, data) => {
+                h.as_old_mut().name[..name.len()].copy_from_slice(name);
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_cksum();
+                b.append(&h, *data).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn run(
+    layer: &[u8],
+    media_type: &str,
+    rule: &Rule,
+) -> Result<(String, Vec<u8>), Failed<std::convert::Infallible>> {
+    run_limited(layer, media_type, rule, 1 << 30)
+}
+
+fn run_limited(
+    layer: &[u8],
+    media_type: &str,
+    rule: &Rule,
+    max: u64,
+) -> Result<(String, Vec<u8>), Failed<std::convert::Infallible>> {
+    extract(layer, media_type, rule, max, &mut || Ok(Mem::default())).map(|(n, m)| (n, m.0))
+}
+
+fn refusal(r: Result<(String, Vec<u8>), Failed<std::convert::Infallible>>) -> ExtractError {
+    match r {
+        Err(Failed::Layer(e)) => e,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn istio_takes_plugin_wasm_over_other_modules() {
+    let layer = tar(&[
+        Item::File("other.wasm", b"other"),
+        Item::File("./plugin.wasm", b"plugin"),
+    ]);
+    let (name, bytes) = run(&gz(&layer), TGZ, &Rule::Istio).unwrap();
+    assert_eq!(
+        (name.as_str(), bytes.as_slice()),
+        ("plugin.wasm", &b"plugin"[..])
+    );
+    let (_, bytes) = run(&layer, TAR, &Rule::Istio).unwrap();
+    assert_eq!(bytes, b"plugin");
+}
+
+#[test]
+fn without_plugin_wasm_the_only_module_is_taken_and_two_are_refused() {
+    let one = tar(&[
+        Item::File("etc/x.txt", b"x"),
+        Item::File("filter.wasm", b"f"),
+    ]);
+    assert_eq!(run(&one, TAR, &Rule::Istio).unwrap().1, b"f");
+    let two = tar(&[Item::File("a.wasm", b"a"), Item::File("b/b.wasm", b"b")]);
+    let e = refusal(run(&two, TAR, &Rule::Istio));
+    assert!(
+        matches!(&e, ExtractError::SeveralModules { paths } if paths.len() == 2),
+        "{e}"
+    );
+    assert!(e.to_string().contains("a.wasm") && e.to_string().contains("b/b.wasm"));
+    let none = tar(&[Item::File("readme", b"r")]);
+    assert!(matches!(
+        refusal(run(&none, TAR, &Rule::Istio)),
+        ExtractError::NoModule { .. }
+    ));
+}
+
+#[test]
+fn docker_takes_the_entrypoint_and_says_when_it_is_missing() {
+    let layer = tar(&[
+        Item::File("a.wasm", b"a"),
+        Item::File("app/main.wasm", b"main"),
+    ]);
+    let rule = Rule::Entrypoint(Some("/app/main.wasm".into()));
+    assert_eq!(
+        run(&layer, TAR, &rule).unwrap(),
+        ("app/main.wasm".into(), b"main".to_vec())
+    );
+    let missing = Rule::Entrypoint(Some("/nope.wasm".into()));
+    let e = refusal(run(&layer, TAR, &missing));
+    assert!(matches!(e, ExtractError::EntrypointMissing { .. }), "{e}");
+    let e = refusal(run(&layer, TAR, &Rule::Entrypoint(None)));
+    assert!(matches!(e, ExtractError::SeveralModules { .. }), "{e}");
+}
+
+#[test]
+fn the_rule_comes_from_the_image_config() {
+    let docker = br#"{"os":"wasi","architecture":"wasm","config":{"Entrypoint":["/hello.wasm"]}}"#;
+    assert_eq!(
+        Rule::for_config(docker).unwrap(),
+        Rule::Entrypoint(Some("/hello.wasm".into()))
+    );
+    let relative = br#"{"os":"wasip1","architecture":"wasm","config":{"Entrypoint":["main.wasm"],"WorkingDir":"/app/"}}"#;
+    assert_eq!(
+        Rule::for_config(relative).unwrap(),
+        Rule::Entrypoint(Some("/app/main.wasm".into()))
+    );
+    let istio = br#"{"os":"linux","architecture":"amd64","config":{}}"#;
+    assert_eq!(Rule::for_config(istio).unwrap(), Rule::Istio);
+    assert!(matches!(
+        Rule::for_config(b"nope"),
+        Err(ExtractError::BadConfig { .. })
+    ));
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_limit() {
+    let big = vec![0u8; 8 << 20];
+    let layer = gz(&tar(&[Item::File("plugin.wasm", &big)]));
+    assert!(layer.len() < 64 << 10, "a bomb: small compressed");
+    let e = refusal(run_limited(&layer, TGZ, &Rule::Istio, 1 << 20));
+    assert!(
+        matches!(e, ExtractError::TooLarge { limit } if limit == 1 << 20),
+        "{e}"
+    );
+}
+
+#[test]
+fn dot_dot_paths_are_refused() {
+    let layer = tar(&[Item::RawFile(b"../../etc/plugin.wasm", b"evil")]);
+    let e = refusal(run(&layer, TAR, &Rule::Istio));
+    assert!(
+        matches!(&e, ExtractError::UnsafePath { path } if path.contains("..")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_link_is_never_the_module() {
+    let layer = tar(&[Item::Symlink("plugin.wasm", "/etc/passwd")]);
+    let e = refusal(run(&layer, TAR, &Rule::Istio));
+    assert!(
+        matches!(&e, ExtractError::Link { path } if path == "plugin.wasm"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_hard_link_is_never_the_module_either() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut real = tar::Header::new_gnu();
+    real.set_size(1);
+    b.append_data(&mut real, "real.txt", &b"x"[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_size(0);
+    b.append_link(&mut h, "plugin.wasm", "real.txt").unwrap();
+    let e = refusal(run(&b.into_inner().unwrap(), TAR, &Rule::Istio));
+    assert!(
+        matches!(&e, ExtractError::Link { path } if path == "plugin.wasm"),
+        "{e}"
+    );
+}
+
+#[test]
+fn too_many_entries_are_refused() {
+    let names: Vec<String> = (0..=MAX_TAR_ENTRIES).map(|i| format!("f{i}")).collect();
+    let items: Vec<Item<'_>> = names.iter().map(|n| Item::File(n, b"")).collect();
+    let layer = gz(&tar(&items));
+    let e = refusal(run(&layer, TGZ, &Rule::Istio));
+    assert!(matches!(e, ExtractError::TooManyEntries { .. }), "{e}");
+}
+
+#[test]
+fn zstd_and_garbage_are_typed_errors() {
+    let e = refusal(run(
+        b"x",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        &Rule::Istio,
+    ));
+    assert!(
+        matches!(e, ExtractError::UnsupportedCompression { .. }),
+        "{e}"
+    );
+    let e = refusal(run(b"not gzip at all", TGZ, &Rule::Istio));
+    assert!(matches!(e, ExtractError::Corrupt(_)), "{e}");
+}
