@@ -41,18 +41,18 @@ impl ClientBuilder {
     /// Builds the client. Does no I/O: directories are created on first write.
     ///
     /// # Errors
-    /// - [`Error::Config`] naming `ClientBuilder::cache_dir` or `FORGE_CACHE_DIR` when
+    /// - [`Error::Config`](crate::Error::Config) naming `ClientBuilder::cache_dir` or `FORGE_CACHE_DIR` when
     ///   the cache directory given is empty.
-    /// - [`Error::Config`] naming the variable when `FORGE_OCI_INSECURE_HOSTS`,
+    /// - [`Error::Config`](crate::Error::Config) naming the variable when `FORGE_OCI_INSECURE_HOSTS`,
     ///   `FORGE_OFFLINE` or `CARGO_NET_OFFLINE` is set to something that is not UTF-8
     ///   (the offline ones not once [`network`](Self::network) is set), and when the
     ///   first proxy variable set in curl's order for `https://` or for `http://`
     ///   requests, or the first of `no_proxy` and `NO_PROXY` set, is (not once
     ///   [`proxy`](Self::proxy), or [`no_proxy`](Self::no_proxy), is set). A
     ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
-    /// - [`Error::Config`] naming `FORGE_OCI_MIRRORS` or `ClientBuilder::mirror` for
+    /// - [`Error::Config`](crate::Error::Config) naming `FORGE_OCI_MIRRORS` or `ClientBuilder::mirror` for
     ///   a mirror setting that cannot be read (or is not UTF-8).
-    /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
+    /// - [`Error::NoCacheDir`](crate::Error::NoCacheDir) when no cache directory was set and the platform has none.
     pub fn build(self) -> Result<Client> {
         Ok(Client::from_config(self.into_config()?))
     }
@@ -130,7 +130,7 @@ impl Client {
     /// Parses `reference` and pulls it; see [`Client::pull_reference`].
     ///
     /// # Errors
-    /// [`Error::InvalidReference`], or as [`Client::pull_reference`].
+    /// [`Error::InvalidReference`](crate::Error::InvalidReference), or as [`Client::pull_reference`].
     pub fn pull(&self, reference: &str) -> Result<Artifact> {
         self.pull_reference(&reference.parse()?)
     }
@@ -160,19 +160,19 @@ impl Client {
     ///
     /// A digest-pinned reference is answered from the cache with no network traffic
     /// when its manifest and layer are cached; a cached tag is treated by the
-    /// [`TagPolicy`]. Otherwise the manifest is fetched (an index resolved to the
+    /// [`TagPolicy`](crate::TagPolicy). Otherwise the manifest is fetched (an index resolved to the
     /// client's platforms), the layer downloaded once across all processes,
     /// verified while streaming, and committed atomically. The layer is chosen as
     /// the README's "Artifact shapes" says; from a container image's filesystem
     /// layer the wasm module is extracted into the cache, once.
     ///
     /// # Errors
-    /// Network, registry and verification errors; [`Error::NoMatch`] when no
+    /// Network, registry and verification errors; [`Error::NoMatch`](crate::Error::NoMatch) when no
     /// platform or layer fits, or several do ([`SelectError`](crate::manifest::SelectError)
-    /// says which); [`Error::Extract`] when a container image's layer holds no
-    /// usable module; [`Error::NotCached`] offline and
-    /// [`Error::ReadOnlyCache`] on a read-only cache when the reference is not
-    /// cached; [`Error::Io`] and [`Error::LockTimeout`] from the cache.
+    /// says which); [`Error::Extract`](crate::Error::Extract) when a container image's layer holds no
+    /// usable module; [`Error::NotCached`](crate::Error::NotCached) offline and
+    /// [`Error::ReadOnlyCache`](crate::Error::ReadOnlyCache) on a read-only cache when the reference is not
+    /// cached; [`Error::Io`](crate::Error::Io) and [`Error::LockTimeout`](crate::Error::LockTimeout) from the cache.
     pub fn pull_reference(&self, r: &Reference) -> Result<Artifact> {
         self.inner.pull(r, &self.inner.selection, None)
     }
@@ -195,7 +195,7 @@ impl Client {
     /// Whatever fails, `dest` keeps its old content and no temporary file remains.
     ///
     /// # Errors
-    /// As [`Client::pull`] and [`Artifact::copy_to`]; [`Error::DestinationIsCached`]
+    /// As [`Client::pull`] and [`Artifact::copy_to`]; [`Error::DestinationIsCached`](crate::Error::DestinationIsCached)
     /// also for any path inside the cache, checked before any request.
     pub fn pull_to(&self, reference: &str, dest: &Path) -> Result<Artifact> {
         let r: Reference = reference.parse()?;
@@ -228,8 +228,8 @@ impl Client {
     /// [`ClientBuilder::oci_layout`] or `FORGE_OCI_LAYOUTS`.
     ///
     /// # Errors
-    /// [`Error::InvalidReference`]; as [`Client::resolve`] and [`Client::pull`];
-    /// [`Error::Io`] for the layout's files. Nothing is recorded in `index.json`
+    /// [`Error::InvalidReference`](crate::Error::InvalidReference); as [`Client::resolve`] and [`Client::pull`];
+    /// [`Error::Io`](crate::Error::Io) for the layout's files. Nothing is recorded in `index.json`
     /// unless every reference was written (blobs already written stay: they are
     /// whole and verified). Two runs on one directory at once each keep the
     /// entries they read; the later `index.json` wins.

@@ -8,14 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{CredentialSources, Credentials};
-use crate::error::{Error, Result, SettingProblem};
-use crate::event::{Callback, Event, Events};
+use crate::error::SettingProblem;
+use crate::event::{Callback, Event};
 use crate::layers::LayerSelector;
 use crate::manifest::{DEFAULT_LAYER_MEDIA_TYPES, Platform};
-use crate::registry::{
-    NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting, RegistryConfig, TransportConfig,
-};
-use crate::source::mirror::{MIRRORS_VAR, Mirrors, parse_list, parse_mirror, registry_name};
+use crate::registry::{NO_PROXY_VARS, NoProxy, PROXY_VARS, Proxies, ProxySetting};
+use crate::source::mirror::{MIRRORS_VAR, Mirrors, parse_list};
+
+mod checked;
+
+pub(crate) use checked::Config;
 
 const CACHE_SUBDIR: [&str; 2] = ["openapi-forge", "plugins"];
 /// The variables behind the default [`Network`].
@@ -286,7 +288,7 @@ impl ClientBuilder {
     }
 
     /// The most bytes a container image's layer may decompress to while its wasm
-    /// module is extracted; past it the pull fails with [`Error::Extract`] (a gzip
+    /// module is extracted; past it the pull fails with [`Error::Extract`](crate::Error::Extract) (a gzip
     /// bomb is stopped here). Defaults to 512 MiB.
     pub fn max_extracted_size(mut self, bytes: u64) -> Self {
         self.max_extracted_size = bytes;
@@ -342,7 +344,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Gives up with [`Error::LockTimeout`] after waiting this long for a cache lock
+    /// Gives up with [`Error::LockTimeout`](crate::Error::LockTimeout) after waiting this long for a cache lock
     /// another process holds. Defaults to waiting for as long as it takes.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = Some(timeout);
@@ -390,7 +392,7 @@ impl ClientBuilder {
     /// `SSL_CERT_FILE` bundle) plus the certificates given, instead of the Mozilla
     /// roots bundled in. Bytes that are neither PEM holding a certificate nor one
     /// DER certificate, like an `SSL_CERT_FILE` that is neither, fail the first
-    /// request with [`Error::Config`] naming them and why. Defaults to none.
+    /// request with [`Error::Config`](crate::Error::Config) naming them and why. Defaults to none.
     pub fn root_certificate(mut self, certificate: impl Into<Vec<u8>>) -> Self {
         self.root_certificates.push(certificate.into());
         self
@@ -399,7 +401,7 @@ impl ClientBuilder {
     /// Sends every request through this proxy, or directly with `None`. The URL is
     /// `[scheme://][user:password@]host[:port]` with the scheme `http` (the default),
     /// `https`, `socks4`, `socks4a`, `socks5` or `socks5h` (`socks` is `socks4`, as in
-    /// curl); a URL that cannot be used fails the first request with [`Error::Config`].
+    /// curl); a URL that cannot be used fails the first request with [`Error::Config`](crate::Error::Config).
     /// Setting it makes the proxy variables irrelevant, so one that is not UTF-8 is
     /// no longer refused.
     ///
@@ -447,7 +449,7 @@ impl ClientBuilder {
     }
 
     /// Gives every pull (or resolve, or inspect) at most this long on the network,
-    /// retries and waits included; past it the pull fails with [`Error::Deadline`] and
+    /// retries and waits included; past it the pull fails with [`Error::Deadline`](crate::Error::Deadline) and
     /// nothing is committed. Lock waits are bounded by [`lock_timeout`](Self::lock_timeout)
     /// instead. Defaults to no limit (each stalled read still times out).
     pub fn pull_timeout(mut self, timeout: Duration) -> Self {
@@ -516,113 +518,4 @@ impl ClientBuilder {
         self.on_event = Some(Arc::new(f));
         self
     }
-
-    /// The settings as plain data for [`Client`](crate::Client) to assemble its
-    /// parts from, checked: see `ClientBuilder::build` for what is refused.
-    pub(crate) fn into_config(self) -> Result<Config> {
-        if let Some(NotUtf8 { name, value }) = self.not_utf8.first() {
-            return Err(Error::Config {
-                setting: name,
-                value: value.clone(),
-                reason: SettingProblem::NotUtf8,
-            });
-        }
-        let empty = |setting: &'static str, value: &OsString| Error::Config {
-            setting,
-            value: value.to_string_lossy().into_owned(),
-            reason: SettingProblem::EmptyPath,
-        };
-        let root = match self.cache_dir {
-            CacheDir::Given(d) if d.as_os_str().is_empty() => {
-                return Err(empty("ClientBuilder::cache_dir", &d.into_os_string()));
-            }
-            CacheDir::Given(d) => d,
-            CacheDir::Env(v) if v.to_str().is_some_and(|s| s.trim().is_empty()) => {
-                return Err(empty("FORGE_CACHE_DIR", &v));
-            }
-            CacheDir::Env(v) => CACHE_SUBDIR.iter().fold(PathBuf::from(v), |p, s| p.join(s)),
-            CacheDir::Default => {
-                let base = dirs::cache_dir().ok_or(Error::NoCacheDir)?;
-                CACHE_SUBDIR.iter().fold(base, |p, s| p.join(s))
-            }
-        };
-        let mut mirrors = Mirrors::default();
-        for (registry, mirror, digest_only) in &self.given_mirrors {
-            let parsed = registry_name(registry)
-                .and_then(|reg| Ok((reg, parse_mirror(mirror, *digest_only)?)));
-            match parsed {
-                Ok((reg, m)) => mirrors.push(reg, m),
-                Err(why) => {
-                    return Err(Error::Config {
-                        setting: "ClientBuilder::mirror",
-                        value: format!("{registry}={mirror}"),
-                        reason: why,
-                    });
-                }
-            }
-        }
-        match self.env_mirrors {
-            Ok(m) => mirrors.extend(m),
-            Err((value, why)) => {
-                return Err(Error::Config {
-                    setting: MIRRORS_VAR,
-                    value,
-                    reason: why,
-                });
-            }
-        }
-        let mut layouts = self.given_layouts;
-        layouts.extend(self.env_layouts);
-        Ok(Config {
-            root,
-            mirrors,
-            layouts,
-            events: self.on_event.map(Events::new).unwrap_or_default(),
-            max_manifest_size: self.max_manifest_size,
-            lock_timeout: self.lock_timeout,
-            platforms: self.platforms,
-            layer_media_types: self.layer_media_types,
-            media_types_explicit: self.media_types_explicit,
-            layer: self.layer,
-            max_extracted_size: self.max_extracted_size,
-            registry: RegistryConfig {
-                insecure_hosts: self.insecure_hosts,
-                max_manifest_size: self.max_manifest_size,
-                retries: self.retries,
-                credentials: self.credentials,
-                transport: TransportConfig {
-                    connect_timeout: self.connect_timeout,
-                    read_timeout: self.read_timeout,
-                    root_certificates: self.root_certificates,
-                    cert_file: self.cert_file,
-                    proxies: self.proxies,
-                },
-            },
-            network: self.network,
-            tag_policy: self.tag_policy,
-            pull_timeout: self.pull_timeout,
-            jobs: self.jobs,
-        })
-    }
-}
-
-/// Every setting of a client, checked, as plain data: what
-/// [`Client`](crate::Client) builds its cache, registry and selection from.
-pub(crate) struct Config {
-    pub(crate) root: PathBuf,
-    pub(crate) mirrors: Mirrors,
-    pub(crate) layouts: Vec<PathBuf>,
-    pub(crate) events: Events,
-    pub(crate) max_manifest_size: u64,
-    pub(crate) lock_timeout: Option<Duration>,
-    pub(crate) platforms: Vec<Platform>,
-    pub(crate) layer_media_types: Vec<String>,
-    pub(crate) media_types_explicit: bool,
-    pub(crate) layer: Option<LayerSelector>,
-    pub(crate) max_extracted_size: u64,
-    pub(crate) registry: RegistryConfig,
-    pub(crate) network: Network,
-    pub(crate) tag_policy: TagPolicy,
-    pub(crate) pull_timeout: Option<Duration>,
-    pub(crate) jobs: usize,
 }
