@@ -484,3 +484,46 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn an_extracted_module_is_what_pull_to_writes_and_what_a_vendored_layout_serves_offline() {
+    let server = FakeRegistry::start();
+    let module = wasm_payload("vendored filter", 7000);
+    let layer = tar_gz(&[Entry::File("plugin.wasm", &module)]);
+    serve_image(&server, "2.0", &layer);
+    let reference = format!("{}/{REPO}:2.0", server.host());
+    let work = tempfile::tempdir().unwrap();
+
+    // -o writes the module, not the layer that streamed past while downloading.
+    let out = work.path().join("filter.wasm");
+    std::fs::write(&out, b"old").unwrap();
+    let cache = work.path().join("cache");
+    let c = client(server.host(), &cache);
+    let pulled = c.pull_to(&reference, &out).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), module);
+    assert_eq!(pulled.size(), module.len() as u64);
+    let siblings = std::fs::read_dir(work.path()).unwrap().count();
+    assert_eq!(
+        siblings, 2,
+        "only the output and the cache: no temporary file"
+    );
+
+    // The layout holds the image (manifest, config, layer) and a new machine
+    // with an empty cache and no network extracts the module from it.
+    let layout = work.path().join("vendor");
+    c.vendor(&layout, &[&reference]).unwrap();
+    drop(server);
+    let fresh = work.path().join("fresh-cache");
+    let offline = isolated("127.0.0.1:9", &fresh)
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap();
+    let from_layout = offline.pull(&reference).unwrap();
+    assert_eq!(from_layout.read().unwrap(), module);
+    assert_eq!(
+        from_layout.extracted_module().unwrap().to_string(),
+        digest(&module)
+    );
+    assert_eq!(derived_files(&fresh), [from_layout.path().to_path_buf()]);
+}
