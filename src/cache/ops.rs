@@ -140,7 +140,7 @@ impl PruneReport {
         self.derived_removed
     }
 
-    /// Leftover temporary files and partial downloads.
+    /// Leftover temporary files and partial downloads, and kept tokens that expired.
     pub fn temp_files_removed(&self) -> usize {
         self.temp_files_removed
     }
@@ -300,6 +300,9 @@ impl Cache {
             for path in entries_in(&self.layout.locks_dir())? {
                 remove(&path, &mut 0, &mut 0)?;
             }
+            report.temp_files_removed = report
+                .temp_files_removed
+                .saturating_add(self.token_files().remove_stale());
             Ok(report)
         })
     }

@@ -121,6 +121,37 @@ impl TokenFiles {
         self.write(&self.token_path(challenge, scope), &file);
     }
 
+    /// Removes the token files that have expired or cannot be used, and the
+    /// temporary files a killed writer left; returns how many. For prune, which
+    /// holds the cache exclusively, so nobody is writing here; challenges stay.
+    pub(crate) fn remove_stale(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = SystemTime::now();
+        let expired = |f: TokenFile| {
+            UNIX_EPOCH
+                .checked_add(Duration::from_secs(f.expires))
+                .is_none_or(|at| at <= now)
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let stale = if name.starts_with("token-") {
+                self.read::<TokenFile>(&path).is_none_or(expired)
+            } else {
+                name.starts_with(".token-")
+            };
+            // remove_file unlinks a link itself, never what it points to.
+            if stale && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     fn challenge_path(&self, host: &str) -> PathBuf {
         let key = Digest::of(format!("challenge\n{host}").as_bytes());
         self.dir.join(format!("challenge-{}.json", key.hex()))
@@ -232,6 +263,12 @@ mod tests {
             SystemTime::now() - Duration::from_secs(1),
         );
         assert!(files.token(&c, "repository:a:pull").is_none(), "expired");
+        files.keep_token(&c, "repository:b:pull", "fresh", later);
+        files.remember_challenge("registry.example", &c);
+        assert_eq!(files.remove_stale(), 1, "the expired one only");
+        assert_eq!(files.token(&c, "repository:b:pull").unwrap().0, "fresh");
+        assert_eq!(files.challenge("registry.example"), Some(c.clone()));
+        assert_eq!(fs::read_dir(&files.dir).unwrap().count(), 2);
         remove_all(&files);
         assert!(files.token(&c, "repository:a:pull").is_none());
     }
