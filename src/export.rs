@@ -10,7 +10,7 @@
 //! how bytes are copied (reflink, else `copy_file_range`, else read and write).
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -162,8 +162,12 @@ impl Output {
     /// Fills the temporary file from `from` (the file at `source`, `len` bytes)
     /// and renames it into place.
     fn finish_from(self, from: &File, source: &Path, len: u64) -> Result<()> {
-        let to = self.tmp.as_file();
+        let mut to = self.tmp.as_file();
+        // The tee wrote through a clone of this file, which shares its offset:
+        // emptied, it must be written from its start again, or the copy lands
+        // after a hole as long as what the tee had written.
         to.set_len(0)
+            .and_then(|()| to.rewind())
             .map_err(|e| Error::io("truncate", self.tmp.path(), e))?;
         fast_copy(from, to, len).map_err(|e| {
             let failed = if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -440,6 +444,21 @@ mod tests {
         copy_out(&source, &outside.path().join("out")).unwrap();
         // Beside the cache's directories, in its root, is not inside it.
         copy_out(&source, &dir.path().join("out.wasm")).unwrap();
+    }
+
+    #[test]
+    fn an_output_the_tee_left_incomplete_is_filled_from_its_start() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let source = blob(dir.path());
+        let dest = dir.path().join("out.wasm");
+        let Destination::Replace(out) = prepare(None, &dest).unwrap() else {
+            panic!("a new file is replaced")
+        };
+        // A download teed a few bytes, then the tee broke (a resume, a write error).
+        out.tmp.as_file().write_all(b"half").unwrap();
+        out.finish(&source, 12).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"cached bytes");
     }
 
     #[test]
