@@ -268,3 +268,76 @@ fn the_cli_pulls_several_references_prints_an_array_and_exits_1_if_any_failed() 
         "{stderr}"
     );
 }
+
+#[test]
+fn a_forged_download_from_a_mirror_never_becomes_the_output_when_the_blob_is_cached() {
+    // The mirror answers the tag with a layer of its own, as long as the real
+    // one, whose bytes do not verify: they are teed into the output's
+    // temporary file whole. The registry then answers with the real layer,
+    // already in the cache (pulled under another tag), so nothing is
+    // downloaded again: the output must be a copy of the cached blob, never
+    // the mirror's bytes.
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let payload = big("the real plugin");
+    upstream.artifact(REPO, "v1", &payload, |r| r);
+    let other = big("the mirror's own layer");
+    assert_eq!(other.len(), payload.len());
+    let forged = vec![0x66; other.len()];
+    mirror.artifact(REPO, "v1", &other, |_| Route::ok(forged.clone()));
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("plugin.wasm");
+    let client = isolated(upstream.host(), cache.path())
+        .insecure_host(mirror.host())
+        .mirror(upstream.host(), mirror.host())
+        .build()
+        .unwrap();
+    client
+        .pull(&format!(
+            "{}/{REPO}@{}",
+            upstream.host(),
+            digest(&manifest(&[(WASM, &payload)]))
+        ))
+        .unwrap();
+
+    let artifact = client
+        .pull_to(&format!("{}/{REPO}:v1", upstream.host()), &dest)
+        .unwrap();
+    assert_eq!(fs::read(artifact.path()).unwrap(), payload);
+    assert!(
+        fs::read(&dest).unwrap() == payload,
+        "the output holds bytes that never verified"
+    );
+    assert!(others(out.path(), &["plugin.wasm"]).is_empty());
+}
+
+#[test]
+fn a_download_cut_and_resumed_still_gives_the_output_the_blob_exactly() {
+    // The connection drops after 1 MiB; the retry resumes from the partial, so
+    // the output's temporary file, teed from the first attempt, is not the
+    // whole blob and is filled from the cache instead: from its start, not
+    // after the bytes it already held.
+    let server = FakeRegistry::start();
+    let payload = big("cut, then resumed");
+    server.artifact(REPO, "v1", &payload, |r| {
+        r.cut_after(1 << 20)
+            .ranges()
+            .then(Route::ok(payload.clone()).ranges())
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("plugin.wasm");
+    let client = isolated(server.host(), cache.path())
+        .retries(2)
+        .build()
+        .unwrap();
+    let artifact = client
+        .pull_to(&format!("{}/{REPO}:v1", server.host()), &dest)
+        .unwrap();
+    assert_eq!(fs::read(artifact.path()).unwrap(), payload);
+    let got = fs::read(&dest).unwrap();
+    assert_eq!(got.len(), payload.len(), "the output's length");
+    assert!(got == payload, "the output is not the blob");
+    assert!(others(out.path(), &["plugin.wasm"]).is_empty());
+}

@@ -33,9 +33,10 @@ const QUEUE: usize = 4;
 
 /// A second copy of the bytes as they arrive, in a file its owner renames into
 /// place once the blob verified. It is complete only when one unbroken stream
-/// from byte 0 was written into it whole; anything else (a resume from a
-/// partial, a write error) marks it incomplete, and its owner copies from the
-/// cache instead.
+/// from byte 0 was written into it whole by the very pass whose hash verified;
+/// anything else (a resume from a partial, a write error, a pass that failed
+/// verification, a blob that turned up without a pass) marks it incomplete, and
+/// its owner copies from the cache instead.
 #[derive(Debug)]
 pub(crate) struct Tee {
     file: File,
@@ -59,15 +60,25 @@ impl Tee {
     }
 
     /// The next bytes written are the blob's from `offset` on: from 0 it starts
-    /// over; from anywhere but where it stands it cannot be complete.
+    /// over; from anywhere else it cannot be complete. Not even from where it
+    /// stands: the writer's file then holds a partial it claimed, which another
+    /// writer may have rewritten since (started over from another source and cut
+    /// at the same length), so the tee's first bytes need not be the ones hashed.
     pub(crate) fn starts_at(&mut self, offset: u64) {
         if offset == 0 {
             let emptied = self.file.set_len(0).and_then(|()| self.file.rewind());
             self.broken = emptied.is_err();
             self.written = 0;
-        } else if offset != self.written {
+        } else {
             self.broken = true;
         }
+    }
+
+    /// What it holds is not known to be the blob (a pass that failed, or a
+    /// blob found whole without a pass that wrote the tee): until it is
+    /// started over from byte 0, it is incomplete.
+    pub(crate) fn invalidate(&mut self) {
+        self.broken = true;
     }
 
     fn write(&mut self, bytes: &[u8]) {
