@@ -341,3 +341,55 @@ fn a_download_cut_and_resumed_still_gives_the_output_the_blob_exactly() {
     assert!(got == payload, "the output is not the blob");
     assert!(others(out.path(), &["plugin.wasm"]).is_empty());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_pull_where_no_thread_can_be_started_still_works_on_one() {
+    // A build machine at its process limit (`ulimit -u`, a container's
+    // pids.max, busy with rustc): spawning the hashing thread or `-j`'s
+    // workers fails with EAGAIN. The pull must still work, on the one thread
+    // it has, not panic. Root ignores the limit, so run as nobody.
+    use std::os::unix::process::CommandExt;
+    let server = FakeRegistry::start();
+    let a = big("no thread a");
+    let b = wasm_payload("no thread b", 90_000);
+    server.artifact("lim/a", "1", &a, |r| r);
+    server.artifact("lim/b", "1", &b, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        std::os::unix::fs::chown(work.path(), Some(65534), Some(65534)).unwrap();
+    }
+    let host = server.host();
+    let run = |refs: &[String]| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c")
+            .arg(r#"ulimit -u 1 && exec "$0" "$@""#)
+            .arg(env!("CARGO_BIN_EXE_forge-oci"))
+            .current_dir(work.path())
+            .env("HOME", work.path())
+            .env_remove("FORGE_CACHE_DIR")
+            .env_remove("FORGE_OFFLINE")
+            .env_remove("CARGO_NET_OFFLINE")
+            .arg("pull")
+            .args(refs)
+            .args(["--cache-dir", "cache", "--insecure", host, "-j", "2"]);
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[format!("{host}/lim/a:1")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[format!("{host}/lim/a:1"), format!("{host}/lim/b:1")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(verified_blobs(&work.path().join("cache")).len(), 4);
+}

@@ -18,6 +18,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
+use std::sync::Mutex;
 use std::sync::mpsc::sync_channel;
 use std::thread;
 
@@ -120,6 +121,10 @@ pub(crate) struct Pumped {
 /// Copies `source` to the end of `file` (which holds `have` bytes hashed into
 /// `hasher`) and to `tee`, at most up to `size` bytes in all, hashing on
 /// another thread. `progress` hears the length on disk as it grows.
+///
+/// Where no thread can be started (a process limit reached: `ulimit -u`, a
+/// container's `pids.max` on a busy build machine), it hashes on this thread
+/// instead, one buffer at a time: slower, never a panic.
 pub(crate) fn pump<R: Read>(
     mut source: R,
     file: &mut File,
@@ -131,22 +136,41 @@ pub(crate) fn pump<R: Read>(
 ) -> Pumped {
     let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(QUEUE);
     let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(QUEUE);
+    // The hashing thread takes the hasher from here; if it cannot be started,
+    // the hasher is still here for this thread to use.
+    let slot = Mutex::new(Some(hasher));
+    let take = |slot: &Mutex<Option<Hasher>>| {
+        slot.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default()
+    };
     thread::scope(|scope| {
-        let hashing = scope.spawn(move || {
-            let mut hasher = hasher;
-            while let Ok((buf, n)) = full_rx.recv() {
-                // Writing to a Hasher cannot fail.
-                let _ = hasher.write_all(&buf[..n]);
-                // The reader may have stopped; then the buffer is simply freed.
-                let _ = empty_tx.send(buf);
-            }
-            hasher
-        });
+        let slot = &slot;
+        let spawned = thread::Builder::new()
+            .name("forge-oci-hash".to_owned())
+            .spawn_scoped(scope, move || {
+                let mut hasher = take(slot);
+                while let Ok((buf, n)) = full_rx.recv() {
+                    // Writing to a Hasher cannot fail.
+                    let _ = hasher.write_all(&buf[..n]);
+                    // The reader may have stopped; then the buffer is simply freed.
+                    let _ = empty_tx.send(buf);
+                }
+                hasher
+            });
+        let (hashing, mut inline) = match spawned {
+            Ok(handle) => (Some(handle), None),
+            Err(_) => (None, Some(take(slot))),
+        };
+        let mut spare = None;
         let mut have = have;
         let mut tee = tee;
         let mut allocated = 0;
         let stop = loop {
-            let mut buf = if allocated < QUEUE {
+            let mut buf = if let Some(buf) = spare.take() {
+                buf
+            } else if allocated < QUEUE {
                 allocated += 1;
                 vec![0u8; BUF]
             } else {
@@ -168,7 +192,11 @@ pub(crate) fn pump<R: Read>(
                 }
                 have = have.saturating_add(filled as u64);
                 progress(have);
-                if full_tx.send((buf, filled)).is_err() {
+                if let Some(hasher) = inline.as_mut() {
+                    // Writing to a Hasher cannot fail.
+                    let _ = hasher.write_all(&buf[..filled]);
+                    spare = Some(buf);
+                } else if full_tx.send((buf, filled)).is_err() {
                     break Stop::End;
                 }
             }
@@ -179,7 +207,11 @@ pub(crate) fn pump<R: Read>(
         drop(full_tx);
         // A panic in the hashing thread gives a hash of nothing: the bytes then
         // fail verification, which is the safe way to fail.
-        let hasher = hashing.join().unwrap_or_default();
+        let hasher = match (hashing, inline) {
+            (Some(handle), _) => handle.join().unwrap_or_default(),
+            (None, Some(hasher)) => hasher,
+            (None, None) => Hasher::default(),
+        };
         Pumped { hasher, have, stop }
     })
 }
