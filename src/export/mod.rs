@@ -13,10 +13,11 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
-
 use crate::cache::{Tee, sync_parent};
+
+mod temp;
 use crate::error::{Error, Result};
+use temp::Temp;
 
 /// Copies `source` to `dest` through a temporary file in the destination's
 /// directory that is renamed over it once complete and on disk.
@@ -60,7 +61,7 @@ pub(crate) enum Destination {
 /// until [`Output::finish`].
 #[derive(Debug)]
 pub(crate) struct Output {
-    tmp: NamedTempFile,
+    tmp: Temp,
     /// Where the links at `dest` lead: the file replaced.
     target: PathBuf,
     /// As the caller gave it, for errors.
@@ -107,19 +108,7 @@ pub(crate) fn prepare(cache_root: Option<&Path>, dest: &Path) -> Result<Destinat
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".forge-oci-").suffix(".tmp");
-    // tempfile creates 0600; a copy is the user's own ordinary file, readable as
-    // any file they create (0644 before the umask), and writable even though the
-    // cached blob is read-only.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o644));
-    }
-    let tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create a temporary file in", dir, e))?;
+    let tmp = Temp::new_in(dir).map_err(|e| Error::io("create a temporary file in", dir, e))?;
     let handle = tmp
         .as_file()
         .try_clone()
@@ -188,7 +177,7 @@ impl Output {
             .sync_all()
             .map_err(|e| Error::io("fsync", tmp.path(), e))?;
         tmp.persist(&target)
-            .map_err(|e| Error::io("replace", &dest, e.error))?;
+            .map_err(|e| Error::io("replace", &dest, e))?;
         sync_parent(&target)
     }
 }
