@@ -34,16 +34,7 @@ impl Temp {
                 dir: dir.to_path_buf(),
             });
         }
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".forge-oci-").suffix(".tmp");
-        // tempfile creates 0600; the copy is writable even though the cached
-        // blob is read-only, and readable as any file the user creates.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o644));
-        }
-        builder.tempfile_in(dir).map(Temp::Named)
+        named_in(dir).map(Temp::Named)
     }
 
     pub(super) fn as_file(&self) -> &File {
@@ -68,14 +59,42 @@ impl Temp {
         match self {
             Temp::Named(tmp) => tmp.persist(target).map(drop).map_err(|e| e.error),
             #[cfg(target_os = "linux")]
-            Temp::Unnamed { file, dir } => {
-                let named = link_in(&file, &dir)?;
-                std::fs::rename(&named, target).inspect_err(|_| {
+            Temp::Unnamed { file, dir } => match link_in(&file, &dir) {
+                Ok(named) => std::fs::rename(&named, target).inspect_err(|_| {
                     let _ = std::fs::remove_file(&named);
-                })
-            }
+                }),
+                // A sandbox whose /proc cannot link it: its bytes go into a
+                // named file instead (a copy, only there).
+                Err(_) => copy_into_named(&file, &dir, target),
+            },
         }
     }
+}
+
+/// A named temporary file in `dir`, removed when dropped, `0644` before the umask.
+fn named_in(dir: &Path) -> io::Result<NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".forge-oci-").suffix(".tmp");
+    // tempfile creates 0600; the copy is writable even though the cached blob
+    // is read-only, and readable as any file the user creates.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// Copies all of `file` into a named temporary file in `dir`, renamed over `target`.
+#[cfg(target_os = "linux")]
+fn copy_into_named(file: &File, dir: &Path, target: &Path) -> io::Result<()> {
+    use std::io::Seek;
+    let named = named_in(dir)?;
+    let mut from = file;
+    from.rewind()?;
+    io::copy(&mut from, &mut named.as_file())?;
+    named.as_file().sync_all()?;
+    named.persist(target).map(drop).map_err(|e| e.error)
 }
 
 /// A file with no name in `dir`, if the file system and `/proc` allow one
@@ -139,6 +158,20 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         drop(Temp::new_in(dir.path()).unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn where_it_cannot_be_linked_its_bytes_are_copied_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        let Temp::Unnamed { file, dir: at } = Temp::new_in(dir.path()).unwrap() else {
+            return; // this file system has no O_TMPFILE: nothing to fall back from
+        };
+        (&file).write_all(b"the whole blob").unwrap();
+        copy_into_named(&file, &at, &target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"the whole blob");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
