@@ -121,6 +121,39 @@ impl TokenFiles {
         self.write(&self.token_path(challenge, scope), &file);
     }
 
+    /// Removes what a killed writer left (`.token-*` temporary files) and
+    /// token files that expired or are not ours to read, keeping challenges
+    /// and live tokens. Best effort; returns how many files went. A pull
+    /// writes tokens outside the cache-wide lock, so one being written now may
+    /// lose its file: it is then simply not kept.
+    pub(crate) fn prune(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let stale = if name.starts_with(".token-") {
+                true
+            } else if name.starts_with("token-") {
+                self.read::<TokenFile>(&path).is_none_or(|file| {
+                    UNIX_EPOCH
+                        .checked_add(Duration::from_secs(file.expires))
+                        .is_none_or(|expires| expires <= SystemTime::now())
+                })
+            } else {
+                false
+            };
+            // remove_file never follows a link: a planted one goes, not its target.
+            if stale && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     fn challenge_path(&self, host: &str) -> PathBuf {
         let key = Digest::of(format!("challenge\n{host}").as_bytes());
         self.dir.join(format!("challenge-{}.json", key.hex()))
@@ -280,6 +313,27 @@ mod tests {
             std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
             assert!(files.token(&c, "s").is_none());
         }
+    }
+
+    #[test]
+    fn prune_removes_leftovers_and_expired_tokens_and_keeps_the_rest() {
+        let (_dir, files) = files();
+        let c = challenge();
+        let later = SystemTime::now() + Duration::from_secs(300);
+        files.keep_token(&c, "live", "t", later);
+        files.keep_token(&c, "old", "t", SystemTime::now() - Duration::from_secs(1));
+        files.remember_challenge("r.example", &c);
+        // What a writer killed between writing and renaming leaves.
+        fs::write(files.dir.join(".token-aBc123"), b"{\"token\":\"secret\"}").unwrap();
+        assert_eq!(files.prune(), 2);
+        let mut left: Vec<String> = fs::read_dir(&files.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(files.token(&c, "live").is_some());
+        assert_eq!(files.challenge("r.example"), Some(c));
     }
 
     #[test]
