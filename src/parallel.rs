@@ -21,19 +21,27 @@ pub(crate) fn map_bounded<T: Sync, R: Send>(
     }
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    let result = f(item);
-                    if let Some(slot) = slots.get(i) {
-                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-                    }
-                }
-            });
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            let result = f(item);
+            if let Some(slot) = slots.get(i) {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            }
         }
+    };
+    thread::scope(|scope| {
+        // The calling thread is one of the workers. A thread that cannot be
+        // started (a process limit reached on a busy build machine) is one
+        // worker fewer, not a panic: the calling thread alone gets through
+        // every item if need be.
+        for _ in 1..threads {
+            let _ = thread::Builder::new()
+                .name("forge-oci-pull".to_owned())
+                .spawn_scoped(scope, work);
+        }
+        work();
     });
     // Every index below `items.len()` was taken by exactly one thread, which
     // filled its slot, unless `f` panicked (then the scope re-raised it above).

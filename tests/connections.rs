@@ -234,3 +234,51 @@ fn a_planted_link_in_place_of_a_token_file_is_not_followed() {
             .is_symlink()
     );
 }
+
+#[test]
+fn credentials_never_go_to_a_realm_only_remembered_from_an_earlier_process() {
+    // Once, something else answered at the registry's address (a port on
+    // localhost squatted while the real registry was down, a hostile network
+    // in front of a plain-HTTP registry), with a challenge whose realm is its
+    // own: an anonymous pull then kept that challenge in the cache. (Its realm
+    // is marked insecure here only to stand in for an https one: a squatter
+    // can have a certificate for a host of its own.)
+    let registry = FakeRegistry::start_keep_alive();
+    registry.artifact(REPO, "v1", &wasm_payload("squatted", 40_000), |r| r);
+    registry.artifact(REPO, "v2", &wasm_payload("real", 40_000), |r| r);
+    registry.route("/token", Route::ok(r#"{"token":"T","expires_in":300}"#));
+    let squatter = FakeRegistry::start();
+    squatter.route("/token", Route::ok(r#"{"token":"S","expires_in":300}"#));
+    let challenge =
+        |realm_host: &str| format!(r#"Bearer realm="http://{realm_host}/token",service="fake""#);
+    registry.require_bearer("S", &challenge(squatter.host()));
+    let cache = tempfile::tempdir().unwrap();
+    let reference = |tag: &str| format!("{}/{REPO}:{tag}", registry.host());
+    isolated(registry.host(), cache.path())
+        .insecure_host(squatter.host())
+        .build()
+        .unwrap()
+        .pull(&reference("v1"))
+        .unwrap();
+    let asked = squatter.seen().len();
+    assert!(asked > 0);
+
+    // The real registry is back, and the user now has credentials for it: no
+    // later process may send them to the realm the squatter named, before the
+    // registry itself has challenged it to.
+    registry.require_bearer("T", &challenge(registry.host()));
+    let with_credentials = isolated(registry.host(), cache.path())
+        .insecure_host(squatter.host())
+        .credentials(registry.host(), Credentials::basic("alice", "s3cret"))
+        .build()
+        .unwrap();
+    with_credentials.pull(&reference("v2")).unwrap();
+    let leaked: Vec<_> = squatter.seen()[asked..]
+        .iter()
+        .filter_map(|s| s.authorization.clone())
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "credentials sent to the remembered realm: {leaked:?}"
+    );
+}

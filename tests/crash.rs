@@ -335,3 +335,52 @@ fn concurrent_pulls_with_flock_failing_never_commit_a_bad_blob() {
         "no round had two writers at once: the test proves nothing"
     );
 }
+
+#[test]
+fn a_pull_to_a_file_killed_mid_download_leaves_nothing_beside_the_file() {
+    // `-o FILE` is written as the bytes arrive, for the whole download: a kill
+    // then (kill -9, or Ctrl-C, which runs no destructor either) must not
+    // leave a hidden temporary file as large as what had arrived in the
+    // user's directory, where nothing would ever remove it.
+    let server = FakeRegistry::start();
+    let payload = wasm_payload("killed while teeing", 3 << 20);
+    server.artifact(REPO, "v1", &payload, |r| {
+        r.slow(64 << 10, Duration::from_millis(40))
+    });
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("plugin.wasm"), b"the old plugin").unwrap();
+    let reference = format!("{}/{REPO}:v1", server.host());
+    let dest = out.join("plugin.wasm");
+    let dest_arg = dest.to_str().unwrap();
+    let mut child = cli(
+        &cache,
+        server.host(),
+        &["pull", &reference, "-q", "-o", dest_arg],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Until the download has written something, then kill it.
+    let downloading = || {
+        std::fs::read_dir(cache.join("tmp")).is_ok_and(|d| {
+            d.filter_map(|e| e.ok())
+                .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+        })
+    };
+    while !downloading() {
+        assert!(child.try_wait().unwrap().is_none(), "the pull ended first");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["plugin.wasm"], "left beside the output");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"the old plugin");
+}

@@ -268,3 +268,133 @@ fn the_cli_pulls_several_references_prints_an_array_and_exits_1_if_any_failed() 
         "{stderr}"
     );
 }
+
+#[test]
+fn a_forged_download_from_a_mirror_never_becomes_the_output_when_the_blob_is_cached() {
+    // The mirror answers the tag with a layer of its own, as long as the real
+    // one, whose bytes do not verify: they are teed into the output's
+    // temporary file whole. The registry then answers with the real layer,
+    // already in the cache (pulled under another tag), so nothing is
+    // downloaded again: the output must be a copy of the cached blob, never
+    // the mirror's bytes.
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let payload = big("the real plugin");
+    upstream.artifact(REPO, "v1", &payload, |r| r);
+    let other = big("the mirror's own layer");
+    assert_eq!(other.len(), payload.len());
+    let forged = vec![0x66; other.len()];
+    mirror.artifact(REPO, "v1", &other, |_| Route::ok(forged.clone()));
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("plugin.wasm");
+    let client = isolated(upstream.host(), cache.path())
+        .insecure_host(mirror.host())
+        .mirror(upstream.host(), mirror.host())
+        .build()
+        .unwrap();
+    client
+        .pull(&format!(
+            "{}/{REPO}@{}",
+            upstream.host(),
+            digest(&manifest(&[(WASM, &payload)]))
+        ))
+        .unwrap();
+
+    let artifact = client
+        .pull_to(&format!("{}/{REPO}:v1", upstream.host()), &dest)
+        .unwrap();
+    assert_eq!(fs::read(artifact.path()).unwrap(), payload);
+    assert!(
+        fs::read(&dest).unwrap() == payload,
+        "the output holds bytes that never verified"
+    );
+    assert!(others(out.path(), &["plugin.wasm"]).is_empty());
+}
+
+#[test]
+fn a_download_cut_and_resumed_still_gives_the_output_the_blob_exactly() {
+    // The connection drops after 1 MiB; the retry resumes from the partial, so
+    // the output's temporary file, teed from the first attempt, is not the
+    // whole blob and is filled from the cache instead: from its start, not
+    // after the bytes it already held.
+    let server = FakeRegistry::start();
+    let payload = big("cut, then resumed");
+    server.artifact(REPO, "v1", &payload, |r| {
+        r.cut_after(1 << 20)
+            .ranges()
+            .then(Route::ok(payload.clone()).ranges())
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("plugin.wasm");
+    let client = isolated(server.host(), cache.path())
+        .retries(2)
+        .build()
+        .unwrap();
+    let artifact = client
+        .pull_to(&format!("{}/{REPO}:v1", server.host()), &dest)
+        .unwrap();
+    assert_eq!(fs::read(artifact.path()).unwrap(), payload);
+    let got = fs::read(&dest).unwrap();
+    assert_eq!(got.len(), payload.len(), "the output's length");
+    assert!(got == payload, "the output is not the blob");
+    assert!(others(out.path(), &["plugin.wasm"]).is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_pull_where_no_thread_can_be_started_still_works_on_one() {
+    // A build machine at its process limit (`ulimit -u`, a container's
+    // pids.max, busy with rustc): spawning the hashing thread or `-j`'s
+    // workers fails with EAGAIN. The pull must still work, on the one thread
+    // it has, not panic. Root ignores the limit, so run as nobody.
+    use std::os::unix::process::CommandExt;
+    let server = FakeRegistry::start();
+    let a = big("no thread a");
+    let b = wasm_payload("no thread b", 90_000);
+    server.artifact("lim/a", "1", &a, |r| r);
+    server.artifact("lim/b", "1", &b, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let root = rustix::process::geteuid().is_root();
+    let mut bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_forge-oci"));
+    if root {
+        // nobody may not reach the build directory (a home that is 0700).
+        let copy = work.path().join("forge-oci");
+        fs::copy(&bin, &copy).unwrap();
+        bin = copy;
+        std::os::unix::fs::chown(work.path(), Some(65534), Some(65534)).unwrap();
+    }
+    let host = server.host();
+    let run = |refs: &[String]| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c")
+            .arg(r#"ulimit -u 1 && exec "$0" "$@""#)
+            .arg(&bin)
+            .current_dir(work.path())
+            .env("HOME", work.path())
+            .env_remove("FORGE_CACHE_DIR")
+            .env_remove("FORGE_OFFLINE")
+            .env_remove("CARGO_NET_OFFLINE")
+            .arg("pull")
+            .args(refs)
+            .args(["--cache-dir", "cache", "--insecure", host, "-j", "2"]);
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[format!("{host}/lim/a:1")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[format!("{host}/lim/a:1"), format!("{host}/lim/b:1")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(verified_blobs(&work.path().join("cache")).len(), 4);
+}

@@ -63,7 +63,30 @@ pub(crate) struct Target<'a> {
 
 /// Downloads the blob into `target.dest`, resuming a released partial if there
 /// is one. `progress` hears the byte count on disk as it grows.
+///
+/// `tee` is left complete only when the pass that verified wrote it whole from
+/// byte 0; whatever else happens it is left incomplete (its owner then copies
+/// the blob from the cache): after a failed pass it may hold the bytes that
+/// failed, and the caller may yet find the blob in the cache without a pass.
 pub(crate) fn download<R: Read>(
+    target: &Target<'_>,
+    open_at: OpenAt<'_, R>,
+    progress: &mut dyn FnMut(u64),
+    mut tee: Option<&mut Tee>,
+) -> std::result::Result<(), CommitError> {
+    if let Some(tee) = tee.as_deref_mut() {
+        tee.invalidate();
+    }
+    let done = passes(target, open_at, progress, tee.as_deref_mut());
+    if let (Err(_), Some(tee)) = (&done, tee) {
+        tee.invalidate();
+    }
+    done
+}
+
+/// [`download`]'s passes over the source: a resume, then once more from zero
+/// if what was resumed was no prefix of the blob.
+fn passes<R: Read>(
     target: &Target<'_>,
     open_at: OpenAt<'_, R>,
     progress: &mut dyn FnMut(u64),

@@ -238,7 +238,8 @@ impl Cache {
     }
 
     /// Removes references older than `options.older_than` (if set), then every blob
-    /// no remaining reference leads to, leftover temporary files and stale lock files.
+    /// no remaining reference leads to, leftover temporary files, stale lock files
+    /// and expired token files.
     /// Waits for running pulls to finish first.
     ///
     /// # Errors
@@ -300,9 +301,9 @@ impl Cache {
             for path in entries_in(&self.layout.locks_dir())? {
                 remove(&path, &mut 0, &mut 0)?;
             }
-            report.temp_files_removed = report
-                .temp_files_removed
-                .saturating_add(self.token_files().remove_stale());
+            // Token files are small but one is kept per repository pulled, and a
+            // writer killed mid-write leaves a `.token-*` file holding a token.
+            report.temp_files_removed += self.token_files().prune();
             Ok(report)
         })
     }

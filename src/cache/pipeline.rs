@@ -18,6 +18,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
+use std::sync::Mutex;
 use std::sync::mpsc::sync_channel;
 use std::thread;
 
@@ -33,9 +34,10 @@ const QUEUE: usize = 4;
 
 /// A second copy of the bytes as they arrive, in a file its owner renames into
 /// place once the blob verified. It is complete only when one unbroken stream
-/// from byte 0 was written into it whole; anything else (a resume from a
-/// partial, a write error) marks it incomplete, and its owner copies from the
-/// cache instead.
+/// from byte 0 was written into it whole by the very pass whose hash verified;
+/// anything else (a resume from a partial, a write error, a pass that failed
+/// verification, a blob that turned up without a pass) marks it incomplete, and
+/// its owner copies from the cache instead.
 #[derive(Debug)]
 pub(crate) struct Tee {
     file: File,
@@ -59,15 +61,25 @@ impl Tee {
     }
 
     /// The next bytes written are the blob's from `offset` on: from 0 it starts
-    /// over; from anywhere but where it stands it cannot be complete.
+    /// over; from anywhere else it cannot be complete. Not even from where it
+    /// stands: the writer's file then holds a partial it claimed, which another
+    /// writer may have rewritten since (started over from another source and cut
+    /// at the same length), so the tee's first bytes need not be the ones hashed.
     pub(crate) fn starts_at(&mut self, offset: u64) {
         if offset == 0 {
             let emptied = self.file.set_len(0).and_then(|()| self.file.rewind());
             self.broken = emptied.is_err();
             self.written = 0;
-        } else if offset != self.written {
+        } else {
             self.broken = true;
         }
+    }
+
+    /// What it holds is not known to be the blob (a pass that failed, or a
+    /// blob found whole without a pass that wrote the tee): until it is
+    /// started over from byte 0, it is incomplete.
+    pub(crate) fn invalidate(&mut self) {
+        self.broken = true;
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -109,6 +121,10 @@ pub(crate) struct Pumped {
 /// Copies `source` to the end of `file` (which holds `have` bytes hashed into
 /// `hasher`) and to `tee`, at most up to `size` bytes in all, hashing on
 /// another thread. `progress` hears the length on disk as it grows.
+///
+/// Where no thread can be started (a process limit reached: `ulimit -u`, a
+/// container's `pids.max` on a busy build machine), it hashes on this thread
+/// instead, one buffer at a time: slower, never a panic.
 pub(crate) fn pump<R: Read>(
     mut source: R,
     file: &mut File,
@@ -120,22 +136,41 @@ pub(crate) fn pump<R: Read>(
 ) -> Pumped {
     let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(QUEUE);
     let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(QUEUE);
+    // The hashing thread takes the hasher from here; if it cannot be started,
+    // the hasher is still here for this thread to use.
+    let slot = Mutex::new(Some(hasher));
+    let take = |slot: &Mutex<Option<Hasher>>| {
+        slot.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default()
+    };
     thread::scope(|scope| {
-        let hashing = scope.spawn(move || {
-            let mut hasher = hasher;
-            while let Ok((buf, n)) = full_rx.recv() {
-                // Writing to a Hasher cannot fail.
-                let _ = hasher.write_all(&buf[..n]);
-                // The reader may have stopped; then the buffer is simply freed.
-                let _ = empty_tx.send(buf);
-            }
-            hasher
-        });
+        let slot = &slot;
+        let spawned = thread::Builder::new()
+            .name("forge-oci-hash".to_owned())
+            .spawn_scoped(scope, move || {
+                let mut hasher = take(slot);
+                while let Ok((buf, n)) = full_rx.recv() {
+                    // Writing to a Hasher cannot fail.
+                    let _ = hasher.write_all(&buf[..n]);
+                    // The reader may have stopped; then the buffer is simply freed.
+                    let _ = empty_tx.send(buf);
+                }
+                hasher
+            });
+        let (hashing, mut inline) = match spawned {
+            Ok(handle) => (Some(handle), None),
+            Err(_) => (None, Some(take(slot))),
+        };
+        let mut spare = None;
         let mut have = have;
         let mut tee = tee;
         let mut allocated = 0;
         let stop = loop {
-            let mut buf = if allocated < QUEUE {
+            let mut buf = if let Some(buf) = spare.take() {
+                buf
+            } else if allocated < QUEUE {
                 allocated += 1;
                 vec![0u8; BUF]
             } else {
@@ -157,7 +192,11 @@ pub(crate) fn pump<R: Read>(
                 }
                 have = have.saturating_add(filled as u64);
                 progress(have);
-                if full_tx.send((buf, filled)).is_err() {
+                if let Some(hasher) = inline.as_mut() {
+                    // Writing to a Hasher cannot fail.
+                    let _ = hasher.write_all(&buf[..filled]);
+                    spare = Some(buf);
+                } else if full_tx.send((buf, filled)).is_err() {
                     break Stop::End;
                 }
             }
@@ -168,7 +207,11 @@ pub(crate) fn pump<R: Read>(
         drop(full_tx);
         // A panic in the hashing thread gives a hash of nothing: the bytes then
         // fail verification, which is the safe way to fail.
-        let hasher = hashing.join().unwrap_or_default();
+        let hasher = match (hashing, inline) {
+            (Some(handle), _) => handle.join().unwrap_or_default(),
+            (None, Some(hasher)) => hasher,
+            (None, None) => Hasher::default(),
+        };
         Pumped { hasher, have, stop }
     })
 }

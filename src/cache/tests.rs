@@ -286,3 +286,64 @@ fn a_hit_is_a_regular_file_of_the_right_size() {
     assert!(downloaded, "and is repaired");
     assert_eq!(fs::read(path).unwrap(), b"expected");
 }
+
+/// A tee over a new file in `dir`, and the file's path.
+fn tee_in(dir: &Path) -> (Tee, PathBuf) {
+    let path = dir.join("out");
+    (Tee::new(fs::File::create(&path).unwrap()), path)
+}
+
+#[test]
+fn a_tee_is_complete_only_when_the_pass_that_verified_wrote_it_from_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = ready_cache(dir.path());
+    let d = Digest::of(b"interrupted");
+    let (mut tee, out) = tee_in(dir.path());
+    // A lying source sends five wrong bytes, then the connection drops.
+    let cut = c.fetch_blob_teeing(
+        &HELD,
+        &d,
+        11,
+        |_| Ok((CutAfter(b"XXXXX"), 0)),
+        Some(&mut tee),
+    );
+    assert!(matches!(cut, Err(CommitError::Cut(_))));
+    // Meanwhile another writer claimed the partial, found it was no prefix,
+    // started over and was cut at the same length: the partial is now true.
+    fs::write(c.layout.partial(&d), b"inter").unwrap();
+    c.fetch_blob_teeing(
+        &HELD,
+        &d,
+        11,
+        |o| Ok((&b"interrupted"[o as usize..], o)),
+        Some(&mut tee),
+    )
+    .unwrap();
+    assert!(
+        !tee.is_complete(11) || fs::read(&out).unwrap() == b"interrupted",
+        "the tee holds bytes that were never hashed"
+    );
+
+    // A tee written whole by a pass that failed verification is not the blob,
+    // even when the blob then turns up in the cache without a download.
+    let d2 = Digest::of(b"rightful");
+    let (mut tee, out) = tee_in(&dir.path().join("tmp"));
+    let bad = c.fetch_blob_teeing(&HELD, &d2, 8, |_| Ok((&b"wrongful"[..], 0)), Some(&mut tee));
+    assert!(matches!(bad, Err(CommitError::Verify(_))));
+    c.fetch_blob(&HELD, &d2, 8, |_| Ok((&b"rightful"[..], 0)))
+        .unwrap();
+    let (_, downloaded) = c
+        .fetch_blob_teeing(
+            &HELD,
+            &d2,
+            8,
+            |_| -> Result<(&[u8], u64)> { panic!("cached") },
+            Some(&mut tee),
+        )
+        .unwrap();
+    assert!(!downloaded);
+    assert!(
+        !tee.is_complete(8) || fs::read(&out).unwrap() == b"rightful",
+        "the tee holds the bytes that failed"
+    );
+}

@@ -121,30 +121,32 @@ impl TokenFiles {
         self.write(&self.token_path(challenge, scope), &file);
     }
 
-    /// Removes the token files that have expired or cannot be used, and the
-    /// temporary files a killed writer left; returns how many. For prune, which
-    /// holds the cache exclusively, so nobody is writing here; challenges stay.
-    pub(crate) fn remove_stale(&self) -> usize {
+    /// Removes what a killed writer left (`.token-*` temporary files) and
+    /// token files that expired or are not ours to read, keeping challenges
+    /// and live tokens. Best effort; returns how many files went. A pull
+    /// writes tokens outside the cache-wide lock, so one being written now may
+    /// lose its file: it is then simply not kept.
+    pub(crate) fn prune(&self) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return 0;
-        };
-        let now = SystemTime::now();
-        let expired = |f: TokenFile| {
-            UNIX_EPOCH
-                .checked_add(Duration::from_secs(f.expires))
-                .is_none_or(|at| at <= now)
         };
         let mut removed = 0;
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let stale = if name.starts_with("token-") {
-                self.read::<TokenFile>(&path).is_none_or(expired)
+            let stale = if name.starts_with(".token-") {
+                true
+            } else if name.starts_with("token-") {
+                self.read::<TokenFile>(&path).is_none_or(|file| {
+                    UNIX_EPOCH
+                        .checked_add(Duration::from_secs(file.expires))
+                        .is_none_or(|expires| expires <= SystemTime::now())
+                })
             } else {
-                name.starts_with(".token-")
+                false
             };
-            // remove_file unlinks a link itself, never what it points to.
+            // remove_file never follows a link: a planted one goes, not its target.
             if stale && std::fs::remove_file(&path).is_ok() {
                 removed += 1;
             }
@@ -265,7 +267,7 @@ mod tests {
         assert!(files.token(&c, "repository:a:pull").is_none(), "expired");
         files.keep_token(&c, "repository:b:pull", "fresh", later);
         files.remember_challenge("registry.example", &c);
-        assert_eq!(files.remove_stale(), 1, "the expired one only");
+        assert_eq!(files.prune(), 1, "the expired one only");
         assert_eq!(files.token(&c, "repository:b:pull").unwrap().0, "fresh");
         assert_eq!(files.challenge("registry.example"), Some(c.clone()));
         assert_eq!(fs::read_dir(&files.dir).unwrap().count(), 2);
@@ -317,6 +319,27 @@ mod tests {
             std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
             assert!(files.token(&c, "s").is_none());
         }
+    }
+
+    #[test]
+    fn prune_removes_leftovers_and_expired_tokens_and_keeps_the_rest() {
+        let (_dir, files) = files();
+        let c = challenge();
+        let later = SystemTime::now() + Duration::from_secs(300);
+        files.keep_token(&c, "live", "t", later);
+        files.keep_token(&c, "old", "t", SystemTime::now() - Duration::from_secs(1));
+        files.remember_challenge("r.example", &c);
+        // What a writer killed between writing and renaming leaves.
+        fs::write(files.dir.join(".token-aBc123"), b"{\"token\":\"secret\"}").unwrap();
+        assert_eq!(files.prune(), 2);
+        let mut left: Vec<String> = fs::read_dir(&files.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(files.token(&c, "live").is_some());
+        assert_eq!(files.challenge("r.example"), Some(c));
     }
 
     #[test]

@@ -24,18 +24,34 @@ use crate::reference::Reference;
 #[derive(Debug, Default)]
 pub(crate) struct Remembered {
     /// `None`: none to ask ahead with (none kept, or its token service failed).
-    challenges: Mutex<HashMap<String, Option<RememberedChallenge>>>,
+    challenges: Mutex<HashMap<String, Option<Known>>>,
     files: Option<TokenFiles>,
 }
 
+/// A challenge to ask ahead with, and whether the registry sent it to this
+/// process (else it was read from the cache: some earlier answer at that
+/// address, which may not have been the registry's).
+#[derive(Debug, Clone)]
+struct Known {
+    challenge: RememberedChallenge,
+    live: bool,
+}
+
 impl Remembered {
-    fn challenge(&self, host: &str) -> Option<RememberedChallenge> {
+    fn challenge(&self, host: &str) -> Option<Known> {
         let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(known) = map.get(host) {
             return known.clone();
         }
         // Read once per process and host, found or not.
-        let found = self.files.as_ref().and_then(|files| files.challenge(host));
+        let found = self
+            .files
+            .as_ref()
+            .and_then(|files| files.challenge(host))
+            .map(|challenge| Known {
+                challenge,
+                live: false,
+            });
         map.insert(host.to_owned(), found.clone());
         found
     }
@@ -49,12 +65,17 @@ impl Remembered {
 
     fn remember(&self, host: &str, challenge: &RememberedChallenge) {
         let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(host).and_then(Option::as_ref) != Some(challenge) {
-            map.insert(host.to_owned(), Some(challenge.clone()));
+        let known = map.get(host).and_then(Option::as_ref);
+        if known.map(|k| &k.challenge) != Some(challenge) {
             if let Some(files) = &self.files {
                 files.remember_challenge(host, challenge);
             }
         }
+        let live = Known {
+            challenge: challenge.clone(),
+            live: true,
+        };
+        map.insert(host.to_owned(), Some(live));
     }
 }
 
@@ -82,9 +103,19 @@ impl Registry {
         if let Some(token) = self.tokens.get(host, scope) {
             return Some(token.header());
         }
-        let remembered = self.remembered.challenge(host)?;
+        let known = self.remembered.challenge(host)?;
         // As a 401 would: the files are read, and a helper runs, outside any lock.
         let lookup = self.lookup(r, deadline);
+        // Credentials go only to a realm the registry itself named to this
+        // process. A challenge read from the cache may have come from whatever
+        // answered at that address once (a squatted localhost port, a hostile
+        // network in front of plain HTTP): asking it ahead with credentials
+        // would send them there on every later pull. With credentials, the
+        // registry's own 401 comes first (one round trip more, in a new process).
+        if lookup.found.is_some() && !known.live {
+            return None;
+        }
+        let remembered = known.challenge;
         let kept = match (&lookup.found, &self.remembered.files) {
             (None, Some(files)) => files
                 .token(&remembered, scope)

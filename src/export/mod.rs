@@ -10,13 +10,14 @@
 //! how bytes are copied (reflink, else `copy_file_range`, else read and write).
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
-
 use crate::cache::{Tee, sync_parent};
+
+mod temp;
 use crate::error::{Error, Result};
+use temp::Temp;
 
 /// Copies `source` to `dest` through a temporary file in the destination's
 /// directory that is renamed over it once complete and on disk.
@@ -60,7 +61,7 @@ pub(crate) enum Destination {
 /// until [`Output::finish`].
 #[derive(Debug)]
 pub(crate) struct Output {
-    tmp: NamedTempFile,
+    tmp: Temp,
     /// Where the links at `dest` lead: the file replaced.
     target: PathBuf,
     /// As the caller gave it, for errors.
@@ -107,19 +108,7 @@ pub(crate) fn prepare(cache_root: Option<&Path>, dest: &Path) -> Result<Destinat
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".forge-oci-").suffix(".tmp");
-    // tempfile creates 0600; a copy is the user's own ordinary file, readable as
-    // any file they create (0644 before the umask), and writable even though the
-    // cached blob is read-only.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o644));
-    }
-    let tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create a temporary file in", dir, e))?;
+    let tmp = Temp::new_in(dir).map_err(|e| Error::io("create a temporary file in", dir, e))?;
     let handle = tmp
         .as_file()
         .try_clone()
@@ -162,8 +151,12 @@ impl Output {
     /// Fills the temporary file from `from` (the file at `source`, `len` bytes)
     /// and renames it into place.
     fn finish_from(self, from: &File, source: &Path, len: u64) -> Result<()> {
-        let to = self.tmp.as_file();
+        let mut to = self.tmp.as_file();
+        // The tee wrote through a clone of this file, which shares its offset:
+        // emptied, it must be written from its start again, or the copy lands
+        // after a hole as long as what the tee had written.
         to.set_len(0)
+            .and_then(|()| to.rewind())
             .map_err(|e| Error::io("truncate", self.tmp.path(), e))?;
         fast_copy(from, to, len).map_err(|e| {
             let failed = if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -184,7 +177,7 @@ impl Output {
             .sync_all()
             .map_err(|e| Error::io("fsync", tmp.path(), e))?;
         tmp.persist(&target)
-            .map_err(|e| Error::io("replace", &dest, e.error))?;
+            .map_err(|e| Error::io("replace", &dest, e))?;
         sync_parent(&target)
     }
 }
@@ -440,6 +433,21 @@ mod tests {
         copy_out(&source, &outside.path().join("out")).unwrap();
         // Beside the cache's directories, in its root, is not inside it.
         copy_out(&source, &dir.path().join("out.wasm")).unwrap();
+    }
+
+    #[test]
+    fn an_output_the_tee_left_incomplete_is_filled_from_its_start() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let source = blob(dir.path());
+        let dest = dir.path().join("out.wasm");
+        let Destination::Replace(out) = prepare(None, &dest).unwrap() else {
+            panic!("a new file is replaced")
+        };
+        // A download teed a few bytes, then the tee broke (a resume, a write error).
+        out.tmp.as_file().write_all(b"half").unwrap();
+        out.finish(&source, 12).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"cached bytes");
     }
 
     #[test]
