@@ -108,9 +108,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             let parsed = parse_ref_args(args, &usage, &mut |flag, next| match flag {
                 "-j" | "--jobs" => {
                     let value = text(flag, next(flag)?).ok().and_then(|v| v.parse().ok());
-                    jobs = Some(value.filter(|&n| n > 0).ok_or_else(|| UsageError {
-                        message: format!("`{flag}` needs a number of at least 1"),
-                        usage: usage.clone(),
+                    jobs = Some(value.filter(|&n| (1..=64).contains(&n)).ok_or_else(|| {
+                        UsageError {
+                            message: format!("`{flag}` needs a number from 1 to 64"),
+                            usage: usage.clone(),
+                        }
                     })?);
                     Ok(true)
                 }

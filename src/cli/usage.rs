@@ -39,7 +39,7 @@ takes one REF. A progress bar is drawn on a terminal for one download, as wide a
 COLUMNS (default 80); with TERM=dumb, a line at its start and end.
 
   -o, --output FILE        write the artifact to FILE (`-`: standard output)
-  -j, --jobs N             pull at most N references at once (default 4)";
+  -j, --jobs N             pull at most N references at once (1 to 64; default 4)";
 
 pub const RESOLVE_USAGE: &str = "\
 usage: forge-oci resolve REF [--json] [OPTIONS]

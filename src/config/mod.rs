@@ -74,6 +74,8 @@ struct NotUtf8 {
 
 /// References [`Client::pull_all`](crate::Client::pull_all) pulls at once by default.
 const DEFAULT_JOBS: usize = 4;
+/// The most pulls at once: see [`ClientBuilder::jobs`].
+pub(crate) const MAX_JOBS: usize = 64;
 
 /// Configures a [`Client`](crate::Client). Start from [`Client::builder`](crate::Client::builder); every setter overrides
 /// a default, and some defaults come from the environment.
@@ -504,11 +506,12 @@ impl ClientBuilder {
     }
 
     /// How many references [`Client::pull_all`](crate::Client::pull_all) pulls at
-    /// once, each on its own thread; 0 counts as 1. Defaults to 4: enough to keep
-    /// a connection busy while another waits on a round trip, few enough not to
-    /// crowd a small machine or a registry's rate limit.
+    /// once, each on its own thread; 0 counts as 1, and more than 64 as 64 (each
+    /// pull holds a connection, a file and 2 MiB of buffers while it downloads).
+    /// Defaults to 4: enough to keep a connection busy while another waits on a
+    /// round trip, few enough not to crowd a small machine or a registry's rate limit.
     pub fn jobs(mut self, jobs: usize) -> Self {
-        self.jobs = jobs.max(1);
+        self.jobs = jobs.clamp(1, MAX_JOBS);
         self
     }
 
@@ -517,5 +520,17 @@ impl ClientBuilder {
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
         self.on_event = Some(Arc::new(f));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_are_kept_between_one_and_the_most() {
+        for (given, kept) in [(0, 1), (1, 1), (4, 4), (64, 64), (65, 64), (usize::MAX, 64)] {
+            assert_eq!(ClientBuilder::default().jobs(given).jobs, kept, "{given}");
+        }
     }
 }

@@ -75,10 +75,12 @@ fn usage_errors_name_the_problem() {
     assert!(msg("pull r --tag-policy sometimes").contains("cache-first"));
     assert!(msg("pull r --json -o -").contains("standard output"));
     assert!(msg("pull r s -o out.wasm").starts_with("`-o` takes one REF"));
-    assert_eq!(
-        msg("pull r s --jobs 0"),
-        "`--jobs` needs a number of at least 1"
-    );
+    for n in ["0", "65", "99999", "-1", "x"] {
+        assert_eq!(
+            msg(&format!("pull r s --jobs {n}")),
+            "`--jobs` needs a number from 1 to 64"
+        );
+    }
     assert_eq!(msg("resolve r s"), "unexpected argument `s`");
     assert_eq!(msg("inspect r s t"), "unexpected argument `s`");
     assert_eq!(msg("cache"), "missing cache command");
