@@ -233,3 +233,90 @@ fn build_scripts_watch_the_new_variables() {
         assert!(forge_oci::build::ENV_VARS.contains(&var), "{var}");
     }
 }
+
+/// A layout written by hand: the payload's manifest named `reference`.
+fn hand_layout(dir: &Path, reference: &str, payload: &[u8]) -> Vec<u8> {
+    let m = manifest(&[(WASM, payload)]);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for b in [&m[..], payload, EMPTY_CONFIG] {
+        let hex = digest(b).trim_start_matches("sha256:").to_owned();
+        std::fs::write(blobs.join(hex), b).unwrap();
+    }
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": OCI_MANIFEST, "digest": digest(&m), "size": m.len(),
+        "annotations": {"org.opencontainers.image.ref.name": reference}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    m
+}
+
+/// Runs `f` on a thread; panics (instead of hanging the suite) when it has not
+/// returned after a minute: only a hang takes that long.
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("hung on a layout file")
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A layout's `index.json` or blob that is a FIFO (or a link to one) is an
+/// error naming it, never a pull that waits for a writer for ever.
+#[test]
+fn a_fifo_in_a_layout_is_an_error_not_a_hang() {
+    let work = tempfile::tempdir().unwrap();
+    let payload = wasm_payload("fifo", 3_000);
+    let reference = "127.0.0.1:1/plugins/f:v1".to_owned();
+    for (i, which) in ["index.json", "layer"].into_iter().enumerate() {
+        let layout = work.path().join(format!("oci{i}"));
+        hand_layout(&layout, &reference, &payload);
+        let file = match which {
+            "index.json" => layout.join("index.json"),
+            _ => layout
+                .join("blobs/sha256")
+                .join(digest(&payload).trim_start_matches("sha256:")),
+        };
+        std::fs::remove_file(&file).unwrap();
+        mkfifo(&file);
+        let c = isolated("127.0.0.1:1", &work.path().join(format!("cache{i}")))
+            .network(Network::Offline)
+            .oci_layout(&layout)
+            .build()
+            .unwrap();
+        let r = reference.clone();
+        let err = within_a_minute(move || c.pull(&r).map(|_| ())).unwrap_err();
+        match &err {
+            Error::Layout { path, .. } => assert_eq!(path, &file, "{which}"),
+            other => panic!("{which}: expected a layout error, got {other:?}"),
+        }
+    }
+}
+
+/// Vendoring into a directory whose `index.json` is a FIFO is an error, not a
+/// wait for a writer that never comes.
+#[test]
+fn vendoring_onto_a_fifo_index_is_an_error_not_a_hang() {
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("vendor fifo", 2_000);
+    registry.artifact("plugins/v", "v1", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    std::fs::create_dir_all(&layout).unwrap();
+    mkfifo(&layout.join("index.json"));
+    let c = client(registry.host(), &work.path().join("cache"));
+    let reference = format!("{}/plugins/v:v1", registry.host());
+    let to = layout.clone();
+    let err = within_a_minute(move || c.vendor(&to, &[&reference]).map(|_| ())).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("index.json"), "{err}");
+}

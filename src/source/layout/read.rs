@@ -3,13 +3,12 @@
 //! verified on the way in.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{blob_path, index_path, names};
+use super::{MAX_INDEX_SIZE, blob_path, index_path, names, open_file};
 use crate::cache::{Cache, CommitError, PullGuard};
 use crate::digest::Digest;
 use crate::error::{Error, LayoutProblem, Result};
@@ -18,9 +17,6 @@ use crate::manifest::{Document, Rejected};
 use crate::reference::Reference;
 use crate::resolve::{Documents, Selection};
 use crate::results::Artifact;
-
-/// The largest `index.json` read: thousands of entries fit many times over.
-const MAX_INDEX_SIZE: u64 = 16 << 20;
 
 #[derive(Deserialize)]
 struct Index {
@@ -215,7 +211,7 @@ pub(crate) fn commit(
     let chosen = selection.choose(r, docs)?;
     let file = blob_path(dir, &chosen.layer_digest);
     let fetched = cache.fetch_blob(held, &chosen.layer_digest, chosen.size, |offset| {
-        let mut f = File::open(&file).map_err(|e| problem(r, &file, LayoutProblem::Io(e)))?;
+        let mut f = open_file(&file).map_err(|e| problem(r, &file, LayoutProblem::Io(e)))?;
         f.seek(SeekFrom::Start(offset))
             .map_err(|e| problem(r, &file, LayoutProblem::Io(e)))?;
         Ok((f, offset))
@@ -237,7 +233,7 @@ pub(crate) fn commit(
 /// The whole file when it is at most `limit` bytes; `None` when it is larger.
 fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::new();
-    File::open(path)?
+    open_file(path)?
         .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)?;
     Ok((bytes.len() as u64 <= limit).then_some(bytes))

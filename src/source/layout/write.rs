@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tempfile::NamedTempFile;
 
-use super::{CONTAINERD_NAME, REF_NAME, blob_path, index_path, names};
+use super::{CONTAINERD_NAME, MAX_INDEX_SIZE, REF_NAME, blob_path, index_path, names, open_file};
 use crate::digest::{Digest, VerifyError, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::manifest::{Document, Manifest, OCI_INDEX, OCI_MANIFEST};
@@ -112,7 +112,7 @@ impl Writer {
             replace(dir, &marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
         let path = index_path(dir);
-        let index = match fs::read(&path) {
+        let index = match read_index(&path) {
             Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
                 .ok()
                 .filter(|v| v.get("manifests").is_none_or(Value::is_array) && v.is_object())
@@ -231,11 +231,27 @@ impl Writer {
 /// Whether `path` already holds blob `digest` of `size` bytes, re-hashed: a
 /// layout is outside the cache's trust boundary, even one this crate wrote.
 fn is_blob(path: &Path, digest: &Digest, size: u64) -> bool {
-    let Ok(file) = fs::File::open(path) else {
+    let Ok(file) = open_file(path) else {
         return false;
     };
     let mut reader = VerifyingReader::new(file, digest.clone(), size);
     io::copy(&mut reader, &mut io::sink()).is_ok()
+}
+
+/// The existing `index.json`, as the reader reads it: a regular file of at
+/// most [`MAX_INDEX_SIZE`] bytes.
+fn read_index(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_file(path)?
+        .take(MAX_INDEX_SIZE.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INDEX_SIZE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_INDEX_SIZE} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Writes `bytes` to `dest` through a synced temporary file in `dir` and a rename.
