@@ -302,6 +302,33 @@ fn a_fifo_in_a_layout_is_an_error_not_a_hang() {
     }
 }
 
+/// Text from a layout's `index.json` is shown escaped, as a server's is.
+#[test]
+fn a_layout_digest_with_escape_sequences_is_shown_escaped() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let reference = "127.0.0.1:1/plugins/e:v1";
+    hand_layout(&layout, reference, &wasm_payload("esc", 100));
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "digest": "sha256:\u{1b}]0;owned\u{7}\u{1b}[2K", "size": 1,
+        "annotations": {"org.opencontainers.image.ref.name": reference}}]});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let err = isolated("127.0.0.1:1", &work.path().join("cache"))
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap()
+        .pull(reference)
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Layout { .. }), "{err:?}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}
+
 /// Vendoring into a directory whose `index.json` is a FIFO is an error, not a
 /// wait for a writer that never comes.
 #[test]
