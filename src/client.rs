@@ -266,8 +266,10 @@ impl Client {
         // wait on those. A cache that cannot take the result is said first.
         inner.cache.check_writable(r)?;
         let mut tee = tee;
-        inner.mirrors.attempt(r, events, |source| {
-            let docs = self.documents_to_pull(r, source, deadline)?;
+        // A mirror's share of the time bounds its answer (the manifests); the
+        // blob of one that answered has until the pull's deadline.
+        inner.mirrors.attempt(r, deadline, events, |source, share| {
+            let docs = self.documents_to_pull(r, source, share)?;
             inner.cache.with_pull_lock(r, |held| {
                 self.pull_from_registry(held, r, source, docs, deadline, tee.as_deref_mut())
             })
@@ -334,10 +336,14 @@ impl Client {
             });
         }
         let deadline = self.deadline();
-        self.inner.mirrors.attempt(r, &self.inner.events, |source| {
-            let body = self.inner.registry.open_blob(source, digest, 0, deadline)?;
-            Ok(Box::new(body.reader) as Box<dyn std::io::Read>)
-        })
+        // The body is read after this returns: until the deadline, whoever sent it.
+        let events = &self.inner.events;
+        self.inner
+            .mirrors
+            .attempt(r, deadline, events, |source, _| {
+                let body = self.inner.registry.open_blob(source, digest, 0, deadline)?;
+                Ok(Box::new(body.reader) as Box<dyn std::io::Read>)
+            })
     }
 
     /// The documents a pull of `r` needs: a pin's from the cache when they are
@@ -371,16 +377,16 @@ impl Client {
     /// Asked of the mirrors first, as a pull would be.
     fn current_digest(&self, r: &Reference, deadline: Option<Instant>) -> Result<Option<Digest>> {
         let inner = &self.inner;
-        inner.mirrors.attempt(r, &inner.events, |source| {
-            match inner.registry.head_manifest(source, deadline) {
-                Err(Error::Registry {
-                    status: 405 | 501, ..
-                }) => Ok(Some(
-                    self.fetch_manifest(source, None, None, deadline)?.digest,
-                )),
-                other => other,
-            }
-        })
+        inner
+            .mirrors
+            .attempt(r, deadline, &inner.events, |source, share| {
+                match inner.registry.head_manifest(source, share) {
+                    Err(Error::Registry {
+                        status: 405 | 501, ..
+                    }) => Ok(Some(self.fetch_manifest(source, None, None, share)?.digest)),
+                    other => other,
+                }
+            })
     }
 
     fn tag_is_fresh(&self, resolved_at: SystemTime) -> bool {
@@ -541,8 +547,8 @@ impl Client {
             });
         }
         let deadline = self.deadline();
-        let fetch = |source: &Reference| self.fetch_documents(source, deadline);
-        inner.mirrors.attempt(r, &inner.events, fetch)
+        let fetch = |source: &Reference, share| self.fetch_documents(source, share);
+        inner.mirrors.attempt(r, deadline, &inner.events, fetch)
     }
 
     /// GETs the top manifest and, for an index, the selected child.

@@ -430,7 +430,10 @@ impl ClientBuilder {
     /// carry `ns=<registry>`; the mirror is sent its own credentials, never the
     /// registry's, and speaks plain HTTP only when its host is marked insecure. A
     /// mirror that cannot answer, or answers with bytes that do not verify, is
-    /// skipped with [`Event::SourceSkipped`]. The cache records the registry's
+    /// skipped with [`Event::SourceSkipped`]; with a
+    /// [`pull_timeout`](Self::pull_timeout), each mirror has an equal share of
+    /// the time left with the sources after it to give its manifests, so one
+    /// that stalls leaves the registry time to answer. The cache records the registry's
     /// reference whichever source answered. A value that cannot be read is
     /// refused by [`build`](Self::build).
     pub fn mirror(mut self, registry: impl Into<String>, mirror: impl Into<String>) -> Self {

@@ -347,3 +347,25 @@ fn revalidation_asks_the_mirror_first() {
     assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
     assert_eq!(mirror.hits("HEAD", "/v2/plugins/r/manifests/v1"), 1);
 }
+
+/// With a pull timeout, a mirror that stalls is skipped in time for the
+/// registry to answer: "a mirror that times out is skipped", whichever timeout.
+#[test]
+fn a_stalled_mirror_is_skipped_within_the_pull_timeout() {
+    let upstream = FakeRegistry::start();
+    let payload = wasm_payload("deadline", 5_000);
+    upstream.artifact("plugins/t", "v1", &payload, |r| r);
+    let stalled = FakeRegistry::start();
+    stalled.route("/v2/plugins/t/manifests/v1", Route::ok("{}").stall_after(0));
+    let work = tempfile::tempdir().unwrap();
+    let (b, skips) = recording(
+        isolated(upstream.host(), work.path())
+            .insecure_host(stalled.host())
+            .pull_timeout(std::time::Duration::from_secs(4))
+            .mirror(upstream.host(), stalled.host()),
+    );
+    let reference = format!("{}/plugins/t:v1", upstream.host());
+    let got = b.build().unwrap().pull(&reference);
+    assert_eq!(got.unwrap().read().unwrap(), payload);
+    assert_eq!(skips.lock().unwrap().len(), 1);
+}
