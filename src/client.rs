@@ -18,7 +18,7 @@ use crate::registry::Registry;
 use crate::resolve::{Chosen, Documents, Selection};
 use crate::results::{Artifact, Inspection, Resolution};
 use crate::source::layout::read::Layouts;
-use crate::source::layout::write::{Vendored, vendor};
+use crate::source::layout::write::{Vendored, Writer, vendor};
 use crate::source::mirror::Mirrors;
 
 /// Pulls artifacts through the cache. Cheap to clone (an `Arc` inside); clones
@@ -283,7 +283,9 @@ impl Client {
     /// reference in `org.opencontainers.image.ref.name` and
     /// `io.containerd.image.name`. A reference vendored before is replaced (a
     /// moved tag leaves one entry). Tags are asked of the network (mirrors, then
-    /// the registry); blobs come from the cache when it has them. Every blob is
+    /// the registry); blobs come from the cache when it has them, else as a pull
+    /// gets them (a mirror whose blob fails to arrive or verify is skipped with
+    /// [`Event::SourceSkipped`] and the next source asked). Every blob is
     /// verified as it is written and renamed into place; `index.json` is replaced
     /// whole, once, at the end. Read the layout back with
     /// [`ClientBuilder::oci_layout`] or `FORGE_OCI_LAYOUTS`.
@@ -307,27 +309,29 @@ impl Client {
             dir.as_ref(),
             &refs,
             |r| self.documents_from(r, false),
-            |r, digest, size| self.blob_reader(r, digest, size),
+            |writer, r, digest, size| self.vendor_blob(writer, r, digest, size),
         )
     }
 
-    /// Blob `digest` of `r`: the cached file, else from a mirror or the registry
-    /// (verified by the caller as it reads).
-    fn blob_reader(
+    /// Writes blob `digest` of `r` into a layout: the cached file, else from a
+    /// mirror or the registry, a mirror whose bytes fail being skipped.
+    fn vendor_blob(
         &self,
+        writer: &Writer,
         r: &Reference,
         digest: &Digest,
         size: u64,
-    ) -> Result<Box<dyn std::io::Read>> {
+    ) -> Result<()> {
         let cache = &self.inner.cache;
         if cache.has_blob(digest, size) {
             let path = cache.blob_path(digest);
-            let file = std::fs::File::open(&path).map_err(|source| Error::Io {
+            let failed = |source| Error::Io {
                 action: "read",
-                path,
+                path: path.clone(),
                 source,
-            })?;
-            return Ok(Box::new(file));
+            };
+            let file = std::fs::File::open(&path).map_err(failed)?;
+            return writer.write_blob(r, digest, size, file, failed);
         }
         if self.inner.network == Network::Offline {
             return Err(Error::NotCached {
@@ -336,13 +340,17 @@ impl Client {
             });
         }
         let deadline = self.deadline();
-        // The body is read after this returns: until the deadline, whoever sent it.
         let events = &self.inner.events;
         self.inner
             .mirrors
             .attempt(r, deadline, events, |source, _| {
                 let body = self.inner.registry.open_blob(source, digest, 0, deadline)?;
-                Ok(Box::new(body.reader) as Box<dyn std::io::Read>)
+                let host = body.host;
+                writer.write_blob(r, digest, size, body.reader, |e| Error::Transport {
+                    host,
+                    action: format!("downloading blob {digest} of {r}"),
+                    source: Box::new(e),
+                })
             })
     }
 

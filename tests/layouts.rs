@@ -347,3 +347,25 @@ fn vendoring_onto_a_fifo_index_is_an_error_not_a_hang() {
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("index.json"), "{err}");
 }
+
+/// A connection cut while vendoring a blob is reported as the network failing
+/// (naming the registry), not as a local file that could not be written.
+#[test]
+fn a_cut_download_while_vendoring_names_the_registry() {
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("cut while vendoring", 20_000);
+    registry.artifact("plugins/cut", "v1", &payload, |r| r);
+    registry.blob("plugins/cut", EMPTY_CONFIG);
+    registry.route(
+        &format!("/v2/plugins/cut/blobs/{}", digest(&payload)),
+        common::server::Route::ok(payload.clone()).cut_after(1_000),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let reference = format!("{}/plugins/cut:v1", registry.host());
+    let err = client(registry.host(), &work.path().join("cache"))
+        .vendor(&layout, &[&reference])
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(err.to_string().contains(registry.host()), "{err}");
+}

@@ -369,3 +369,43 @@ fn a_stalled_mirror_is_skipped_within_the_pull_timeout() {
     assert_eq!(got.unwrap().read().unwrap(), payload);
     assert_eq!(skips.lock().unwrap().len(), 1);
 }
+
+/// Vendoring skips a mirror whose blob does not verify, as a pull does, and
+/// writes the registry's bytes.
+#[test]
+fn vendoring_skips_a_mirror_serving_a_corrupt_blob() {
+    let upstream = FakeRegistry::start();
+    let payload = wasm_payload("vendored past a bad mirror", 20_000);
+    upstream.artifact("plugins/v", "v1", &payload, |r| r);
+    let corrupt = FakeRegistry::start();
+    corrupt.artifact("plugins/v", "v1", &payload, |r| r);
+    upstream.blob("plugins/v", EMPTY_CONFIG);
+    corrupt.blob("plugins/v", EMPTY_CONFIG);
+    let mut bad = payload.clone();
+    bad[100] ^= 1;
+    corrupt.route(
+        &format!("/v2/plugins/v/blobs/{}", digest(&payload)),
+        Route::ok(bad),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (b, skips) = recording(
+        isolated(upstream.host(), &work.path().join("cache"))
+            .insecure_host(corrupt.host())
+            .mirror(upstream.host(), corrupt.host()),
+    );
+    let layout = work.path().join("oci");
+    let reference = format!("{}/plugins/v:v1", upstream.host());
+    let vendored = b.build().unwrap().vendor(&layout, &[&reference]);
+    assert_eq!(vendored.unwrap().len(), 1);
+    let hex = digest(&payload).trim_start_matches("sha256:").to_owned();
+    assert_eq!(
+        std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap(),
+        payload
+    );
+    assert_eq!(
+        skips.lock().unwrap().len(),
+        1,
+        "{:?}",
+        skips.lock().unwrap()
+    );
+}

@@ -54,17 +54,18 @@ impl Vendored {
 }
 
 /// Writes `refs` into the layout at `dir`: for each, the documents `documents`
-/// gives and the config and layers of its image manifest, read from `blob` and
-/// verified; `index.json` once at the end.
+/// gives and the config and layers of its image manifest, each one not already
+/// there written by `blob` (through [`Writer::write_blob`], which verifies it);
+/// `index.json` once at the end.
 ///
 /// # Errors
 /// What `documents` and `blob` return; [`Error::UnsupportedDigest`];
-/// [`Error::Verification`]; [`Error::Io`].
-pub(crate) fn vendor<R: Read>(
+/// [`Error::Io`].
+pub(crate) fn vendor(
     dir: &Path,
     refs: &[Reference],
     mut documents: impl FnMut(&Reference) -> Result<Documents>,
-    mut blob: impl FnMut(&Reference, &Digest, u64) -> Result<R>,
+    mut blob: impl FnMut(&Writer, &Reference, &Digest, u64) -> Result<()>,
 ) -> Result<Vec<Vendored>> {
     let mut writer = Writer::open(dir)?;
     let mut out = Vec::new();
@@ -80,7 +81,9 @@ pub(crate) fn vendor<R: Read>(
                 reference: r.to_string(),
                 reason,
             })?;
-            writer.add_blob(r, &digest, d.size, || blob(r, &digest, d.size))?;
+            if !is_blob(&blob_path(&writer.dir, &digest), &digest, d.size) {
+                blob(&writer, r, &digest, d.size)?;
+            }
             blobs += 1;
         }
         writer.record(r, &docs.top);
@@ -143,37 +146,47 @@ impl Writer {
         replace(&self.dir, &dest, &doc.bytes)
     }
 
-    /// Writes blob `digest` of `size` bytes from `open()`, verified as it is
-    /// written; a blob already there and intact is kept.
+    /// Writes blob `digest` of `size` bytes of `r` read from `from`, verified
+    /// as it is written, through a temporary file renamed into place.
     ///
     /// # Errors
     /// [`Error::Verification`] (naming `r`) when the bytes are not the blob;
-    /// [`Error::Io`]; what `open` returns.
-    pub(crate) fn add_blob<R: Read>(
+    /// what `read_failed` makes of an error reading `from` (the network's, or
+    /// the cached file's); [`Error::Io`] for the layout's own files.
+    pub(crate) fn write_blob(
         &self,
         r: &Reference,
         digest: &Digest,
         size: u64,
-        open: impl FnOnce() -> Result<R>,
+        from: impl Read,
+        read_failed: impl FnOnce(io::Error) -> Error,
     ) -> Result<()> {
         let dest = blob_path(&self.dir, digest);
-        if is_blob(&dest, digest, size) {
-            return Ok(());
-        }
         let parent = dest.parent().unwrap_or(&self.dir);
         let mut tmp = NamedTempFile::new_in(parent)
             .map_err(|e| io_error("create a temporary file in", parent, e))?;
-        let mut reader = VerifyingReader::new(open()?, digest.clone(), size);
-        if let Err(e) = io::copy(&mut reader, &mut tmp) {
-            return Err(match verify_error(e) {
-                Ok(reason) => Error::Verification {
-                    what: "blob",
-                    reference: r.to_string(),
-                    expected: digest.clone(),
-                    reason,
-                },
-                Err(e) => io_error("write", tmp.path(), e),
-            });
+        let mut reader = VerifyingReader::new(from, digest.clone(), size);
+        let mut buf = vec![0; 64 << 10];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(match verify_error(e) {
+                        Ok(reason) => Error::Verification {
+                            what: "blob",
+                            reference: r.to_string(),
+                            expected: digest.clone(),
+                            reason,
+                        },
+                        Err(e) => read_failed(e),
+                    });
+                }
+            };
+            let chunk = buf.get(..n).unwrap_or_default();
+            tmp.write_all(chunk)
+                .map_err(|e| io_error("write", tmp.path(), e))?;
         }
         tmp.as_file()
             .sync_all()
