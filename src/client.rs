@@ -292,7 +292,9 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::InvalidReference`]; as [`Client::resolve`] and [`Client::pull`];
-    /// [`Error::Io`] for the layout's files. Nothing is recorded in `index.json`
+    /// [`Error::Io`] for the layout's files, and for an empty `dir` (pass `.` to
+    /// mean the current directory); [`Error::DestinationIsCached`] for a `dir`
+    /// inside the cache. Nothing is recorded in `index.json`
     /// unless every reference was written (blobs already written stay: they are
     /// whole and verified). Two runs on one directory at once each keep the
     /// entries they read; the later `index.json` wins.
@@ -307,6 +309,7 @@ impl Client {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         vendor(
             dir.as_ref(),
+            self.inner.cache.root(),
             &refs,
             |r| self.documents_from(r, false),
             |writer, r, digest, size| self.vendor_blob(writer, r, digest, size),

@@ -369,3 +369,35 @@ fn a_cut_download_while_vendoring_names_the_registry() {
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
     assert!(err.to_string().contains(registry.host()), "{err}");
 }
+
+/// A layout is never written inside the cache (its `blobs/sha256/` would take
+/// the layout's files for corrupt blobs), nor into the current directory for
+/// an empty path.
+#[test]
+fn vendoring_into_the_cache_or_an_empty_path_is_refused() {
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("not into the cache", 2_000);
+    registry.artifact("plugins/v", "v1", &payload, |r| r);
+    registry.blob("plugins/v", EMPTY_CONFIG);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let c = client(registry.host(), &cache);
+    let reference = format!("{}/plugins/v:v1", registry.host());
+    c.pull(&reference).unwrap();
+    for dir in [
+        cache.clone(),
+        cache.join("blobs/sha256"),
+        cache.join("refs/new/oci"),
+    ] {
+        let err = c.vendor(&dir, &[&reference]).unwrap_err();
+        assert!(
+            matches!(err, Error::DestinationIsCached { .. }),
+            "{}: {err:?}",
+            dir.display()
+        );
+    }
+    assert!(c.cache().verify().unwrap().corrupt().is_empty());
+    assert!(!cache.join("index.json").exists());
+    let err = c.vendor("", &[&reference]).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+}

@@ -60,13 +60,15 @@ impl Vendored {
 ///
 /// # Errors
 /// What `documents` and `blob` return; [`Error::UnsupportedDigest`];
-/// [`Error::Io`].
+/// [`Error::Io`]; as [`check_dir`].
 pub(crate) fn vendor(
     dir: &Path,
+    cache_root: &Path,
     refs: &[Reference],
     mut documents: impl FnMut(&Reference) -> Result<Documents>,
     mut blob: impl FnMut(&Writer, &Reference, &Digest, u64) -> Result<()>,
 ) -> Result<Vec<Vendored>> {
+    check_dir(dir, cache_root)?;
     let mut writer = Writer::open(dir)?;
     let mut out = Vec::new();
     for r in refs {
@@ -91,6 +93,39 @@ pub(crate) fn vendor(
     }
     writer.finish()?;
     Ok(out)
+}
+
+/// Refuses a layout directory that is empty (never taken for the current
+/// directory: pass `.` to mean it) or inside the cache at `cache_root`, whose
+/// `blobs/sha256/` would take the layout's files for corrupt blobs.
+///
+/// # Errors
+/// [`Error::Io`] for an empty path; [`Error::DestinationIsCached`].
+fn check_dir(dir: &Path, cache_root: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an empty path; pass `.` to mean the current directory",
+        );
+        return Err(io_error("vendor into", dir, e));
+    }
+    let Ok(root) = fs::canonicalize(cache_root) else {
+        return Ok(()); // no cache yet: nothing to write into
+    };
+    // The directory may not exist yet: its nearest existing ancestor decides.
+    let inside = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .chain([Path::new(".")]) // a relative path's last ancestor
+        .find_map(|a| fs::canonicalize(a).ok())
+        .is_some_and(|real| real.starts_with(&root));
+    if inside {
+        return Err(Error::DestinationIsCached {
+            destination: dir.to_path_buf(),
+            cached: root,
+        });
+    }
+    Ok(())
 }
 
 /// A layout being written: its directory and the index as it will be saved.
