@@ -99,7 +99,8 @@ impl Mirrors {
         self.0
             .iter()
             .filter(move |(registry, m)| {
-                registry == r.registry() && (r.digest().is_some() || !m.digest_only)
+                registry.eq_ignore_ascii_case(r.registry())
+                    && (r.digest().is_some() || !m.digest_only)
             })
             .map(|(_, m)| m)
     }
@@ -118,8 +119,11 @@ fn share(deadline: Option<Instant>, after: usize) -> Option<Instant> {
 /// The registry a mirror entry is for, as references name it (`docker.io` for
 /// Docker Hub, whichever of its names is written).
 pub(crate) fn registry_name(registry: &str) -> Result<String, SettingProblem> {
-    let registry = registry.trim();
-    let bad = || SettingProblem::mirror_registry(registry);
+    let written = registry.trim();
+    let bad = || SettingProblem::mirror_registry(written);
+    // Host names are case-insensitive: `DOCKER.IO` is Docker Hub too.
+    let lower = written.to_ascii_lowercase();
+    let registry = lower.as_str();
     if registry.is_empty() || registry.contains('/') {
         return Err(bad());
     }
@@ -216,6 +220,17 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(m.for_reference(&pin).count(), 1);
+    }
+
+    #[test]
+    fn registry_names_are_case_insensitive_as_hosts_are() {
+        let m = parse_list("DOCKER.IO=m.corp;Ghcr.IO=n.corp").unwrap();
+        let hub: Reference = "alpine".parse().unwrap();
+        let got: Vec<String> = m.for_reference(&hub).map(ToString::to_string).collect();
+        assert_eq!(got, ["m.corp"]);
+        let ghcr: Reference = "ghcr.io/a/b:1".parse().unwrap();
+        let got: Vec<String> = m.for_reference(&ghcr).map(ToString::to_string).collect();
+        assert_eq!(got, ["n.corp"]);
     }
 
     #[test]
