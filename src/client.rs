@@ -296,8 +296,11 @@ impl Client {
     /// mean the current directory); [`Error::DestinationIsCached`] for a `dir`
     /// inside the cache. Nothing is recorded in `index.json`
     /// unless every reference was written (blobs already written stay: they are
-    /// whole and verified). Two runs on one directory at once each keep the
-    /// entries they read; the later `index.json` wins.
+    /// whole and verified). Two runs on one directory at once take turns (the
+    /// directory is locked while one writes), so each keeps the other's entries,
+    /// and the temporary files of a run that was killed are removed by the next;
+    /// where the file system has no locks, each keeps the entries it read and
+    /// the later `index.json` wins.
     pub fn vendor<S: AsRef<str>>(
         &self,
         dir: impl AsRef<Path>,

@@ -401,3 +401,70 @@ fn vendoring_into_the_cache_or_an_empty_path_is_refused() {
     let err = c.vendor("", &[&reference]).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
 }
+
+/// Two vendors into one directory at once take turns: the entries of both are
+/// in `index.json` at the end, whichever finished first.
+#[test]
+fn two_vendors_at_once_keep_each_others_entries() {
+    use common::server::FakeRegistry;
+    let registry = FakeRegistry::start();
+    let slow = wasm_payload("slow to vendor", 20_000);
+    let quick = wasm_payload("quick to vendor", 2_000);
+    registry.artifact("plugins/slow", "v1", &slow, |r| {
+        r.slow(2_000, std::time::Duration::from_millis(100))
+    });
+    registry.artifact("plugins/quick", "v1", &quick, |r| r);
+    registry.blob("plugins/slow", EMPTY_CONFIG);
+    registry.blob("plugins/quick", EMPTY_CONFIG);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let slow_ref = format!("{}/plugins/slow:v1", registry.host());
+    let quick_ref = format!("{}/plugins/quick:v1", registry.host());
+    let slow_blob = format!("/v2/plugins/slow/blobs/{}", digest(&slow));
+
+    let (c, to, r) = (
+        client(registry.host(), &work.path().join("c1")),
+        layout.clone(),
+        slow_ref.clone(),
+    );
+    let first = std::thread::spawn(move || c.vendor(&to, &[&r]).map(|_| ()));
+    // The slow vendor has its layout open once its blob is being sent.
+    while registry.hits("GET", &slow_blob) == 0 {
+        std::thread::yield_now();
+    }
+    client(registry.host(), &work.path().join("c2"))
+        .vendor(&layout, &[&quick_ref])
+        .unwrap();
+    first.join().unwrap().unwrap();
+    let names: Vec<String> = index_entries(&layout)
+        .iter()
+        .map(|e| e["annotations"]["org.opencontainers.image.ref.name"].to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+/// The temporary files a vendor killed mid-way left are removed by the next,
+/// so they are not committed with the layout.
+#[test]
+fn vendoring_again_removes_a_killed_vendors_temporary_files() {
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("after a kill", 2_000);
+    registry.artifact("plugins/k", "v1", &payload, |r| r);
+    registry.blob("plugins/k", EMPTY_CONFIG);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let left = [
+        layout.join(".tmpAbC123"),
+        layout.join("blobs/sha256/.tmpXyZ789"),
+    ];
+    for f in &left {
+        std::fs::write(f, b"half a blob").unwrap();
+    }
+    client(registry.host(), &work.path().join("cache"))
+        .vendor(&layout, &[format!("{}/plugins/k:v1", registry.host())])
+        .unwrap();
+    for f in &left {
+        assert!(!f.exists(), "{} was left", f.display());
+    }
+}

@@ -133,6 +133,9 @@ pub(crate) struct Writer {
     dir: PathBuf,
     /// `index.json` as read (unknown fields kept), `manifests` updated in place.
     index: Value,
+    /// The directory, locked while this writer lives (where locks work), so
+    /// that two vendors take turns reading, updating and replacing `index.json`.
+    _lock: Option<fs::File>,
 }
 
 impl Writer {
@@ -145,6 +148,12 @@ impl Writer {
     pub(crate) fn open(dir: &Path) -> Result<Writer> {
         let blobs = dir.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(|e| io_error("create directory", &blobs, e))?;
+        let lock = lock_dir(dir)?;
+        if lock.is_some() {
+            // No other vendor is writing: temporary files are a killed one's.
+            remove_temporary_files(dir);
+            remove_temporary_files(&blobs);
+        }
         let marker = dir.join("oci-layout");
         if !marker.is_file() {
             replace(dir, &marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -166,6 +175,7 @@ impl Writer {
         Ok(Writer {
             dir: dir.to_path_buf(),
             index,
+            _lock: lock,
         })
     }
 
@@ -284,6 +294,45 @@ fn is_blob(path: &Path, digest: &Digest, size: u64) -> bool {
     };
     let mut reader = VerifyingReader::new(file, digest.clone(), size);
     io::copy(&mut reader, &mut io::sink()).is_ok()
+}
+
+/// `dir` opened and locked exclusively, waiting for another vendor to finish;
+/// `None` where the file system has no locks (NFS without lockd), as for the
+/// cache's locks: then two vendors at once each keep the entries they read.
+#[cfg(unix)]
+fn lock_dir(dir: &Path) -> Result<Option<fs::File>> {
+    use rustix::fs::{FlockOperation, flock};
+    use rustix::io::Errno;
+    let file = fs::File::open(dir).map_err(|e| io_error("lock", dir, e))?;
+    loop {
+        match flock(&file, FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(Some(file)),
+            Err(Errno::INTR) => {}
+            Err(Errno::NOTSUP | Errno::NOLCK) => return Ok(None),
+            Err(e) => return Err(io_error("lock", dir, e.into())),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_dir(_dir: &Path) -> Result<Option<fs::File>> {
+    Ok(None)
+}
+
+/// Removes the temporary files (`.tmp…`, as [`NamedTempFile`] names them) a
+/// vendor killed mid-way left in `dir`, so they are not committed with the
+/// layout; best effort.
+fn remove_temporary_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let is_temporary = entry.file_name().to_string_lossy().starts_with(".tmp")
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if is_temporary {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The existing `index.json`, as the reader reads it: a regular file of at
