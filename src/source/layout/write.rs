@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tempfile::NamedTempFile;
 
 use super::{CONTAINERD_NAME, MAX_INDEX_SIZE, REF_NAME, blob_path, index_path, names, open_file};
+use crate::cache::sync_parent;
 use crate::digest::{Digest, VerifyError, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::manifest::{Document, Manifest, OCI_INDEX, OCI_MANIFEST};
@@ -282,7 +283,14 @@ impl Writer {
         let mut bytes = serde_json::to_vec_pretty(&self.index)
             .map_err(|e| io_error("write", &path, io::Error::other(e)))?;
         bytes.push(b'\n');
-        replace(&self.dir, &path, &bytes)
+        // The blobs' renames reach the disk before an index that names them,
+        // and the index's before vendor says it is done: after a power cut the
+        // layout is the old one or the new one, never an index naming blobs
+        // that are not there.
+        let blobs = self.dir.join("blobs").join("sha256");
+        sync_parent(&blobs.join("any"))?;
+        replace(&self.dir, &path, &bytes)?;
+        sync_parent(&path)
     }
 }
 
