@@ -471,8 +471,10 @@ impl Client {
     }
 
     /// What `reference` resolves to, without downloading the layer. A tag is asked
-    /// of the registry (this is how to learn what it points to now); a digest pin,
-    /// or anything when offline, is answered from the cache when it can be.
+    /// of the OCI image layouts configured first, then of the mirrors and the
+    /// registry (without layouts, this is how to learn what it points to now: a
+    /// layout answers with the digest it was vendored at); a digest pin, or
+    /// anything when offline, is answered from the cache when it can be.
     ///
     /// # Errors
     /// As [`Client::pull`], without the blob's own download errors.
