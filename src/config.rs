@@ -301,7 +301,8 @@ impl ClientBuilder {
 
     /// Retries after a connection failure or a 408/429/500/502/503/504; never after
     /// a TLS failure (a certificate not trusted, expired or for another host),
-    /// which would fail the same way again. Defaults to 3.
+    /// which would fail the same way again. Defaults to 3. A mirror's requests
+    /// are not retried: the next source is asked instead.
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self

@@ -409,3 +409,33 @@ fn vendoring_skips_a_mirror_serving_a_corrupt_blob() {
         skips.lock().unwrap()
     );
 }
+
+/// A mirror that answers 503 is skipped at once, not retried: the registry is
+/// there to answer, and a `Retry-After` would hold the pull for its length
+/// each time (retries are for the last source).
+#[test]
+fn an_overloaded_mirror_is_not_retried_before_the_registry_is_asked() {
+    let upstream = FakeRegistry::start();
+    let payload = wasm_payload("not retried", 3_000);
+    upstream.artifact("plugins/o", "v1", &payload, |r| r);
+    let mirror = FakeRegistry::start();
+    let path = "/v2/plugins/o/manifests/v1";
+    mirror.route(
+        path,
+        Route::ok("busy").status(503).header("retry-after", "1"),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (b, skips) = recording(
+        isolated(upstream.host(), work.path())
+            .retries(3)
+            .insecure_host(mirror.host())
+            .mirror(upstream.host(), mirror.host()),
+    );
+    let reference = format!("{}/plugins/o:v1", upstream.host());
+    assert_eq!(
+        b.build().unwrap().pull(&reference).unwrap().read().unwrap(),
+        payload
+    );
+    assert_eq!(skips.lock().unwrap().len(), 1);
+    assert_eq!(mirror.hits("GET", path), 1, "the mirror was retried");
+}
