@@ -305,7 +305,7 @@ fn is_blob(path: &Path, digest: &Digest, size: u64) -> bool {
 }
 
 /// `dir` opened and locked exclusively, waiting for another vendor to finish;
-/// `None` where the file system has no locks (NFS without lockd), as for the
+/// `None` where the file system has no locks for it (NFS), as for the
 /// cache's locks: then two vendors at once each keep the entries they read.
 #[cfg(unix)]
 fn lock_dir(dir: &Path) -> Result<Option<fs::File>> {
@@ -316,8 +316,10 @@ fn lock_dir(dir: &Path) -> Result<Option<fs::File>> {
         match flock(&file, FlockOperation::LockExclusive) {
             Ok(()) => return Ok(Some(file)),
             Err(Errno::INTR) => {}
-            Err(Errno::NOTSUP | Errno::NOLCK) => return Ok(None),
-            Err(e) => return Err(io_error("lock", dir, e.into())),
+            // No lock is no reason not to vendor: ENOTSUP, ENOLCK, and NFS's
+            // EBADF (it emulates flock with POSIX locks, which want a file
+            // opened for writing, which a directory cannot be).
+            Err(_) => return Ok(None),
         }
     }
 }
