@@ -468,3 +468,39 @@ fn vendoring_again_removes_a_killed_vendors_temporary_files() {
         assert!(!f.exists(), "{} was left", f.display());
     }
 }
+
+/// A layout is readable by others, as skopeo writes one: vendored into a
+/// shared directory (or copied to an air-gapped machine with its modes), the
+/// build user must be able to read what an admin vendored.
+#[cfg(unix)]
+#[test]
+fn a_vendored_layout_is_readable_by_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("shared", 2_000);
+    let m = registry.artifact("plugins/sh", "v1", &payload, |r| r);
+    registry.blob("plugins/sh", EMPTY_CONFIG);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    client(registry.host(), &work.path().join("cache"))
+        .vendor(&layout, &[format!("{}/plugins/sh:v1", registry.host())])
+        .unwrap();
+    let blob = |b: &[u8]| {
+        layout
+            .join("blobs/sha256")
+            .join(digest(b).trim_start_matches("sha256:"))
+    };
+    // What the umask lets an ordinary file be, as skopeo's would be.
+    let plain = work.path().join("plain");
+    std::fs::write(&plain, b"").unwrap();
+    let expected = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o644;
+    for f in [
+        layout.join("index.json"),
+        layout.join("oci-layout"),
+        blob(&m),
+        blob(&payload),
+    ] {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, expected, "{}: {mode:o}", f.display());
+    }
+}

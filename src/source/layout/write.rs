@@ -209,7 +209,7 @@ impl Writer {
     ) -> Result<()> {
         let dest = blob_path(&self.dir, digest);
         let parent = dest.parent().unwrap_or(&self.dir);
-        let mut tmp = NamedTempFile::new_in(parent)
+        let mut tmp = temporary_file(parent)
             .map_err(|e| io_error("create a temporary file in", parent, e))?;
         let mut reader = VerifyingReader::new(from, digest.clone(), size);
         let mut buf = vec![0; 64 << 10];
@@ -345,6 +345,19 @@ fn remove_temporary_files(dir: &Path) {
     }
 }
 
+/// A temporary file in `dir` for a file of the layout, readable by all as
+/// skopeo's are (`tempfile` makes them 0600): a layout vendored into a shared
+/// directory, or copied elsewhere with its modes, is read by other users.
+fn temporary_file(dir: &Path) -> io::Result<NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o644));
+    }
+    builder.tempfile_in(dir)
+}
+
 /// The existing `index.json`, as the reader reads it: a regular file of at
 /// most [`MAX_INDEX_SIZE`] bytes.
 fn read_index(path: &Path) -> io::Result<Vec<u8>> {
@@ -364,8 +377,8 @@ fn read_index(path: &Path) -> io::Result<Vec<u8>> {
 /// Writes `bytes` to `dest` through a synced temporary file in `dir` and a rename.
 fn replace(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
     let parent = dest.parent().unwrap_or(dir);
-    let mut tmp = NamedTempFile::new_in(parent)
-        .map_err(|e| io_error("create a temporary file in", parent, e))?;
+    let mut tmp =
+        temporary_file(parent).map_err(|e| io_error("create a temporary file in", parent, e))?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| io_error("write", tmp.path(), e))?;
