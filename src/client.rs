@@ -67,7 +67,8 @@ impl ClientBuilder {
     ///   [`proxy`](Self::proxy), or [`no_proxy`](Self::no_proxy), is set). A
     ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
     /// - [`Error::Config`] naming `FORGE_OCI_MIRRORS` or `ClientBuilder::mirror` for
-    ///   a mirror setting that cannot be read (or is not UTF-8).
+    ///   a mirror setting that cannot be read (or is not UTF-8), and naming
+    ///   `ClientBuilder::oci_layout` for an empty layout path.
     /// - [`Error::NoCacheDir`] when no cache directory was set and the platform has none.
     pub fn build(self) -> Result<Client> {
         Ok(Client::from_config(self.into_config()?))

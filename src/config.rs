@@ -464,7 +464,8 @@ impl ClientBuilder {
     /// full reference; a digest pin matches its manifest in `blobs/`. What is
     /// read is verified as it is copied into the cache. Layouts are consulted in
     /// order, those given here before those in `FORGE_OCI_LAYOUTS` (a path list,
-    /// separated as `PATH` is).
+    /// separated as `PATH` is, its empty entries skipped). An empty `dir` is
+    /// refused by [`build`](Self::build), never taken for the current directory.
     pub fn oci_layout(mut self, dir: impl Into<PathBuf>) -> Self {
         self.given_layouts.push(dir.into());
         self
@@ -539,6 +540,12 @@ impl ClientBuilder {
                     reason: why,
                 });
             }
+        }
+        if let Some(d) = self.given_layouts.iter().find(|d| d.as_os_str().is_empty()) {
+            return Err(empty(
+                "ClientBuilder::oci_layout",
+                &d.clone().into_os_string(),
+            ));
         }
         let mut layouts = self.given_layouts;
         layouts.extend(self.env_layouts);

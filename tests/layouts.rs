@@ -504,3 +504,18 @@ fn a_vendored_layout_is_readable_by_other_users() {
         assert_eq!(mode & 0o777, expected, "{}: {mode:o}", f.display());
     }
 }
+
+/// An empty layout path is refused when the client is built, as an empty cache
+/// directory is: never the current directory's `index.json` and `blobs/`.
+#[test]
+fn an_empty_layout_path_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let err = isolated("127.0.0.1:1", work.path())
+        .oci_layout("")
+        .build()
+        .unwrap_err();
+    match &err {
+        Error::Config { setting, .. } => assert_eq!(*setting, "ClientBuilder::oci_layout"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
