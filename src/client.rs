@@ -51,7 +51,8 @@ impl ClientBuilder {
     ///   [`proxy`](Self::proxy), or [`no_proxy`](Self::no_proxy), is set). A
     ///   `FORGE_CACHE_DIR` that is not UTF-8 is a path like any other, and is used.
     /// - [`Error::Config`](crate::Error::Config) naming `FORGE_OCI_MIRRORS` or `ClientBuilder::mirror` for
-    ///   a mirror setting that cannot be read (or is not UTF-8).
+    ///   a mirror setting that cannot be read (or is not UTF-8), and naming
+    ///   `ClientBuilder::oci_layout` for an empty layout path.
     /// - [`Error::NoCacheDir`](crate::Error::NoCacheDir) when no cache directory was set and the platform has none.
     pub fn build(self) -> Result<Client> {
         Ok(Client::from_config(self.into_config()?))
@@ -222,17 +223,24 @@ impl Client {
     /// reference in `org.opencontainers.image.ref.name` and
     /// `io.containerd.image.name`. A reference vendored before is replaced (a
     /// moved tag leaves one entry). Tags are asked of the network (mirrors, then
-    /// the registry); blobs come from the cache when it has them. Every blob is
+    /// the registry); blobs come from the cache when it has them, else as a pull
+    /// gets them (a mirror whose blob fails to arrive or verify is skipped with
+    /// [`Event::SourceSkipped`](crate::Event::SourceSkipped) and the next source asked). Every blob is
     /// verified as it is written and renamed into place; `index.json` is replaced
     /// whole, once, at the end. Read the layout back with
     /// [`ClientBuilder::oci_layout`] or `FORGE_OCI_LAYOUTS`.
     ///
     /// # Errors
     /// [`Error::InvalidReference`](crate::Error::InvalidReference); as [`Client::resolve`] and [`Client::pull`];
-    /// [`Error::Io`](crate::Error::Io) for the layout's files. Nothing is recorded in `index.json`
+    /// [`Error::Io`](crate::Error::Io) for the layout's files, and for an empty `dir` (pass `.` to
+    /// mean the current directory); [`Error::DestinationIsCached`](crate::Error::DestinationIsCached)
+    /// for a `dir` inside the cache. Nothing is recorded in `index.json`
     /// unless every reference was written (blobs already written stay: they are
-    /// whole and verified). Two runs on one directory at once each keep the
-    /// entries they read; the later `index.json` wins.
+    /// whole and verified). Two runs on one directory at once take turns (the
+    /// directory is locked while one writes), so each keeps the other's entries,
+    /// and the temporary files of a run that was killed are removed by the next;
+    /// where the file system has no locks, each keeps the entries it read and
+    /// the later `index.json` wins.
     pub fn vendor<S: AsRef<str>>(
         &self,
         dir: impl AsRef<Path>,
@@ -244,15 +252,18 @@ impl Client {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         vendor(
             dir.as_ref(),
+            self.inner.cache.root(),
             &refs,
             |r| self.inner.documents(r, &self.inner.selection, false),
-            |r, digest, size| self.inner.blob_reader(r, digest, size),
+            |writer, r, digest, size| self.inner.vendor_blob(writer, r, digest, size),
         )
     }
 
     /// What `reference` resolves to, without downloading the layer. A tag is asked
-    /// of the registry (this is how to learn what it points to now); a digest pin,
-    /// or anything when offline, is answered from the cache when it can be.
+    /// of the OCI image layouts configured first, then of the mirrors and the
+    /// registry (without layouts, this is how to learn what it points to now: a
+    /// layout answers with the digest it was vendored at); a digest pin, or
+    /// anything when offline, is answered from the cache when it can be.
     ///
     /// # Errors
     /// As [`Client::pull`], without the blob's own download errors.

@@ -177,7 +177,10 @@ impl ParseDigestError {
 
 impl fmt::Display for ParseDigestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid digest `{}`: {}", self.input, self.kind)
+        // The input may come from a layout's index.json or a server: shown
+        // escaped and bounded, never raw.
+        let shown = crate::untrusted::printable(&self.input, 200);
+        write!(f, "invalid digest `{shown}`: {}", self.kind)
     }
 }
 

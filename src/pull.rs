@@ -5,7 +5,6 @@
 //! manifests, then the ref) is written once, here. Resolve, inspect and vendor
 //! read documents along the same order.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +20,7 @@ use crate::registry::Registry;
 use crate::resolve::{Chosen, Documents, Selection};
 use crate::results::{Artifact, Inspection, LayerDecision, Resolution};
 use crate::source::layout::read::{self as layout, Layouts};
+use crate::source::layout::write::Writer;
 use crate::source::mirror::Mirrors;
 
 /// Everything a client holds, assembled from its [`Config`](crate::config::Config).
@@ -122,14 +122,17 @@ impl Parts {
         // are where a 401 runs credential helpers, and prune and clear must not
         // wait on those. A cache that cannot take the result is said first.
         self.cache.check_writable(r)?;
-        self.mirrors.attempt(r, &self.events, |source| {
-            let docs = self.documents_to_pull(r, source, selection, deadline)?;
-            self.cache.with_pull_lock(r, |held| {
-                let from = BlobSource::Remote(source);
-                let tee = tee.as_deref_mut();
-                self.commit(held, r, selection, &docs, from, deadline, tee)
+        // A mirror's share of the time bounds its answer (the manifests); the
+        // blob of one that answered has until the pull's deadline.
+        self.mirrors
+            .attempt(r, deadline, &self.events, |source, share| {
+                let docs = self.documents_to_pull(r, source, selection, share)?;
+                self.cache.with_pull_lock(r, |held| {
+                    let from = BlobSource::Remote(source);
+                    let tee = tee.as_deref_mut();
+                    self.commit(held, r, selection, &docs, from, deadline, tee)
+                })
             })
-        })
     }
 
     /// The artifact for a cache hit: the blob, or the module extracted from it
@@ -276,16 +279,15 @@ impl Parts {
     /// registry does not answer HEAD (405, 501). `None` when it gives no digest.
     /// Asked of the mirrors first, as a pull would be.
     fn current_digest(&self, r: &Reference, deadline: Option<Instant>) -> Result<Option<Digest>> {
-        self.mirrors.attempt(r, &self.events, |source| {
-            match self.registry.head_manifest(source, deadline) {
-                Err(Error::Registry {
-                    status: 405 | 501, ..
-                }) => Ok(Some(
-                    self.fetch_manifest(source, None, None, deadline)?.digest,
-                )),
-                other => other,
-            }
-        })
+        self.mirrors
+            .attempt(r, deadline, &self.events, |source, share| {
+                match self.registry.head_manifest(source, share) {
+                    Err(Error::Registry {
+                        status: 405 | 501, ..
+                    }) => Ok(Some(self.fetch_manifest(source, None, None, share)?.digest)),
+                    other => other,
+                }
+            })
     }
 
     fn tag_is_fresh(&self, resolved_at: SystemTime) -> bool {
@@ -361,27 +363,29 @@ impl Parts {
             });
         }
         let deadline = self.deadline();
-        let fetch = |source: &Reference| self.fetch_documents(source, selection, deadline);
-        self.mirrors.attempt(r, &self.events, fetch)
+        let fetch = |source: &Reference, share| self.fetch_documents(source, selection, share);
+        self.mirrors.attempt(r, deadline, &self.events, fetch)
     }
 
-    /// Blob `digest` of `r`: the cached file, else from a mirror or the registry
-    /// (verified by the caller as it reads).
-    pub(crate) fn blob_reader(
+    /// Writes blob `digest` of `r` into a layout: the cached file, else from a
+    /// mirror or the registry, a mirror whose bytes fail being skipped.
+    pub(crate) fn vendor_blob(
         &self,
+        writer: &Writer,
         r: &Reference,
         digest: &Digest,
         size: u64,
-    ) -> Result<Box<dyn Read>> {
+    ) -> Result<()> {
         let cache = &self.cache;
         if cache.has_blob(digest, size) {
             let path = cache.blob_path(digest);
-            let file = std::fs::File::open(&path).map_err(|source| Error::Io {
+            let failed = |source| Error::Io {
                 action: "read",
-                path,
+                path: path.clone(),
                 source,
-            })?;
-            return Ok(Box::new(file));
+            };
+            let file = std::fs::File::open(&path).map_err(failed)?;
+            return writer.write_blob(r, digest, size, file, failed);
         }
         if !self.online() {
             return Err(Error::NotCached {
@@ -390,10 +394,16 @@ impl Parts {
             });
         }
         let deadline = self.deadline();
-        self.mirrors.attempt(r, &self.events, |source| {
-            let body = self.registry.open_blob(source, digest, 0, deadline)?;
-            Ok(Box::new(body.reader) as Box<dyn Read>)
-        })
+        self.mirrors
+            .attempt(r, deadline, &self.events, |source, _| {
+                let body = self.registry.open_blob(source, digest, 0, deadline)?;
+                let host = body.host;
+                writer.write_blob(r, digest, size, body.reader, |e| Error::Transport {
+                    host,
+                    action: format!("downloading blob {digest} of {r}"),
+                    source: Box::new(e),
+                })
+            })
     }
 
     /// GETs the top manifest and, for an index, the selected child.

@@ -233,3 +233,289 @@ fn build_scripts_watch_the_new_variables() {
         assert!(forge_oci::build::ENV_VARS.contains(&var), "{var}");
     }
 }
+
+/// A layout written by hand: the payload's manifest named `reference`.
+fn hand_layout(dir: &Path, reference: &str, payload: &[u8]) -> Vec<u8> {
+    let m = manifest(&[(WASM, payload)]);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for b in [&m[..], payload, EMPTY_CONFIG] {
+        let hex = digest(b).trim_start_matches("sha256:").to_owned();
+        std::fs::write(blobs.join(hex), b).unwrap();
+    }
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": OCI_MANIFEST, "digest": digest(&m), "size": m.len(),
+        "annotations": {"org.opencontainers.image.ref.name": reference}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    m
+}
+
+/// Runs `f` on a thread; panics (instead of hanging the suite) when it has not
+/// returned after a minute: only a hang takes that long.
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("hung on a layout file")
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A layout's `index.json` or blob that is a FIFO (or a link to one) is an
+/// error naming it, never a pull that waits for a writer for ever.
+#[test]
+fn a_fifo_in_a_layout_is_an_error_not_a_hang() {
+    let work = tempfile::tempdir().unwrap();
+    let payload = wasm_payload("fifo", 3_000);
+    let reference = "127.0.0.1:1/plugins/f:v1".to_owned();
+    for (i, which) in ["index.json", "layer"].into_iter().enumerate() {
+        let layout = work.path().join(format!("oci{i}"));
+        hand_layout(&layout, &reference, &payload);
+        let file = match which {
+            "index.json" => layout.join("index.json"),
+            _ => layout
+                .join("blobs/sha256")
+                .join(digest(&payload).trim_start_matches("sha256:")),
+        };
+        std::fs::remove_file(&file).unwrap();
+        mkfifo(&file);
+        let c = isolated("127.0.0.1:1", &work.path().join(format!("cache{i}")))
+            .network(Network::Offline)
+            .oci_layout(&layout)
+            .build()
+            .unwrap();
+        let r = reference.clone();
+        let err = within_a_minute(move || c.pull(&r).map(|_| ())).unwrap_err();
+        match &err {
+            Error::Layout { path, .. } => assert_eq!(path, &file, "{which}"),
+            other => panic!("{which}: expected a layout error, got {other:?}"),
+        }
+    }
+}
+
+/// Text from a layout's `index.json` is shown escaped, as a server's is.
+#[test]
+fn a_layout_digest_with_escape_sequences_is_shown_escaped() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let reference = "127.0.0.1:1/plugins/e:v1";
+    hand_layout(&layout, reference, &wasm_payload("esc", 100));
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "digest": "sha256:\u{1b}]0;owned\u{7}\u{1b}[2K", "size": 1,
+        "annotations": {"org.opencontainers.image.ref.name": reference}}]});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let err = isolated("127.0.0.1:1", &work.path().join("cache"))
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap()
+        .pull(reference)
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Layout { .. }), "{err:?}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}
+
+/// Vendoring into a directory whose `index.json` is a FIFO is an error, not a
+/// wait for a writer that never comes.
+#[test]
+fn vendoring_onto_a_fifo_index_is_an_error_not_a_hang() {
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("vendor fifo", 2_000);
+    registry.artifact("plugins/v", "v1", &payload, |r| r);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    std::fs::create_dir_all(&layout).unwrap();
+    mkfifo(&layout.join("index.json"));
+    let c = client(registry.host(), &work.path().join("cache"));
+    let reference = format!("{}/plugins/v:v1", registry.host());
+    let to = layout.clone();
+    let err = within_a_minute(move || c.vendor(&to, &[&reference]).map(|_| ())).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("index.json"), "{err}");
+}
+
+/// A connection cut while vendoring a blob is reported as the network failing
+/// (naming the registry), not as a local file that could not be written.
+#[test]
+fn a_cut_download_while_vendoring_names_the_registry() {
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("cut while vendoring", 20_000);
+    registry.artifact("plugins/cut", "v1", &payload, |r| r);
+    registry.blob("plugins/cut", EMPTY_CONFIG);
+    registry.route(
+        &format!("/v2/plugins/cut/blobs/{}", digest(&payload)),
+        common::server::Route::ok(payload.clone()).cut_after(1_000),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let reference = format!("{}/plugins/cut:v1", registry.host());
+    let err = client(registry.host(), &work.path().join("cache"))
+        .vendor(&layout, &[&reference])
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(err.to_string().contains(registry.host()), "{err}");
+}
+
+/// A layout is never written inside the cache (its `blobs/sha256/` would take
+/// the layout's files for corrupt blobs), nor into the current directory for
+/// an empty path.
+#[test]
+fn vendoring_into_the_cache_or_an_empty_path_is_refused() {
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("not into the cache", 2_000);
+    registry.artifact("plugins/v", "v1", &payload, |r| r);
+    registry.blob("plugins/v", EMPTY_CONFIG);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let c = client(registry.host(), &cache);
+    let reference = format!("{}/plugins/v:v1", registry.host());
+    c.pull(&reference).unwrap();
+    for dir in [
+        cache.clone(),
+        cache.join("blobs/sha256"),
+        cache.join("refs/new/oci"),
+    ] {
+        let err = c.vendor(&dir, &[&reference]).unwrap_err();
+        assert!(
+            matches!(err, Error::DestinationIsCached { .. }),
+            "{}: {err:?}",
+            dir.display()
+        );
+    }
+    assert!(c.cache().verify().unwrap().corrupt().is_empty());
+    assert!(!cache.join("index.json").exists());
+    let err = c.vendor("", &[&reference]).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+}
+
+/// Two vendors into one directory at once take turns: the entries of both are
+/// in `index.json` at the end, whichever finished first.
+#[test]
+fn two_vendors_at_once_keep_each_others_entries() {
+    use common::server::FakeRegistry;
+    let registry = FakeRegistry::start();
+    let slow = wasm_payload("slow to vendor", 20_000);
+    let quick = wasm_payload("quick to vendor", 2_000);
+    registry.artifact("plugins/slow", "v1", &slow, |r| {
+        r.slow(2_000, std::time::Duration::from_millis(100))
+    });
+    registry.artifact("plugins/quick", "v1", &quick, |r| r);
+    registry.blob("plugins/slow", EMPTY_CONFIG);
+    registry.blob("plugins/quick", EMPTY_CONFIG);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let slow_ref = format!("{}/plugins/slow:v1", registry.host());
+    let quick_ref = format!("{}/plugins/quick:v1", registry.host());
+    let slow_blob = format!("/v2/plugins/slow/blobs/{}", digest(&slow));
+
+    let (c, to, r) = (
+        client(registry.host(), &work.path().join("c1")),
+        layout.clone(),
+        slow_ref.clone(),
+    );
+    let first = std::thread::spawn(move || c.vendor(&to, &[&r]).map(|_| ()));
+    // The slow vendor has its layout open once its blob is being sent.
+    while registry.hits("GET", &slow_blob) == 0 {
+        std::thread::yield_now();
+    }
+    client(registry.host(), &work.path().join("c2"))
+        .vendor(&layout, &[&quick_ref])
+        .unwrap();
+    first.join().unwrap().unwrap();
+    let names: Vec<String> = index_entries(&layout)
+        .iter()
+        .map(|e| e["annotations"]["org.opencontainers.image.ref.name"].to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+/// The temporary files a vendor killed mid-way left are removed by the next,
+/// so they are not committed with the layout.
+#[test]
+fn vendoring_again_removes_a_killed_vendors_temporary_files() {
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("after a kill", 2_000);
+    registry.artifact("plugins/k", "v1", &payload, |r| r);
+    registry.blob("plugins/k", EMPTY_CONFIG);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let left = [
+        layout.join(".tmpAbC123"),
+        layout.join("blobs/sha256/.tmpXyZ789"),
+    ];
+    for f in &left {
+        std::fs::write(f, b"half a blob").unwrap();
+    }
+    client(registry.host(), &work.path().join("cache"))
+        .vendor(&layout, &[format!("{}/plugins/k:v1", registry.host())])
+        .unwrap();
+    for f in &left {
+        assert!(!f.exists(), "{} was left", f.display());
+    }
+}
+
+/// A layout is readable by others, as skopeo writes one: vendored into a
+/// shared directory (or copied to an air-gapped machine with its modes), the
+/// build user must be able to read what an admin vendored.
+#[cfg(unix)]
+#[test]
+fn a_vendored_layout_is_readable_by_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let registry = common::server::FakeRegistry::start();
+    let payload = wasm_payload("shared", 2_000);
+    let m = registry.artifact("plugins/sh", "v1", &payload, |r| r);
+    registry.blob("plugins/sh", EMPTY_CONFIG);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    client(registry.host(), &work.path().join("cache"))
+        .vendor(&layout, &[format!("{}/plugins/sh:v1", registry.host())])
+        .unwrap();
+    let blob = |b: &[u8]| {
+        layout
+            .join("blobs/sha256")
+            .join(digest(b).trim_start_matches("sha256:"))
+    };
+    // What the umask lets an ordinary file be, as skopeo's would be.
+    let plain = work.path().join("plain");
+    std::fs::write(&plain, b"").unwrap();
+    let expected = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o644;
+    for f in [
+        layout.join("index.json"),
+        layout.join("oci-layout"),
+        blob(&m),
+        blob(&payload),
+    ] {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, expected, "{}: {mode:o}", f.display());
+    }
+}
+
+/// An empty layout path is refused when the client is built, as an empty cache
+/// directory is: never the current directory's `index.json` and `blobs/`.
+#[test]
+fn an_empty_layout_path_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let err = isolated("127.0.0.1:1", work.path())
+        .oci_layout("")
+        .build()
+        .unwrap_err();
+    match &err {
+        Error::Config { setting, .. } => assert_eq!(*setting, "ClientBuilder::oci_layout"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}

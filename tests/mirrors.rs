@@ -347,3 +347,95 @@ fn revalidation_asks_the_mirror_first() {
     assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
     assert_eq!(mirror.hits("HEAD", "/v2/plugins/r/manifests/v1"), 1);
 }
+
+/// With a pull timeout, a mirror that stalls is skipped in time for the
+/// registry to answer: "a mirror that times out is skipped", whichever timeout.
+#[test]
+fn a_stalled_mirror_is_skipped_within_the_pull_timeout() {
+    let upstream = FakeRegistry::start();
+    let payload = wasm_payload("deadline", 5_000);
+    upstream.artifact("plugins/t", "v1", &payload, |r| r);
+    let stalled = FakeRegistry::start();
+    stalled.route("/v2/plugins/t/manifests/v1", Route::ok("{}").stall_after(0));
+    let work = tempfile::tempdir().unwrap();
+    let (b, skips) = recording(
+        isolated(upstream.host(), work.path())
+            .insecure_host(stalled.host())
+            .pull_timeout(std::time::Duration::from_secs(4))
+            .mirror(upstream.host(), stalled.host()),
+    );
+    let reference = format!("{}/plugins/t:v1", upstream.host());
+    let got = b.build().unwrap().pull(&reference);
+    assert_eq!(got.unwrap().read().unwrap(), payload);
+    assert_eq!(skips.lock().unwrap().len(), 1);
+}
+
+/// Vendoring skips a mirror whose blob does not verify, as a pull does, and
+/// writes the registry's bytes.
+#[test]
+fn vendoring_skips_a_mirror_serving_a_corrupt_blob() {
+    let upstream = FakeRegistry::start();
+    let payload = wasm_payload("vendored past a bad mirror", 20_000);
+    upstream.artifact("plugins/v", "v1", &payload, |r| r);
+    let corrupt = FakeRegistry::start();
+    corrupt.artifact("plugins/v", "v1", &payload, |r| r);
+    upstream.blob("plugins/v", EMPTY_CONFIG);
+    corrupt.blob("plugins/v", EMPTY_CONFIG);
+    let mut bad = payload.clone();
+    bad[100] ^= 1;
+    corrupt.route(
+        &format!("/v2/plugins/v/blobs/{}", digest(&payload)),
+        Route::ok(bad),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (b, skips) = recording(
+        isolated(upstream.host(), &work.path().join("cache"))
+            .insecure_host(corrupt.host())
+            .mirror(upstream.host(), corrupt.host()),
+    );
+    let layout = work.path().join("oci");
+    let reference = format!("{}/plugins/v:v1", upstream.host());
+    let vendored = b.build().unwrap().vendor(&layout, &[&reference]);
+    assert_eq!(vendored.unwrap().len(), 1);
+    let hex = digest(&payload).trim_start_matches("sha256:").to_owned();
+    assert_eq!(
+        std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap(),
+        payload
+    );
+    assert_eq!(
+        skips.lock().unwrap().len(),
+        1,
+        "{:?}",
+        skips.lock().unwrap()
+    );
+}
+
+/// A mirror that answers 503 is skipped at once, not retried: the registry is
+/// there to answer, and a `Retry-After` would hold the pull for its length
+/// each time (retries are for the last source).
+#[test]
+fn an_overloaded_mirror_is_not_retried_before_the_registry_is_asked() {
+    let upstream = FakeRegistry::start();
+    let payload = wasm_payload("not retried", 3_000);
+    upstream.artifact("plugins/o", "v1", &payload, |r| r);
+    let mirror = FakeRegistry::start();
+    let path = "/v2/plugins/o/manifests/v1";
+    mirror.route(
+        path,
+        Route::ok("busy").status(503).header("retry-after", "1"),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (b, skips) = recording(
+        isolated(upstream.host(), work.path())
+            .retries(3)
+            .insecure_host(mirror.host())
+            .mirror(upstream.host(), mirror.host()),
+    );
+    let reference = format!("{}/plugins/o:v1", upstream.host());
+    assert_eq!(
+        b.build().unwrap().pull(&reference).unwrap().read().unwrap(),
+        payload
+    );
+    assert_eq!(skips.lock().unwrap().len(), 1);
+    assert_eq!(mirror.hits("GET", path), 1, "the mirror was retried");
+}

@@ -68,6 +68,12 @@ impl ClientBuilder {
                 });
             }
         }
+        if let Some(d) = self.given_layouts.iter().find(|d| d.as_os_str().is_empty()) {
+            return Err(empty(
+                "ClientBuilder::oci_layout",
+                &d.clone().into_os_string(),
+            ));
+        }
         let mut layouts = self.given_layouts;
         layouts.extend(self.env_layouts);
         Ok(Config {

@@ -340,7 +340,8 @@ impl ClientBuilder {
 
     /// Retries after a connection failure or a 408/429/500/502/503/504; never after
     /// a TLS failure (a certificate not trusted, expired or for another host),
-    /// which would fail the same way again. Defaults to 3.
+    /// which would fail the same way again. Defaults to 3. A mirror's requests
+    /// are not retried: the next source is asked instead.
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
@@ -469,7 +470,10 @@ impl ClientBuilder {
     /// carry `ns=<registry>`; the mirror is sent its own credentials, never the
     /// registry's, and speaks plain HTTP only when its host is marked insecure. A
     /// mirror that cannot answer, or answers with bytes that do not verify, is
-    /// skipped with [`Event::SourceSkipped`]. The cache records the registry's
+    /// skipped with [`Event::SourceSkipped`]; with a
+    /// [`pull_timeout`](Self::pull_timeout), each mirror has an equal share of
+    /// the time left with the sources after it to give its manifests, so one
+    /// that stalls leaves the registry time to answer. The cache records the registry's
     /// reference whichever source answered. A value that cannot be read is
     /// refused by [`build`](Self::build).
     pub fn mirror(mut self, registry: impl Into<String>, mirror: impl Into<String>) -> Self {
@@ -499,7 +503,8 @@ impl ClientBuilder {
     /// full reference; a digest pin matches its manifest in `blobs/`. What is
     /// read is verified as it is copied into the cache. Layouts are consulted in
     /// order, those given here before those in `FORGE_OCI_LAYOUTS` (a path list,
-    /// separated as `PATH` is).
+    /// separated as `PATH` is, its empty entries skipped). An empty `dir` is
+    /// refused by [`build`](Self::build), never taken for the current directory.
     pub fn oci_layout(mut self, dir: impl Into<PathBuf>) -> Self {
         self.given_layouts.push(dir.into());
         self

@@ -24,6 +24,9 @@ pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400)
 pub(crate) struct Call<'a> {
     pub(crate) action: &'a str,
     pub(crate) deadline: Option<Instant>,
+    /// Sent once, never retried: a mirror's request, with the next source
+    /// waiting (a 503 with `Retry-After: 60` would hold the pull for minutes).
+    pub(crate) once: bool,
 }
 
 /// Gives a request no more than `remaining`, body included.

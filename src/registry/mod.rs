@@ -240,6 +240,7 @@ impl Registry {
         let call = Call {
             action: &action,
             deadline,
+            once: r.namespace().is_some(),
         };
         let answer = match self.request(Method::Get, r, &url, headers, call) {
             // The range is past what the server holds (it may count the blob
@@ -292,7 +293,11 @@ impl Registry {
             r,
             &url,
             &[("accept", MANIFEST_ACCEPT)],
-            Call { action, deadline },
+            Call {
+                action,
+                deadline,
+                once: r.namespace().is_some(),
+            },
         )
     }
 
@@ -452,6 +457,7 @@ impl Registry {
             Option<Duration>,
         ) -> std::result::Result<Response<Body>, ureq::Error>,
     ) -> Result<Response<Body>> {
+        let retries = if call.once { 0 } else { self.config.retries };
         let mut attempt = 0;
         loop {
             let remaining = call
@@ -463,16 +469,11 @@ impl Registry {
                 });
             }
             let wait = match attempt_once(remaining) {
-                Ok(resp)
-                    if attempt < self.config.retries
-                        && is_retryable_status(resp.status().as_u16()) =>
-                {
+                Ok(resp) if attempt < retries && is_retryable_status(resp.status().as_u16()) => {
                     retry_after(&resp).unwrap_or_else(|| retry::backoff(attempt))
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if attempt < self.config.retries && is_transient(&e) => {
-                    retry::backoff(attempt)
-                }
+                Err(e) if attempt < retries && is_transient(&e) => retry::backoff(attempt),
                 Err(_) if call.deadline.is_some_and(|d| Instant::now() >= d) => {
                     return Err(Error::Deadline {
                         action: call.action.to_owned(),

@@ -78,6 +78,7 @@ impl Registry {
         let call = Call {
             action: "requesting a token",
             deadline,
+            once: false,
         };
         let target = realm.as_request();
         let agent = self.transport.agent(&target)?;

@@ -4,8 +4,9 @@
 //! mirror's host, with the mirror's own credentials.
 
 use std::fmt;
+use std::time::Instant;
 
-use crate::error::{Result, SettingProblem};
+use crate::error::{Error, Result, SettingProblem};
 use crate::event::{Events, Source};
 use crate::reference::Reference;
 
@@ -58,24 +59,35 @@ impl Mirrors {
 
     /// Runs `attempt` against each mirror that may answer `r`, in order, then
     /// against the registry itself (`r`). A mirror that fails as a source can
-    /// (unreachable, refusing, not holding `r`, serving bytes that do not verify)
-    /// is reported and passed over; the cache's failures are returned.
+    /// (unreachable, refusing, not holding `r`, serving bytes that do not verify,
+    /// too slow) is reported and passed over; the cache's failures are returned.
+    ///
+    /// `attempt` is given the deadline its source must answer by: with a pull
+    /// deadline, each mirror gets an equal share of the time left with the
+    /// sources after it, so a mirror that stalls leaves the registry time to
+    /// answer; the registry gets whatever is left.
     pub(crate) fn attempt<T>(
         &self,
         r: &Reference,
+        deadline: Option<Instant>,
         events: &Events,
-        mut attempt: impl FnMut(&Reference) -> Result<T>,
+        mut attempt: impl FnMut(&Reference, Option<Instant>) -> Result<T>,
     ) -> Result<T> {
-        for mirror in self.for_reference(r) {
-            match attempt(&mirror.reference(r)) {
+        let mirrors: Vec<&Mirror> = self.for_reference(r).collect();
+        let mut after = mirrors.len();
+        for mirror in mirrors {
+            let share = share(deadline, after);
+            after -= 1;
+            match attempt(&mirror.reference(r), share) {
                 Ok(t) => return Ok(t),
-                Err(e) if e.is_source_failure() => {
+                // Past its share, or past the pull's deadline (the registry then says so).
+                Err(e) if e.is_source_failure() || matches!(e, Error::Deadline { .. }) => {
                     events.skipped(&Source::Mirror(mirror.to_string()), r, &e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        attempt(r)
+        attempt(r, deadline)
     }
 
     /// The mirrors that may answer `r`, in order: for a tag, those not limited to
@@ -87,17 +99,31 @@ impl Mirrors {
         self.0
             .iter()
             .filter(move |(registry, m)| {
-                registry == r.registry() && (r.digest().is_some() || !m.digest_only)
+                registry.eq_ignore_ascii_case(r.registry())
+                    && (r.digest().is_some() || !m.digest_only)
             })
             .map(|(_, m)| m)
     }
 }
 
+/// A source's share of the time left before `deadline`, shared equally with
+/// the `after` sources tried after it (the registry always among them).
+fn share(deadline: Option<Instant>, after: usize) -> Option<Instant> {
+    let deadline = deadline?;
+    let now = Instant::now();
+    let sources = u32::try_from(after.saturating_add(1)).unwrap_or(u32::MAX);
+    let left = deadline.saturating_duration_since(now) / sources;
+    Some(now.checked_add(left).map_or(deadline, |d| d.min(deadline)))
+}
+
 /// The registry a mirror entry is for, as references name it (`docker.io` for
 /// Docker Hub, whichever of its names is written).
 pub(crate) fn registry_name(registry: &str) -> Result<String, SettingProblem> {
-    let registry = registry.trim();
-    let bad = || SettingProblem::mirror_registry(registry);
+    let written = registry.trim();
+    let bad = || SettingProblem::mirror_registry(written);
+    // Host names are case-insensitive: `DOCKER.IO` is Docker Hub too.
+    let lower = written.to_ascii_lowercase();
+    let registry = lower.as_str();
     if registry.is_empty() || registry.contains('/') {
         return Err(bad());
     }
@@ -194,6 +220,17 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(m.for_reference(&pin).count(), 1);
+    }
+
+    #[test]
+    fn registry_names_are_case_insensitive_as_hosts_are() {
+        let m = parse_list("DOCKER.IO=m.corp;Ghcr.IO=n.corp").unwrap();
+        let hub: Reference = "alpine".parse().unwrap();
+        let got: Vec<String> = m.for_reference(&hub).map(ToString::to_string).collect();
+        assert_eq!(got, ["m.corp"]);
+        let ghcr: Reference = "ghcr.io/a/b:1".parse().unwrap();
+        let got: Vec<String> = m.for_reference(&ghcr).map(ToString::to_string).collect();
+        assert_eq!(got, ["n.corp"]);
     }
 
     #[test]

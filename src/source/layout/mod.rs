@@ -4,6 +4,8 @@
 //! boundary: everything read from one is verified against its digest.
 
 use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
@@ -17,6 +19,9 @@ pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The annotation containerd (`ctr export`, nerdctl save) names an entry with.
 pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
+/// The largest `index.json` read: thousands of entries fit many times over.
+pub(crate) const MAX_INDEX_SIZE: u64 = 16 << 20;
+
 /// `DIR/index.json`.
 pub(crate) fn index_path(dir: &Path) -> PathBuf {
     dir.join("index.json")
@@ -27,6 +32,32 @@ pub(crate) fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs")
         .join(digest.algorithm())
         .join(digest.hex())
+}
+
+/// Opens a file of a layout for reading. Links are followed (what is read is
+/// verified anyway), but only a regular file is opened: a FIFO would block the
+/// open until some writer came, and a device (`/dev/zero`, a terminal) is never
+/// content. Anything else is refused with [`io::ErrorKind::InvalidInput`].
+pub(crate) fn open_file(path: &Path) -> io::Result<File> {
+    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+    // Checked before opening, so that no device is ever opened...
+    if !fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // ...and without waiting, should a FIFO take its place in between.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(not_regular())
+    }
 }
 
 /// Whether an index entry with these annotations is `r`: one of the two name

@@ -1,5 +1,5 @@
 //! Reading an OCI image layout: finding a reference in `index.json` (or a pin in
-//! `blobs/`), walking its manifests, and copying its blob into the cache,
+//! `blobs/`), walking its manifests, and opening its blobs for the cache to copy,
 //! verified on the way in.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{blob_path, index_path, names};
+use super::{MAX_INDEX_SIZE, blob_path, index_path, names, open_file};
 use crate::cache::CommitError;
 use crate::digest::Digest;
 use crate::error::{Error, LayoutProblem, Result};
@@ -17,9 +17,6 @@ use crate::event::{Events, Source};
 use crate::manifest::{Document, Rejected};
 use crate::reference::Reference;
 use crate::resolve::{Documents, Selection};
-
-/// The largest `index.json` read: thousands of entries fit many times over.
-const MAX_INDEX_SIZE: u64 = 16 << 20;
 
 #[derive(Deserialize)]
 struct Index {
@@ -206,7 +203,7 @@ pub(crate) fn open_blob(
 ) -> Result<(File, u64)> {
     let file = blob_path(dir, digest);
     let io = |e| problem(r, &file, LayoutProblem::Io(e));
-    let mut f = File::open(&file).map_err(io)?;
+    let mut f = open_file(&file).map_err(io)?;
     f.seek(SeekFrom::Start(offset)).map_err(io)?;
     Ok((f, offset))
 }
@@ -225,7 +222,7 @@ pub(crate) fn blob_error(dir: &Path, r: &Reference, digest: &Digest, e: CommitEr
 /// The whole file when it is at most `limit` bytes; `None` when it is larger.
 fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::new();
-    File::open(path)?
+    open_file(path)?
         .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)?;
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
