@@ -168,6 +168,12 @@ fn build_client(builder: ClientBuilder, reference: &str) -> Result<Client, Build
             _ => {}
         })
         .build()
+        .inspect(|client| {
+            // Vendoring again changes what a tag means offline: rerun then.
+            for index in client.layout_index_files() {
+                rerun_if_changed(index);
+            }
+        })
         .map_err(|error| BuildError::new(reference, Kind::Pull(error)))
 }
 

@@ -123,6 +123,12 @@ impl Client {
         Client::builder().build()
     }
 
+    /// The `index.json` files of the layouts this client reads, for
+    /// [`build`](crate::build) to have cargo watch them.
+    pub(crate) fn layout_index_files(&self) -> Vec<std::path::PathBuf> {
+        self.inner.layouts.index_files()
+    }
+
     /// The cache this client pulls into, with its operations (list, prune, verify…).
     pub fn cache(&self) -> &Cache {
         &self.inner.cache

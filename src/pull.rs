@@ -77,7 +77,14 @@ impl Parts {
                 return self.hit(r, hit);
             }
         } else if let Some((digest, resolved_at)) = self.cache.read_ref(r) {
-            if let Some(hit) = selection.cached(&self.cache, r, &digest)? {
+            // A vendored layout is the project's own record of its tags: where it
+            // names another digest than the cache (vendored again), it wins.
+            let vendored = self.layouts.tag_digest(r);
+            let moved = vendored.is_some_and(|d| d != digest);
+            if let Some(hit) = selection
+                .cached(&self.cache, r, &digest)?
+                .filter(|_| !moved)
+            {
                 if !online || self.tag_is_fresh(resolved_at) {
                     return self.hit(r, hit);
                 }

@@ -50,7 +50,12 @@ fn build_script_pulls_then_builds_offline() {
     let cargo_run = |reference: &str, offline: bool, layout: Option<&Path>| {
         // The script reads the reference from this file: a change to it must rerun
         // the script although it prints rerun-if-env-changed lines.
-        std::fs::write(krate.join("plugin.ref"), reference).unwrap();
+        // Written only when it changes: cargo compares modification times, and
+        // the last run must rerun for the layout's sake alone.
+        let file = krate.join("plugin.ref");
+        if std::fs::read_to_string(&file).ok().as_deref() != Some(reference) {
+            std::fs::write(&file, reference).unwrap();
+        }
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.args(["run", "--quiet"])
             .current_dir(&krate)
@@ -124,5 +129,38 @@ fn build_script_pulls_then_builds_offline() {
         verified_blobs(&copied).len(),
         2,
         "the plugin and its manifest were copied into the cache from the layout"
+    );
+
+    // Vendored again after the tag moved (written here by hand: the registry is
+    // gone). Cargo must rerun the script, and the layout's new digest must win
+    // over the one the cache recorded for the tag.
+    let moved = wasm_payload("the tag moved", 200_000);
+    let m = common::manifest(&[(WASM, &moved)]);
+    for blob in [&m[..], &moved[..]] {
+        let hex = digest(blob).trim_start_matches("sha256:").to_owned();
+        std::fs::write(vendored.join("blobs/sha256").join(hex), blob).unwrap();
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": OCI_MANIFEST, "digest": digest(&m), "size": m.len(),
+        "annotations": {"org.opencontainers.image.ref.name": &reference,
+                        "io.containerd.image.name": &reference}}]});
+    std::fs::write(
+        vendored.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let revendored = cargo_run(&reference, true, Some(&vendored));
+    assert!(
+        revendored.status.success(),
+        "build after vendoring again failed:\n{}",
+        String::from_utf8_lossy(&revendored.stderr)
+    );
+    let moved_sum = moved.iter().fold(0u32, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u32::from(*b))
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&revendored.stdout),
+        format!("{} {moved_sum}\n", moved.len()),
+        "the script reran and took the layout's new digest for the tag"
     );
 }

@@ -519,3 +519,26 @@ fn an_empty_layout_path_is_refused() {
         other => panic!("expected a config error, got {other:?}"),
     }
 }
+
+#[test]
+fn a_tag_vendored_again_wins_over_the_digest_the_cache_recorded() {
+    let work = tempfile::tempdir().unwrap();
+    let reference = "127.0.0.1:1/plugins/moved:v1";
+    let (one, two) = (wasm_payload("one", 500), wasm_payload("two", 500));
+    let layout = work.path().join("oci");
+    hand_layout(&layout, reference, &one);
+    let c = isolated("127.0.0.1:1", &work.path().join("cache"))
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap();
+    assert_eq!(c.pull(reference).unwrap().read().unwrap(), one);
+    hand_layout(&layout, reference, &two); // vendored again: `git pull` brings it
+    assert_eq!(c.pull(reference).unwrap().read().unwrap(), two);
+    // Without the layout, the cache's record of the tag is what there is.
+    let plain = isolated("127.0.0.1:1", &work.path().join("cache"))
+        .network(Network::Offline)
+        .build()
+        .unwrap();
+    assert_eq!(plain.pull(reference).unwrap().read().unwrap(), two);
+}

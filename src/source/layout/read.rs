@@ -138,6 +138,29 @@ impl Layouts {
         })
     }
 
+    /// The digest the first layout that names tag `r` gives it; `None` for a
+    /// pin, or when no layout names it (or one that would cannot be read: the
+    /// pull that follows says why).
+    pub(crate) fn tag_digest(&self, r: &Reference) -> Option<Digest> {
+        if r.digest().is_some() {
+            return None;
+        }
+        self.dirs.iter().find_map(|dir| {
+            let entry = self.entry(dir, r).ok()??;
+            entry.digest.parse().ok()
+        })
+    }
+
+    /// The `index.json` files of the layouts that have one: what a build script
+    /// asks cargo to watch, so vendoring again reruns it.
+    pub(crate) fn index_files(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|dir| index_path(dir))
+            .filter(|index| index.is_file())
+            .collect()
+    }
+
     /// The first entry of `dir/index.json` that names `r`.
     fn entry(&self, dir: &Path, r: &Reference) -> Result<Option<Entry>> {
         let path = index_path(dir);
