@@ -124,6 +124,17 @@ pub enum ExtractError {
         /// Its path in the layer.
         path: String,
     },
+    /// The module's path in the layer is a directory or a device, not a file.
+    NotAFile {
+        /// Its path in the layer.
+        path: String,
+    },
+    /// A candidate module is stored as a PAX sparse file, whose hole map `tar`
+    /// does not expand.
+    SparseFile {
+        /// Its path in the layer.
+        path: String,
+    },
     /// No file in the layer is a module by the rule.
     NoModule {
         /// The rule applied, said in words.
@@ -173,6 +184,16 @@ impl fmt::Display for ExtractError {
             ExtractError::Link { path } => write!(
                 f,
                 "{} is a link, not a file: a module is never read through a link",
+                shown(path)
+            ),
+            ExtractError::NotAFile { path } => write!(
+                f,
+                "{} is the module's name but not a file (a directory or a device)",
+                shown(path)
+            ),
+            ExtractError::SparseFile { path } => write!(
+                f,
+                "{} is stored as a PAX sparse file, which cannot be read as a module",
                 shown(path)
             ),
             ExtractError::NoModule { rule } => {
@@ -318,11 +339,29 @@ pub(crate) fn extract<S: Stage>(
             continue;
         }
         match entry.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            // A GNU sparse file is a file: tar expands its holes as it is read,
+            // as Go's archive/tar does for Istio.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {}
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 return Err(ExtractError::Link { path: name }.into());
             }
+            // The module's own name on a directory or a device: the runtime would
+            // not load another file instead, so neither does a pull.
+            _ if is_primary => return Err(ExtractError::NotAFile { path: name }.into()),
             _ => continue, // a directory or a device named *.wasm
+        }
+        // A PAX sparse file (GNU tar --sparse --format=posix) stores a map of its
+        // holes before the data, which `tar` does not expand: its bytes are not
+        // the file's.
+        let pax_sparse = entry
+            .pax_extensions()
+            .map_err(classify)?
+            .is_some_and(|exts| {
+                exts.flatten()
+                    .any(|e| e.key_bytes().starts_with(b"GNU.sparse."))
+            });
+        if pax_sparse {
+            return Err(ExtractError::SparseFile { path: name }.into());
         }
         // A later entry of the same path replaces an earlier one, as when a tar is unpacked.
         if is_primary {

@@ -232,3 +232,74 @@ fn zstd_and_garbage_are_typed_errors() {
     let e = refusal(run(b"not gzip at all", TGZ, &Rule::Istio));
     assert!(matches!(e, ExtractError::Corrupt(_)), "{e}");
 }
+
+/// A GNU sparse `plugin.wasm` ("\0asm" then 4 bytes of hole), then `other.wasm`.
+fn gnu_sparse_plugin_then_other() -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path("plugin.wasm").unwrap();
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(4);
+    let g = h.as_gnu_mut().unwrap();
+    g.sparse[0].offset = *b"00000000000\0";
+    g.sparse[0].numbytes = *b"00000000004\0";
+    g.sparse[1].offset = *b"00000000010\0";
+    g.sparse[1].numbytes = *b"00000000000\0";
+    g.realsize = *b"00000000010\0";
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    let mut data = b"\0asm".to_vec();
+    data.resize(512, 0);
+    out.extend_from_slice(&data);
+    out.extend(tar(&[Item::File("other.wasm", b"OTHER")]));
+    out
+}
+
+#[test]
+fn a_gnu_sparse_plugin_wasm_is_read_expanded_not_passed_over_for_another_module() {
+    let (name, bytes) = run(&gnu_sparse_plugin_then_other(), TAR, &Rule::Istio).unwrap();
+    assert_eq!(name, "plugin.wasm");
+    assert_eq!(bytes, b"\0asm\0\0\0\0");
+}
+
+#[test]
+fn a_pax_sparse_module_is_refused_not_handed_over_as_its_hole_map() {
+    // What GNU tar --sparse --format=posix writes (sparse format 1.0): the data
+    // starts with the map of holes, which `tar` does not expand.
+    let mut data = b"1\n0\n4\n".to_vec();
+    data.resize(512, 0);
+    data.extend_from_slice(b"\0asm");
+    let mut b = tar::Builder::new(Vec::new());
+    let records: [(&str, &[u8]); 4] = [
+        ("GNU.sparse.major", b"1"),
+        ("GNU.sparse.minor", b"0"),
+        ("GNU.sparse.name", b"plugin.wasm"),
+        ("GNU.sparse.realsize", b"8"),
+    ];
+    b.append_pax_extensions(records).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "GNUSparseFile.0/plugin.wasm", &data[..])
+        .unwrap();
+    let e = refusal(run(&b.into_inner().unwrap(), TAR, &Rule::Istio));
+    assert!(matches!(e, ExtractError::SparseFile { .. }), "{e}");
+}
+
+#[test]
+fn a_directory_named_plugin_wasm_is_refused_not_replaced_by_another_module() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_size(0);
+    h.set_mode(0o755);
+    b.append_data(&mut h, "plugin.wasm/", &[][..]).unwrap();
+    let mut layer = b.into_inner().unwrap();
+    layer.truncate(512); // drop the end-of-archive blocks
+    layer.extend(tar(&[Item::File("other.wasm", b"OTHER")]));
+    let e = refusal(run(&layer, TAR, &Rule::Istio));
+    assert!(
+        matches!(&e, ExtractError::NotAFile { path } if path == "plugin.wasm"),
+        "{e}"
+    );
+}
