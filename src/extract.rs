@@ -363,7 +363,12 @@ pub(crate) fn extract<S: Stage>(
         if pax_sparse {
             return Err(ExtractError::SparseFile { path: name }.into());
         }
-        // A later entry of the same path replaces an earlier one, as when a tar is unpacked.
+        // A later entry of the same path replaces an earlier one, as when a tar is
+        // unpacked (what a Docker wasi/wasm runtime does), except for Istio, which
+        // reads the layer as a stream and loads the first plugin.wasm it meets.
+        if is_primary && *rule == Rule::Istio && primary.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
         if is_primary {
             primary.retain(|(n, _)| *n != name);
             let file = copy(&mut entry, new_file, &classify)?;

@@ -303,3 +303,20 @@ fn a_directory_named_plugin_wasm_is_refused_not_replaced_by_another_module() {
         "{e}"
     );
 }
+
+#[test]
+fn istio_takes_the_first_plugin_wasm_of_one_path_as_istio_does() {
+    // Istio's fetcher returns the first entry named plugin.wasm; a Docker
+    // wasi/wasm runtime unpacks the layer, so the last entry of a path wins there.
+    let layer = tar(&[
+        Item::File("plugin.wasm", b"first"),
+        Item::File("./plugin.wasm", b"second"),
+    ]);
+    assert_eq!(run(&layer, TAR, &Rule::Istio).unwrap().1, b"first");
+    let layer = tar(&[
+        Item::File("app.wasm", b"first"),
+        Item::File("./app.wasm", b"second"),
+    ]);
+    let rule = Rule::Entrypoint(Some("/app.wasm".into()));
+    assert_eq!(run(&layer, TAR, &rule).unwrap().1, b"second");
+}
