@@ -320,3 +320,28 @@ fn istio_takes_the_first_plugin_wasm_of_one_path_as_istio_does() {
     let rule = Rule::Entrypoint(Some("/app.wasm".into()));
     assert_eq!(run(&layer, TAR, &rule).unwrap().1, b"second");
 }
+
+#[test]
+fn headers_tar_keeps_in_memory_are_bounded_apart_from_the_data() {
+    // A PAX record tar would read whole into memory: a few hundred kilobytes
+    // of gzip could make it hold max_extracted_size (512 MiB by default).
+    let big = vec![b'a'; (MAX_HEADER_BYTES + 1) as usize];
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("comment", &big[..])]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(4);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "plugin.wasm", &b"\0asm"[..]).unwrap();
+    let layer = gz(&b.into_inner().unwrap());
+    let e = refusal(run(&layer, TGZ, &Rule::Istio));
+    assert!(
+        matches!(e, ExtractError::HeadersTooLarge { limit } if limit == MAX_HEADER_BYTES),
+        "{e}"
+    );
+    // The data of an entry is not a header: a large file before the module is read through.
+    let layer = gz(&tar(&[
+        Item::File("big.bin", &big),
+        Item::File("plugin.wasm", b"\0asm"),
+    ]));
+    assert_eq!(run(&layer, TGZ, &Rule::Istio).unwrap().1, b"\0asm");
+}
