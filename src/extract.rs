@@ -74,6 +74,11 @@ impl Rule {
         // A relative entrypoint is found from the working directory, as a runtime
         // starting the image would find it.
         let entrypoint = run.entrypoint.and_then(|e| e.into_iter().next()).map(|e| {
+            // runwasi reads `path#function` (`/app.wasm#run`): the file is the path.
+            let e = e
+                .rsplit_once('#')
+                .map_or(e.as_str(), |(path, _)| path)
+                .to_owned();
             if e.starts_with('/') || dir.is_empty() {
                 e
             } else {

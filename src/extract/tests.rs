@@ -345,3 +345,19 @@ fn headers_tar_keeps_in_memory_are_bounded_apart_from_the_data() {
     ]));
     assert_eq!(run(&layer, TGZ, &Rule::Istio).unwrap().1, b"\0asm");
 }
+
+#[test]
+fn a_runwasi_entrypoint_naming_a_function_names_the_file_before_the_hash() {
+    let config =
+        br#"{"os":"wasip1","architecture":"wasm","config":{"Entrypoint":["/app/app.wasm#entry"]}}"#;
+    let rule = Rule::for_config(config).unwrap();
+    let layer = tar(&[
+        Item::File("app/app.wasm", b"\0asm app"),
+        Item::File("other.wasm", b"\0asm other"),
+    ]);
+    let (name, bytes) = run(&layer, TAR, &rule).unwrap();
+    assert_eq!(
+        (name.as_str(), bytes.as_slice()),
+        ("app/app.wasm", &b"\0asm app"[..])
+    );
+}
