@@ -2,7 +2,7 @@
 //! the runtimes that consume these images find it:
 //! - Istio "compat" WasmPlugin images: `plugin.wasm`, else the only `*.wasm` file;
 //! - Docker `wasi/wasm` images (image config `os` `wasi*` or architecture `wasm*`):
-//!   the file the config's `Entrypoint` names, else the only `*.wasm` file.
+//!   the file the config's `Entrypoint` (else `Cmd`) names, else the only `*.wasm` file.
 //!
 //! The layer is read as a stream (gzip through flate2's pure-Rust backend, tar
 //! through the `tar` crate without its file-system features): an entry's path is
@@ -56,6 +56,8 @@ impl Rule {
         struct RunConfig {
             #[serde(rename = "Entrypoint", default)]
             entrypoint: Option<Vec<String>>,
+            #[serde(rename = "Cmd", default)]
+            cmd: Option<Vec<String>>,
             #[serde(rename = "WorkingDir", default)]
             working_dir: Option<String>,
         }
@@ -73,7 +75,10 @@ impl Rule {
         let dir = run.working_dir.unwrap_or_default();
         // A relative entrypoint is found from the working directory, as a runtime
         // starting the image would find it.
-        let entrypoint = run.entrypoint.and_then(|e| e.into_iter().next()).map(|e| {
+        // A container runs Entrypoint + Cmd: the program is the first word of
+        // that, Cmd's first when there is no Entrypoint.
+        let first = |words: Option<Vec<String>>| words.and_then(|w| w.into_iter().next());
+        let entrypoint = first(run.entrypoint).or_else(|| first(run.cmd)).map(|e| {
             // runwasi reads `path#function` (`/app.wasm#run`): the file is the path.
             let e = e
                 .rsplit_once('#')

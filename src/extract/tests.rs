@@ -361,3 +361,27 @@ fn a_runwasi_entrypoint_naming_a_function_names_the_file_before_the_hash() {
         ("app/app.wasm", &b"\0asm app"[..])
     );
 }
+
+#[test]
+fn without_an_entrypoint_the_command_names_the_module_as_docker_runs_it() {
+    // Docker runs Entrypoint + Cmd: with no Entrypoint, Cmd's first word is the
+    // program. Here it has no .wasm suffix, so "the only *.wasm" is another file.
+    let config =
+        br#"{"os":"wasip1","architecture":"wasm","config":{"Cmd":["/app"],"WorkingDir":"/"}}"#;
+    let rule = Rule::for_config(config).unwrap();
+    let layer = tar(&[
+        Item::File("app", b"\0asm app"),
+        Item::File("lib/helper.wasm", b"\0asm helper"),
+    ]);
+    let (name, bytes) = run(&layer, TAR, &rule).unwrap();
+    assert_eq!(
+        (name.as_str(), bytes.as_slice()),
+        ("app", &b"\0asm app"[..])
+    );
+    let empty =
+        br#"{"os":"wasip1","architecture":"wasm","config":{"Entrypoint":[],"Cmd":["/app"]}}"#;
+    assert_eq!(
+        Rule::for_config(empty).unwrap(),
+        Rule::Entrypoint(Some("/app".into()))
+    );
+}
