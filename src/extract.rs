@@ -385,8 +385,18 @@ pub(crate) fn extract<S: Stage>(
                 tar::EntryType::Regular
                 | tar::EntryType::Continuous
                 | tar::EntryType::GNUSparse => {}
-                tar::EntryType::Symlink | tar::EntryType::Link => {
+                tar::EntryType::Symlink | tar::EntryType::Link if is_primary => {
                     return Err(ExtractError::Link { path: name }.into());
+                }
+                // A link elsewhere is refused only if it would be the module (the
+                // only *.wasm): beside plugin.wasm it is no reason to refuse.
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    others.retain(|n| *n != name);
+                    others.push(name.clone());
+                    if first_other.as_ref().is_some_and(|(n, _)| *n == name) {
+                        first_other = None;
+                    }
+                    break 'consider;
                 }
                 // The module's own name on a directory or a device: the runtime would
                 // not load another file instead, so neither does a pull.
@@ -426,10 +436,11 @@ pub(crate) fn extract<S: Stage>(
         }
         io::copy(&mut entry, &mut io::sink()).map_err(classify)?;
     }
-    let only_wasm = |first_other: Option<(String, S)>, others: Vec<String>| match others.len() {
+    let only_wasm = |first_other: Option<(String, S)>, mut others: Vec<String>| match others.len() {
+        // The only *.wasm, and no file kept for it: it is a link.
         1 => first_other.ok_or_else(|| {
-            Failed::Layer(ExtractError::NoModule {
-                rule: rule.to_string(),
+            Failed::Layer(ExtractError::Link {
+                path: others.pop().unwrap_or_default(),
             })
         }),
         0 => Err(Failed::Layer(ExtractError::NoModule {

@@ -385,3 +385,24 @@ fn without_an_entrypoint_the_command_names_the_module_as_docker_runs_it() {
         Rule::Entrypoint(Some("/app".into()))
     );
 }
+
+#[test]
+fn a_link_beside_plugin_wasm_is_no_reason_to_refuse_but_is_never_the_only_module() {
+    let layer = tar(&[
+        Item::File("plugin.wasm", b"\0asm plugin"),
+        Item::Symlink("lib/alias.wasm", "/plugin.wasm"),
+    ]);
+    assert_eq!(run(&layer, TAR, &Rule::Istio).unwrap().1, b"\0asm plugin");
+    let layer = tar(&[Item::Symlink("lib/only.wasm", "/etc/passwd")]);
+    let e = refusal(run(&layer, TAR, &Rule::Istio));
+    assert!(
+        matches!(&e, ExtractError::Link { path } if path == "lib/only.wasm"),
+        "{e}"
+    );
+    let layer = tar(&[
+        Item::File("only.wasm", b"\0asm file"),
+        Item::Symlink("only.wasm", "/etc/passwd"),
+    ]);
+    let e = refusal(run(&layer, TAR, &Rule::Entrypoint(None)));
+    assert!(matches!(&e, ExtractError::Link { .. }), "{e}");
+}
