@@ -338,7 +338,7 @@ pub(crate) fn extract<S: Stage>(
         }
     };
     let entrypoint = match rule {
-        Rule::Entrypoint(Some(e)) => Some(normalize(e.as_bytes())?.unwrap_or_default()),
+        Rule::Entrypoint(Some(e)) => Some(normalize(e.as_bytes())?),
         _ => None,
     };
     let mut archive = tar::Archive::new(bounded);
@@ -364,9 +364,7 @@ pub(crate) fn extract<S: Stage>(
                 }
                 .into());
             }
-            let Some(name) = normalize(&entry.path_bytes())? else {
-                break 'consider; // not UTF-8: never a name a rule looks for
-            };
+            let name = normalize(&entry.path_bytes())?;
             let base = name.rsplit('/').next().unwrap_or_default();
             if base.starts_with(".wh.") {
                 break 'consider; // an overlay whiteout, not a file
@@ -492,11 +490,12 @@ fn copy<S: Stage>(
 }
 
 /// `./a//b/c.wasm` → `a/b/c.wasm`; a leading `/` is dropped, as tar does.
-/// `None` when the path is not UTF-8.
+/// A path that is not UTF-8 is kept with its bytes escaped (`\\xff`): Istio
+/// compares only the base name, so `<not UTF-8>/plugin.wasm` is plugin.wasm.
 ///
 /// # Errors
 /// [`ExtractError::UnsafePath`] for a `..` component.
-fn normalize(raw: &[u8]) -> Result<Option<String>, ExtractError> {
+fn normalize(raw: &[u8]) -> Result<String, ExtractError> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for part in raw.split(|b| *b == b'/') {
         match part {
@@ -509,7 +508,8 @@ fn normalize(raw: &[u8]) -> Result<Option<String>, ExtractError> {
             p => parts.push(p),
         }
     }
-    Ok(String::from_utf8(parts.join(&b'/')).ok())
+    let joined = parts.join(&b'/');
+    Ok(String::from_utf8(joined).unwrap_or_else(|e| e.into_bytes().escape_ascii().to_string()))
 }
 
 /// A reader that fails once more than `left` bytes would come out of it, or

@@ -406,3 +406,16 @@ fn a_link_beside_plugin_wasm_is_no_reason_to_refuse_but_is_never_the_only_module
     let e = refusal(run(&layer, TAR, &Rule::Entrypoint(None)));
     assert!(matches!(&e, ExtractError::Link { .. }), "{e}");
 }
+
+#[test]
+fn plugin_wasm_in_a_directory_whose_name_is_not_utf8_is_still_plugin_wasm() {
+    // Istio compares the base name only: it loads this plugin.wasm, so a pull
+    // must not pass it over for the only other *.wasm.
+    let layer = tar(&[
+        Item::RawFile(b"\xff\xfe/plugin.wasm", b"\0asm plugin"),
+        Item::File("other.wasm", b"\0asm other"),
+    ]);
+    let (name, bytes) = run(&layer, TAR, &Rule::Istio).unwrap();
+    assert_eq!(bytes, b"\0asm plugin", "took {name}");
+    assert_eq!(name, "\\xff\\xfe/plugin.wasm");
+}
