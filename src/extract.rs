@@ -2,7 +2,7 @@
 //! the runtimes that consume these images find it:
 //! - Istio "compat" WasmPlugin images: `plugin.wasm`, else the only `*.wasm` file;
 //! - Docker `wasi/wasm` images (image config `os` `wasi*` or architecture `wasm*`):
-//!   the file the config's `Entrypoint` names, else the only `*.wasm` file.
+//!   the file the config's `Entrypoint` (else `Cmd`) names, else the only `*.wasm` file.
 //!
 //! The layer is read as a stream (gzip through flate2's pure-Rust backend, tar
 //! through the `tar` crate without its file-system features): an entry's path is
@@ -11,8 +11,10 @@
 //! decompressed size are bounded, so a gzip bomb is an error, not a full disk.
 //! Pure apart from the reader and the caller's files.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read};
+use std::rc::Rc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -20,6 +22,10 @@ use crate::manifest::essence;
 
 /// The most tar entries read from one layer.
 pub(crate) const MAX_TAR_ENTRIES: u64 = 10_000;
+
+/// The most bytes of headers before one entry: its PAX records and GNU long
+/// name and link, which tar holds in memory (real ones are a few hundred bytes).
+pub(crate) const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 /// Which file of the layer is the module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +56,8 @@ impl Rule {
         struct RunConfig {
             #[serde(rename = "Entrypoint", default)]
             entrypoint: Option<Vec<String>>,
+            #[serde(rename = "Cmd", default)]
+            cmd: Option<Vec<String>>,
             #[serde(rename = "WorkingDir", default)]
             working_dir: Option<String>,
         }
@@ -67,7 +75,15 @@ impl Rule {
         let dir = run.working_dir.unwrap_or_default();
         // A relative entrypoint is found from the working directory, as a runtime
         // starting the image would find it.
-        let entrypoint = run.entrypoint.and_then(|e| e.into_iter().next()).map(|e| {
+        // A container runs Entrypoint + Cmd: the program is the first word of
+        // that, Cmd's first when there is no Entrypoint.
+        let first = |words: Option<Vec<String>>| words.and_then(|w| w.into_iter().next());
+        let entrypoint = first(run.entrypoint).or_else(|| first(run.cmd)).map(|e| {
+            // runwasi reads `path#function` (`/app.wasm#run`): the file is the path.
+            let e = e
+                .rsplit_once('#')
+                .map_or(e.as_str(), |(path, _)| path)
+                .to_owned();
             if e.starts_with('/') || dir.is_empty() {
                 e
             } else {
@@ -114,6 +130,12 @@ pub enum ExtractError {
         /// The limit in bytes ([`ClientBuilder::max_extracted_size`](crate::ClientBuilder::max_extracted_size)).
         limit: u64,
     },
+    /// The headers before one entry (PAX records, a GNU long name) are larger
+    /// than allowed: tar would hold them all in memory.
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// An entry's path climbs out of the layer (`../`).
     UnsafePath {
         /// The path as the tar gives it (lossily, escaped when shown).
@@ -121,6 +143,17 @@ pub enum ExtractError {
     },
     /// The file that would be the module is a symbolic or hard link.
     Link {
+        /// Its path in the layer.
+        path: String,
+    },
+    /// The module's path in the layer is a directory or a device, not a file.
+    NotAFile {
+        /// Its path in the layer.
+        path: String,
+    },
+    /// A candidate module is stored as a PAX sparse file, whose hole map `tar`
+    /// does not expand.
+    SparseFile {
         /// Its path in the layer.
         path: String,
     },
@@ -167,12 +200,26 @@ impl fmt::Display for ExtractError {
                 f,
                 "the layer decompresses to more than {limit} bytes (ClientBuilder::max_extracted_size)"
             ),
+            ExtractError::HeadersTooLarge { limit } => write!(
+                f,
+                "the headers of one tar entry (PAX records, a long name) exceed {limit} bytes"
+            ),
             ExtractError::UnsafePath { path } => {
                 write!(f, "entry {} climbs out of the layer", shown(path))
             }
             ExtractError::Link { path } => write!(
                 f,
                 "{} is a link, not a file: a module is never read through a link",
+                shown(path)
+            ),
+            ExtractError::NotAFile { path } => write!(
+                f,
+                "{} is the module's name but not a file (a directory or a device)",
+                shown(path)
+            ),
+            ExtractError::SparseFile { path } => write!(
+                f,
+                "{} is stored as a PAX sparse file, which cannot be read as a module",
                 shown(path)
             ),
             ExtractError::NoModule { rule } => {
@@ -273,19 +320,25 @@ pub(crate) fn extract<S: Stage>(
     max_bytes: u64,
     new_file: &mut dyn FnMut() -> Result<S, S::Error>,
 ) -> Result<(String, S), Failed<S::Error>> {
+    let headers_left = Rc::new(Cell::new(None));
     let bounded = Bounded {
         inner: decompressed(media_type, layer)?,
         left: max_bytes,
+        headers_left: Rc::clone(&headers_left),
     };
     let classify = |e: io::Error| {
         if caused_by_limit(&e) {
             ExtractError::TooLarge { limit: max_bytes }
+        } else if caused_by::<HeadersTooLarge>(&e) {
+            ExtractError::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES,
+            }
         } else {
             ExtractError::Corrupt(e)
         }
     };
     let entrypoint = match rule {
-        Rule::Entrypoint(Some(e)) => Some(normalize(e.as_bytes())?.unwrap_or_default()),
+        Rule::Entrypoint(Some(e)) => Some(normalize(e.as_bytes())?),
         _ => None,
     };
     let mut archive = tar::Archive::new(bounded);
@@ -293,54 +346,99 @@ pub(crate) fn extract<S: Stage>(
     let mut others: Vec<String> = Vec::new();
     let mut first_other: Option<(String, S)> = None;
     let mut count = 0u64;
-    for entry in archive.entries().map_err(classify)? {
+    let mut entries = archive.entries().map_err(classify)?;
+    loop {
+        // What tar reads to find the next entry is headers, and the PAX records
+        // and GNU long names it keeps in memory: bounded apart, as the data of
+        // every entry is read here (below), not skipped by tar.
+        headers_left.set(Some(MAX_HEADER_BYTES));
+        let next = entries.next();
+        headers_left.set(None);
+        let Some(entry) = next else { break };
         let mut entry = entry.map_err(classify)?;
-        count += 1;
-        if count > MAX_TAR_ENTRIES {
-            return Err(ExtractError::TooManyEntries {
-                limit: MAX_TAR_ENTRIES,
+        'consider: {
+            count += 1;
+            if count > MAX_TAR_ENTRIES {
+                return Err(ExtractError::TooManyEntries {
+                    limit: MAX_TAR_ENTRIES,
+                }
+                .into());
             }
-            .into());
-        }
-        let Some(name) = normalize(&entry.path_bytes())? else {
-            continue; // not UTF-8: never a name a rule looks for
-        };
-        let base = name.rsplit('/').next().unwrap_or_default();
-        if base.starts_with(".wh.") {
-            continue; // an overlay whiteout, not a file
-        }
-        let is_primary = match (rule, &entrypoint) {
-            (Rule::Istio, _) => base == "plugin.wasm",
-            (Rule::Entrypoint(_), Some(e)) => name == *e,
-            (Rule::Entrypoint(_), None) => false,
-        };
-        if !is_primary && !base.ends_with(".wasm") {
-            continue;
-        }
-        match entry.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {}
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                return Err(ExtractError::Link { path: name }.into());
+            let name = normalize(&entry.path_bytes())?;
+            let base = name.rsplit('/').next().unwrap_or_default();
+            if base.starts_with(".wh.") {
+                break 'consider; // an overlay whiteout, not a file
             }
-            _ => continue, // a directory or a device named *.wasm
-        }
-        // A later entry of the same path replaces an earlier one, as when a tar is unpacked.
-        if is_primary {
-            primary.retain(|(n, _)| *n != name);
-            let file = copy(&mut entry, new_file, &classify)?;
-            primary.push((name, file));
-        } else {
-            others.retain(|n| *n != name);
-            others.push(name.clone());
-            if first_other.as_ref().is_none_or(|(n, _)| *n == name) {
-                first_other = Some((name.clone(), copy(&mut entry, new_file, &classify)?));
+            let is_primary = match (rule, &entrypoint) {
+                (Rule::Istio, _) => base == "plugin.wasm",
+                (Rule::Entrypoint(_), Some(e)) => name == *e,
+                (Rule::Entrypoint(_), None) => false,
+            };
+            if !is_primary && !base.ends_with(".wasm") {
+                break 'consider;
+            }
+            match entry.header().entry_type() {
+                // A GNU sparse file is a file: tar expands its holes as it is read,
+                // as Go's archive/tar does for Istio.
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {}
+                tar::EntryType::Symlink | tar::EntryType::Link if is_primary => {
+                    return Err(ExtractError::Link { path: name }.into());
+                }
+                // A link elsewhere is refused only if it would be the module (the
+                // only *.wasm): beside plugin.wasm it is no reason to refuse.
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    others.retain(|n| *n != name);
+                    others.push(name.clone());
+                    if first_other.as_ref().is_some_and(|(n, _)| *n == name) {
+                        first_other = None;
+                    }
+                    break 'consider;
+                }
+                // The module's own name on a directory or a device: the runtime would
+                // not load another file instead, so neither does a pull.
+                _ if is_primary => return Err(ExtractError::NotAFile { path: name }.into()),
+                _ => break 'consider, // a directory or a device named *.wasm
+            }
+            // A PAX sparse file (GNU tar --sparse --format=posix) stores a map of its
+            // holes before the data, which `tar` does not expand: its bytes are not
+            // the file's.
+            let pax_sparse = entry
+                .pax_extensions()
+                .map_err(classify)?
+                .is_some_and(|exts| {
+                    exts.flatten()
+                        .any(|e| e.key_bytes().starts_with(b"GNU.sparse."))
+                });
+            if pax_sparse {
+                return Err(ExtractError::SparseFile { path: name }.into());
+            }
+            // A later entry of the same path replaces an earlier one, as when a tar is
+            // unpacked (what a Docker wasi/wasm runtime does), except for Istio, which
+            // reads the layer as a stream and loads the first plugin.wasm it meets.
+            if is_primary && *rule == Rule::Istio && primary.iter().any(|(n, _)| *n == name) {
+                break 'consider;
+            }
+            if is_primary {
+                primary.retain(|(n, _)| *n != name);
+                let file = copy(&mut entry, new_file, &classify)?;
+                primary.push((name, file));
+            } else {
+                others.retain(|n| *n != name);
+                others.push(name.clone());
+                if first_other.as_ref().is_none_or(|(n, _)| *n == name) {
+                    first_other = Some((name.clone(), copy(&mut entry, new_file, &classify)?));
+                }
             }
         }
+        io::copy(&mut entry, &mut io::sink()).map_err(classify)?;
     }
-    let only_wasm = |first_other: Option<(String, S)>, others: Vec<String>| match others.len() {
+    let only_wasm = |first_other: Option<(String, S)>, mut others: Vec<String>| match others.len() {
+        // The only *.wasm, and no file kept for it: it is a link.
         1 => first_other.ok_or_else(|| {
-            Failed::Layer(ExtractError::NoModule {
-                rule: rule.to_string(),
+            Failed::Layer(ExtractError::Link {
+                path: others.pop().unwrap_or_default(),
             })
         }),
         0 => Err(Failed::Layer(ExtractError::NoModule {
@@ -392,11 +490,12 @@ fn copy<S: Stage>(
 }
 
 /// `./a//b/c.wasm` → `a/b/c.wasm`; a leading `/` is dropped, as tar does.
-/// `None` when the path is not UTF-8.
+/// A path that is not UTF-8 is kept with its bytes escaped (`\\xff`): Istio
+/// compares only the base name, so `<not UTF-8>/plugin.wasm` is plugin.wasm.
 ///
 /// # Errors
 /// [`ExtractError::UnsafePath`] for a `..` component.
-fn normalize(raw: &[u8]) -> Result<Option<String>, ExtractError> {
+fn normalize(raw: &[u8]) -> Result<String, ExtractError> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for part in raw.split(|b| *b == b'/') {
         match part {
@@ -409,14 +508,29 @@ fn normalize(raw: &[u8]) -> Result<Option<String>, ExtractError> {
             p => parts.push(p),
         }
     }
-    Ok(String::from_utf8(parts.join(&b'/')).ok())
+    let joined = parts.join(&b'/');
+    Ok(String::from_utf8(joined).unwrap_or_else(|e| e.into_bytes().escape_ascii().to_string()))
 }
 
-/// A reader that fails once more than `left` bytes would come out of it.
+/// A reader that fails once more than `left` bytes would come out of it, or
+/// more than `headers_left` while that is set.
 struct Bounded<R> {
     inner: R,
     left: u64,
+    headers_left: Rc<Cell<Option<u64>>>,
 }
+
+/// The error a [`Bounded`] reader fails with past [`MAX_HEADER_BYTES`].
+#[derive(Debug)]
+struct HeadersTooLarge;
+
+impl fmt::Display for HeadersTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tar header size limit reached")
+    }
+}
+
+impl std::error::Error for HeadersTooLarge {}
 
 /// The error a [`Bounded`] reader fails with.
 #[derive(Debug)]
@@ -440,22 +554,34 @@ impl<R: Read> Read for Bounded<R> {
                 _ => Err(io::Error::other(LimitReached)),
             };
         }
-        let max = usize::try_from(self.left)
+        let headers_left = self.headers_left.get();
+        if headers_left == Some(0) {
+            return Err(io::Error::other(HeadersTooLarge));
+        }
+        let max = usize::try_from(self.left.min(headers_left.unwrap_or(u64::MAX)))
             .unwrap_or(usize::MAX)
             .min(buf.len());
         let n = self.inner.read(&mut buf[..max])?;
         self.left = self.left.saturating_sub(n as u64);
+        if let Some(h) = headers_left {
+            self.headers_left.set(Some(h.saturating_sub(n as u64)));
+        }
         Ok(n)
     }
 }
 
 /// Whether `e`, or any error behind it (tar wraps what it reads), is [`LimitReached`].
 fn caused_by_limit(e: &io::Error) -> bool {
+    caused_by::<LimitReached>(e)
+}
+
+/// Whether `e`, or any error behind it, is a `T`.
+fn caused_by<T: std::error::Error + 'static>(e: &io::Error) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = e
         .get_ref()
         .map(|inner| inner as &(dyn std::error::Error + 'static));
     while let Some(err) = current {
-        if err.is::<LimitReached>() {
+        if err.is::<T>() {
             return true;
         }
         if let Some(io) = err.downcast_ref::<io::Error>() {

@@ -396,12 +396,33 @@ fn a_pull_killed_at_any_call_while_extracting_leaves_nothing_half_written() {
     );
     std::fs::remove_dir_all(seeded.join("derived")).unwrap();
 
+    // Each kill point is a set of calls (glibc renames with renameat or
+    // renameat2, never rename); openat is counted from the first that names the
+    // cache: the program opens its shared libraries long before it extracts.
     let calls = [
-        "write", "fsync", "fchmod", "mkdir", "rename", "unlink", "openat",
+        "write",
+        "fsync",
+        "fchmod",
+        "mkdir",
+        "rename,renameat,renameat2",
+        "openat",
     ];
     let mut landed = 0;
     for call in calls {
-        for when in 1..=12 {
+        let pull_in = |cache: &Path| {
+            cli(
+                cache,
+                server.host(),
+                &["pull", &reference, "-q", "--offline"],
+            )
+        };
+        let first = if call == "openat" {
+            first_call_naming(&seeded, &work.path().join("dry"), call, pull_in)
+        } else {
+            1
+        };
+        let mut landed_here = 0;
+        for when in first..first + 12 {
             let cache = work.path().join(format!("{call}-{when}"));
             copy_dir(&seeded, &cache);
             // Offline: the kill can only land in the local extraction.
@@ -428,6 +449,7 @@ fn a_pull_killed_at_any_call_while_extracting_leaves_nothing_half_written() {
                 .contains("+++ killed by SIGKILL +++")
             {
                 landed += 1;
+                landed_here += 1;
             } else {
                 assert!(
                     out.status.success(),
@@ -463,12 +485,48 @@ fn a_pull_killed_at_any_call_while_extracting_leaves_nothing_half_written() {
             assert_eq!(verify.status.code(), Some(0), "after {call} #{when}");
             let _ = std::fs::remove_dir_all(&cache);
         }
+        assert!(landed_here > 0, "no kill at {call} landed");
     }
     eprintln!("extraction kill points that landed: {landed}");
     assert!(
         landed >= 10,
         "only {landed} kills landed: the test proves little"
     );
+}
+
+/// The number (from 1) of the first of `calls` a run of `pull` in a copy of
+/// `seeded` makes that names the copy, or 1 when none does.
+fn first_call_naming(
+    seeded: &Path,
+    dry: &Path,
+    calls: &str,
+    pull_in: impl Fn(&Path) -> Command,
+) -> u32 {
+    let _ = std::fs::remove_dir_all(dry);
+    copy_dir(seeded, dry);
+    let pull = pull_in(dry);
+    let log = dry.with_extension("log");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&log)
+        .args(["-e", &format!("trace={calls}")])
+        .arg(pull.get_program())
+        .args(pull.get_args())
+        .envs(pull.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env_remove("FORGE_OFFLINE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = std::fs::read_to_string(&log).unwrap();
+    let dry = dry.to_str().unwrap();
+    let lines: Vec<&str> = trace.lines().filter(|l| !l.contains("resumed>")).collect();
+    let at = lines.iter().position(|l| l.contains(dry)).unwrap_or(0);
+    u32::try_from(at + 1).unwrap()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

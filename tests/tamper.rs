@@ -490,3 +490,67 @@ fn a_cache_reached_through_another_users_directory_or_link_is_refused() {
     );
     assert!(!victim.join(".lock").exists());
 }
+
+/// Serves `REPO:istio` as a one-layer Istio compat image holding `plugin.wasm`.
+fn serve_istio_image(server: &FakeRegistry, module: &[u8]) -> String {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(module.len() as u64);
+    b.append_data(&mut h, "plugin.wasm", module).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
+    let layer = gz.finish().unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digest(config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": digest(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let doc = Route::ok(m).header("content-type", OCI_MANIFEST);
+    server.route(&format!("/v2/{REPO}/manifests/istio"), doc);
+    for blob in [&config[..], &layer] {
+        let path = format!("/v2/{REPO}/blobs/{}", digest(blob));
+        server.route(&path, Route::ok(blob.to_vec()));
+    }
+    format!("{}/{REPO}:istio", server.host())
+}
+
+#[test]
+fn an_extracted_module_directory_replaced_by_a_link_is_never_served_and_verify_removes_it() {
+    let server = FakeRegistry::start();
+    let module = wasm_payload("the real module", 4 << 10);
+    let reference = serve_istio_image(&server, &module);
+    let cache = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let online = isolated(server.host(), cache.path()).build().unwrap();
+    let pulled = online.pull(&reference).unwrap();
+    // The directory holding the module (derived/sha256/<layer>/<config>) becomes a
+    // link to a directory holding another "module", named by its own digest.
+    let dir = pulled.path().parent().unwrap().to_path_buf();
+    let planted = b"\0asm planted";
+    let name = forge_oci::Digest::of(planted).hex().to_owned();
+    fs::write(outside.path().join(&name), planted).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+    symlink(outside.path(), &dir).unwrap();
+
+    let offline = isolated(server.host(), cache.path())
+        .network(Network::Offline)
+        .build()
+        .unwrap();
+    // Never the planted file: refused, naming the directory.
+    let e = offline.pull(&reference).unwrap_err();
+    assert!(e.to_string().contains(&*dir.to_string_lossy()), "{e}");
+    let report = offline.cache().verify().unwrap();
+    assert!(
+        fs::symlink_metadata(&dir).map_or(true, |m| !m.file_type().is_symlink()),
+        "verify left the link: {report:?}"
+    );
+    let again = offline.pull(&reference).unwrap();
+    assert!(fs::read(again.path()).unwrap() == module, "not the module");
+    assert_eq!(fs::read(outside.path().join(&name)).unwrap(), planted);
+}

@@ -62,6 +62,21 @@ impl Cache {
     /// is what re-hashes.
     pub(crate) fn derived(&self, layer: &Digest, config: &Digest) -> Option<Derived> {
         let dir = self.layout.derived_dir(layer, config);
+        // Each directory from `derived/` down is looked at, not through: a link
+        // planted for one would serve any file it leads to, and `verify`, which
+        // never lists through a link, would not see it.
+        let root = self.layout.derived_root();
+        let [layer_hex, _] = Layout::derived_components(layer, config);
+        let dirs = [
+            root.parent(),
+            Some(&root),
+            Some(&root.join(layer_hex)),
+            Some(&dir),
+        ];
+        let real_dir = |d: &Path| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir());
+        if !dirs.into_iter().flatten().all(real_dir) {
+            return None;
+        }
         fs::read_dir(&dir).ok()?.flatten().find_map(|entry| {
             let name = entry.file_name();
             let digest: Digest = format!("sha256:{}", name.to_str()?).parse().ok()?;
@@ -155,12 +170,22 @@ impl Cache {
         })
     }
 
-    /// Every file under `derived/`, with the layer and config directories it is in.
+    /// Every file under `derived/`, and anything (a link, a file) found where a
+    /// layer or config directory belongs, for `verify` to check and remove.
     pub(super) fn derived_files(&self) -> Result<Vec<PathBuf>> {
+        let is_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
         let mut found = Vec::new();
         for layer in super::ops::entries_in(&self.layout.derived_root())? {
+            if !is_dir(&layer) {
+                found.push(layer);
+                continue;
+            }
             for config in super::ops::entries_in(&layer).unwrap_or_default() {
-                found.extend(super::ops::entries_in(&config).unwrap_or_default());
+                if is_dir(&config) {
+                    found.extend(super::ops::entries_in(&config).unwrap_or_default());
+                } else {
+                    found.push(config);
+                }
             }
         }
         Ok(found)
