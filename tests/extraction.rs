@@ -88,7 +88,7 @@ fn serve_image(server: &FakeRegistry, tag: &str, layer: &[u8]) -> String {
 /// Every file under `derived/`, each checked to be a regular file hashing to its name.
 fn derived_files(cache: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let root = cache.join("derived").join("sha256");
+    let root = cache.join(DERIVED);
     for layer in std::fs::read_dir(&root).into_iter().flatten() {
         for config in std::fs::read_dir(layer.unwrap().path()).unwrap() {
             for file in std::fs::read_dir(config.unwrap().path()).unwrap() {
@@ -136,13 +136,9 @@ fn a_warm_pull_of_an_extracted_module_neither_extracts_nor_connects() {
     assert_eq!(first.layer_digest().to_string(), digest(&layer));
     assert_eq!(derived_files(cache.path()), [first.path().to_path_buf()]);
     assert!(
-        first.path().starts_with(
-            cache
-                .path()
-                .join("derived")
-                .join("sha256")
-                .join(&digest(&layer)[7..])
-        )
+        first
+            .path()
+            .starts_with(cache.path().join(DERIVED).join(&digest(&layer)[7..]))
     );
     assert_eq!(temp_files(cache.path()), 0, "no temporary file left");
     assert_eq!(server.hits("GET", &layer_path), 1);
@@ -248,8 +244,21 @@ fn prune_drops_modules_whose_layer_is_gone_and_keeps_the_others() {
         .join("_tags")
         .join("old");
     std::fs::remove_file(&ref_file).unwrap();
+    // A module chosen by an older version of the extraction rules, for the kept
+    // layer itself: never served, and pruned.
+    let rel = kept_path.strip_prefix(cache.path().join(DERIVED)).unwrap();
+    let older = cache.path().join("derived/rules-0/sha256").join(rel);
+    std::fs::create_dir_all(older.parent().unwrap()).unwrap();
+    std::fs::write(&older, b"what older rules chose").unwrap();
+    assert_eq!(
+        c.pull(&format!("{}/{REPO}:kept", server.host()))
+            .unwrap()
+            .path(),
+        kept_path
+    );
     let report = c.cache().prune(&PruneOptions::default()).unwrap();
-    assert_eq!(report.derived_removed(), 1, "{report:?}");
+    assert_eq!(report.derived_removed(), 2, "{report:?}");
+    assert!(!cache.path().join("derived/rules-0").exists());
     assert!(!old_path.exists());
     assert!(
         !old_path.parent().unwrap().parent().unwrap().exists(),

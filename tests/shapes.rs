@@ -215,8 +215,7 @@ fn run_fixture(registry: &Registry, file: &Path, work: &Path) -> usize {
                 // Nothing was stored for a module that could not be extracted.
                 assert!(
                     !cache
-                        .join("derived")
-                        .join("sha256")
+                        .join(DERIVED)
                         .read_dir()
                         .is_ok_and(|mut d| d.next().is_some()),
                     "{what}"

@@ -529,7 +529,7 @@ fn an_extracted_module_directory_replaced_by_a_link_is_never_served_and_verify_r
     let outside = tempfile::tempdir().unwrap();
     let online = isolated(server.host(), cache.path()).build().unwrap();
     let pulled = online.pull(&reference).unwrap();
-    // The directory holding the module (derived/sha256/<layer>/<config>) becomes a
+    // The directory holding the module (derived/<rules>/sha256/<layer>/<config>) becomes a
     // link to a directory holding another "module", named by its own digest.
     let dir = pulled.path().parent().unwrap().to_path_buf();
     let planted = b"\0asm planted";

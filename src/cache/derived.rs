@@ -1,6 +1,6 @@
 //! Files derived from cached layers: a wasm module extracted from a container
 //! image's filesystem layer, kept at
-//! `derived/sha256/<layer>/<config>/<module hex>` so a warm pull needs no
+//! `derived/<rules>/sha256/<layer>/<config>/<module hex>` so a warm pull needs no
 //! extraction. The path records where it came from (the layer, and the image
 //! config whose platform and entrypoint chose the file in it); the name is the
 //! module's own digest, so `verify` re-hashes it like a blob and `prune` drops

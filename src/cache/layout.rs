@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! <root>/blobs/sha256/<hex>                            immutable content: manifests and layers
-//! <root>/derived/sha256/<layer>/<config>/<hex>         a module extracted from layer <layer> by
-//!                                                      the rule image config <config> implies;
+//! <root>/derived/<rules>/sha256/<layer>/<config>/<hex>
+//!                                                      a module extracted from layer <layer> by
+//!                                                      the rule image config <config> implies,
+//!                                                      <rules> naming their version (`rules-1`);
 //!                                                      immutable, hashes to its name <hex>
 //! <root>/refs/<registry>/<repository>/_tags/<tag>      "sha256:<hex>\n": the manifest a tag resolved to
 //! <root>/refs/<registry>/<repository>/_digests/<hex>   the same for a digest pin (keeps it from prune)
@@ -31,6 +33,10 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::reference::Reference;
+
+/// The version of the extraction rules, in the derived files' path: see
+/// [`Layout::derived_rules_dir`].
+pub(crate) const EXTRACTION_RULES: &str = "rules-1";
 
 /// The cache's paths, from its root.
 #[derive(Debug, Clone)]
@@ -67,9 +73,23 @@ impl Layout {
         self.root.join("tokens")
     }
 
-    /// Where files derived from layers live: one directory per source layer.
+    /// Where files derived from layers live: one directory per source layer,
+    /// under the version of the rules that chose them.
     pub(crate) fn derived_root(&self) -> PathBuf {
-        self.root.join("derived").join("sha256")
+        self.derived_rules_dir().join("sha256")
+    }
+
+    /// `derived/<rules>`: a module is keyed by its layer and image config, but
+    /// which file of the layer is the module is the extraction rules' answer.
+    /// Rules that change (a fix, a runtime's new convention) get a new name, so
+    /// a module chosen by older rules is never served; prune removes the others.
+    pub(crate) fn derived_rules_dir(&self) -> PathBuf {
+        self.root.join("derived").join(EXTRACTION_RULES)
+    }
+
+    /// `derived/`, holding one directory per version of the extraction rules.
+    pub(crate) fn derived_dir_all(&self) -> PathBuf {
+        self.root.join("derived")
     }
 
     /// The components below [`Layout::derived_root`] of the directory holding what
@@ -228,7 +248,11 @@ mod tests {
         let config = Digest::of(b"config");
         assert_eq!(
             l.derived_dir(&d, &config),
-            PathBuf::from(format!("/c/derived/sha256/{}/{}", d.hex(), config.hex()))
+            PathBuf::from(format!(
+                "/c/derived/{EXTRACTION_RULES}/sha256/{}/{}",
+                d.hex(),
+                config.hex()
+            ))
         );
         let parent: Reference = "ghcr.io/a/b:c".parse().unwrap();
         let child: Reference = "ghcr.io/a/b/c:d".parse().unwrap();

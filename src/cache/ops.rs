@@ -246,12 +246,11 @@ impl Cache {
     /// [`Error::Io`] or [`Error::LockTimeout`].
     pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
         self.exclusively(|| {
-            for dir in self
-                .layout
-                .content_dirs()
-                .iter()
-                .chain([&self.layout.blob_dir(), &self.layout.derived_root()])
-            {
+            for dir in self.layout.content_dirs().iter().chain([
+                &self.layout.blob_dir(),
+                &self.layout.derived_rules_dir(),
+                &self.layout.derived_root(),
+            ]) {
                 if fs::symlink_metadata(dir).is_ok() {
                     check_dir_to_clean(dir)?;
                 }
@@ -282,6 +281,16 @@ impl Cache {
                     .unwrap_or_default();
                 if !reachable.contains(name) {
                     remove(&path, &mut report.blobs_removed, &mut report.bytes_freed)?;
+                }
+            }
+            // Modules chosen by other versions of the extraction rules are never served.
+            let current = self.layout.derived_rules_dir();
+            for path in entries_in(&self.layout.derived_dir_all())? {
+                if path != current {
+                    let mut bytes = 0;
+                    walk_files(&path, &mut |_, meta| bytes += meta.len())?;
+                    remove(&path, &mut report.derived_removed, &mut 0)?;
+                    report.bytes_freed = report.bytes_freed.saturating_add(bytes);
                 }
             }
             for path in self.orphaned_derived(&reachable)? {

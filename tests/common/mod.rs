@@ -16,6 +16,8 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const WASM: &str = "application/wasm";
 pub const EMPTY_CONFIG: &[u8] = b"{}";
+/// Where extracted modules live under a cache's root (the rules' version included).
+pub const DERIVED: &str = "derived/rules-1/sha256";
 
 pub fn digest(bytes: &[u8]) -> String {
     Digest::of(bytes).to_string()
