@@ -124,7 +124,7 @@ impl Client {
     }
 
     /// The `index.json` files of the layouts this client reads, for
-    /// [`build`](crate::build) to have cargo watch them.
+    /// the build-script functions to have cargo watch them.
     pub(crate) fn layout_index_files(&self) -> Vec<std::path::PathBuf> {
         self.inner.layouts.index_files()
     }
