@@ -15,12 +15,46 @@
 # (50 ms of round trip, as a registry across a continent: where waiting is the
 # limit, and pulling at once pays). Needs docker-registry, curl, python3,
 # sha256sum and /usr/bin/time.
+#
+# Two peers get rows of their own in the first table when they are there (issue
+# 14), timed in the same interleaved runs and their output compared to the blob:
+#   - oras-py, the ORAS Python SDK: examples/peers/oras_pull.py REF DIR, when
+#     `python3 -c 'import oras'` works (`pip install oras`);
+#   - oci-client, the Rust crate (async: tokio, reqwest): the separate Cargo
+#     project examples/peers/oci-client-pull, built into target/peers/ when
+#     BENCH_PEERS=1 is set (or used as it is when already built there). It is its
+#     own workspace: forge-oci's build never sees it.
+#
+#   BENCH_PEERS=1 examples/bench.sh 5
 set -euo pipefail
 
 RUNS=${1:-5}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin forge-oci </dev/null
 BIN=$PWD/target/release/forge-oci
+
+ORAS_PULL=$PWD/examples/peers/oras_pull.py
+if python3 -c 'import oras.client' 2>/dev/null; then
+    ORAS=$(python3 -c 'import importlib.metadata as m; print(m.version("oras"))')
+else
+    ORAS=
+    echo "oras-py rows skipped: python3 cannot import oras (pip install oras to add them)"
+fi
+PEER_DIR=$PWD/examples/peers/oci-client-pull
+OCI_CLIENT_PULL=$PWD/target/peers/release/oci-client-pull
+if [ "${BENCH_PEERS:-}" = 1 ]; then
+    cargo build --release --quiet --manifest-path "$PEER_DIR/Cargo.toml" \
+        --target-dir "$PWD/target/peers" </dev/null
+fi
+if [ -x "$OCI_CLIENT_PULL" ]; then
+    # The version Cargo.lock resolved (the lock is not committed: the newest 0.18.x).
+    OCI_CLIENT=$(awk '/^name = "oci-client"$/ { getline; gsub(/[^0-9.]/, ""); print }' \
+        "$PEER_DIR/Cargo.lock" 2>/dev/null || true)
+    OCI_CLIENT=${OCI_CLIENT:-built}
+else
+    OCI_CLIENT=
+    echo "oci-client rows skipped: not built (BENCH_PEERS=1 examples/bench.sh builds it into target/peers/)"
+fi
 
 WORK=$(mktemp -d)
 REG_PID=
@@ -108,13 +142,16 @@ summary() {
               printf "%.3f %.1f %.2f\n", m / 1e6, rss / 1024, cpu }'
 }
 
-reset_out() { rm -rf "$WORK/cache" "$WORK/out.wasm"; }
+reset_out() { rm -rf "$WORK/cache" "$WORK/out.wasm" "$WORK/oras"; }
+same() { # FILE BLOB WHO: the run wrote the blob's bytes, or the benchmark stops
+    cmp -s "$1" "$2" || { echo "$3 wrote the wrong bytes" >&2; exit 1; }
+}
 row() { # LABEL CLIENT SECONDS RSS BASE CPU
     awk -v l="$1" -v c="$2" -v t="$3" -v r="$4" -v b="$5" -v cpu="$6" \
         'BEGIN { printf "%-8s %-31s %7.3f s %6.2fx %8.1f MiB %6.2f s\n", l, c, t, t / b, r, cpu }'
 }
 
-echo "forge-oci $("$BIN" --version | cut -d' ' -f2), docker-registry on $HOST, median of $RUNS cold runs, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
+echo "forge-oci $("$BIN" --version | cut -d' ' -f2)${ORAS:+, oras-py $ORAS}${OCI_CLIENT:+, oci-client $OCI_CLIENT}, docker-registry on $HOST, median of $RUNS cold runs, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
 printf '%-8s %-31s %9s %7s %12s %8s\n' blob client wall "x curl" "peak RSS" "CPU"
 for mib in 16 256; do
     head -c $((mib << 20)) /dev/urandom >"$WORK/blob-$mib"
@@ -122,19 +159,36 @@ for mib in 16 256; do
     ref=$HOST/bench/plugin:m$mib
     pull=("$BIN" pull "$ref" --insecure "$HOST" --cache-dir "$WORK/cache" -q)
     rm -f "$WORK"/t.*
-    # Interleaved, so that whatever else the machine does weighs on all three alike.
+    # Interleaved, so that whatever else the machine does weighs on all alike.
     for _ in $(seq "$RUNS"); do
         run_into "$WORK/t.curl" curl -sf -o "$WORK/out.wasm" "http://$HOST/v2/bench/plugin/blobs/$layer"
         run_into "$WORK/t.pull" "${pull[@]}"
         run_into "$WORK/t.out" "${pull[@]}" -o "$WORK/out.wasm"
+        same "$WORK/out.wasm" "$WORK/blob-$mib" "forge-oci pull -o"
+        if [ -n "$ORAS" ]; then
+            # The layer has no title annotation: oras-py names the file by its digest.
+            run_into "$WORK/t.oras" python3 "$ORAS_PULL" "$ref" "$WORK/oras"
+            same "$WORK/oras/$layer" "$WORK/blob-$mib" "oras-py"
+        fi
+        if [ -n "$OCI_CLIENT" ]; then
+            run_into "$WORK/t.oci" "$OCI_CLIENT_PULL" "$ref" "$WORK/out.wasm"
+            same "$WORK/out.wasm" "$WORK/blob-$mib" "oci-client"
+        fi
     done
-    cmp -s "$WORK/out.wasm" "$WORK/blob-$mib" || { echo "pull -o wrote the wrong bytes" >&2; exit 1; }
     read -r ct cr cc < <(summary "$WORK/t.curl")
     read -r ft fr fc < <(summary "$WORK/t.pull")
     read -r ot or oc < <(summary "$WORK/t.out")
     row "$mib MiB" "curl -o FILE (no verification)" "$ct" "$cr" "$ct" "$cc"
     row "$mib MiB" "forge-oci pull (into cache)" "$ft" "$fr" "$ct" "$fc"
     row "$mib MiB" "forge-oci pull -o FILE" "$ot" "$or" "$ct" "$oc"
+    if [ -n "$ORAS" ]; then
+        read -r pt pr pc < <(summary "$WORK/t.oras")
+        row "$mib MiB" "oras-py pull (no verification)" "$pt" "$pr" "$ct" "$pc"
+    fi
+    if [ -n "$OCI_CLIENT" ]; then
+        read -r pt pr pc < <(summary "$WORK/t.oci")
+        row "$mib MiB" "oci-client pull" "$pt" "$pr" "$ct" "$pc"
+    fi
     rm -f "$WORK/blob-$mib"
 done
 
