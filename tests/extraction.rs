@@ -594,3 +594,31 @@ fn an_extracted_module_is_what_pull_to_writes_and_what_a_vendored_layout_serves_
     );
     assert_eq!(derived_files(&fresh), [from_layout.path().to_path_buf()]);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_link_planted_for_derived_is_never_written_through() {
+    let server = FakeRegistry::start();
+    let module = wasm_payload("not through a link", 3000);
+    serve_image(
+        &server,
+        "linked",
+        &tar_gz(&[Entry::File("plugin.wasm", &module)]),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, cache.join("derived")).unwrap();
+    let c = client(server.host(), &cache);
+    let e = c
+        .pull(&format!("{}/{REPO}:linked", server.host()))
+        .unwrap_err();
+    assert!(e.to_string().contains("derived"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing was created through the link"
+    );
+}

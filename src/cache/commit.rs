@@ -265,35 +265,7 @@ impl Writer {
     /// Renames the verified file into place, read-only.
     fn commit(self, target: &Target<'_>) -> std::result::Result<(), CommitError> {
         let Writer { file, .. } = self;
-        let path = file.path().to_path_buf();
-        let f = file.as_file();
-        f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(fs::Permissions::from_mode(0o444))
-                .map_err(|e| Error::io("make read-only", &path, e))?;
-        }
-        // Only this process writes through this name, but anyone who can write
-        // `tmp/` could have swapped the file under it: never rename in a stranger.
-        if !still_names(&path, f).map_err(|e| Error::io("inspect", &path, e))? {
-            return Err(Error::io(
-                "rename into place",
-                &path,
-                io::Error::other("the temporary file was replaced by another"),
-            )
-            .into());
-        }
-        // Renaming over an existing blob is fine: same name, same bytes (or a
-        // damaged copy being repaired). A directory planted in its place is removed
-        // (never through a link: remove_dir_all does not follow them).
-        if fs::symlink_metadata(target.dest).is_ok_and(|m| m.is_dir()) {
-            fs::remove_dir_all(target.dest)
-                .map_err(|e| Error::io("remove the directory in place of", target.dest, e))?;
-        }
-        file.persist(target.dest)
-            .map_err(|e| Error::io("rename into place", target.dest, e.error))?;
-        sync_parent(target.dest)?;
+        publish(file, target.dest)?;
         Ok(())
     }
 
@@ -301,6 +273,43 @@ impl Writer {
     fn release(self, partial: &Path) {
         let _ = self.file.persist(partial);
     }
+}
+
+/// Publishes a writer's own verified file at `dest`: flushed to disk, made
+/// read-only, checked to be the very file this writer wrote, renamed into place,
+/// and the rename itself flushed. Blobs and extracted modules alike.
+///
+/// # Errors
+/// [`Error::Io`] naming the file or `dest`.
+pub(crate) fn publish(file: NamedTempFile, dest: &Path) -> Result<()> {
+    let path = file.path().to_path_buf();
+    let f = file.as_file();
+    f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o444))
+            .map_err(|e| Error::io("make read-only", &path, e))?;
+    }
+    // Only this process writes through this name, but anyone who can write
+    // `tmp/` could have swapped the file under it: never rename in a stranger.
+    if !still_names(&path, f).map_err(|e| Error::io("inspect", &path, e))? {
+        return Err(Error::io(
+            "rename into place",
+            &path,
+            io::Error::other("the temporary file was replaced by another"),
+        ));
+    }
+    // Renaming over an existing file is fine: same name, same bytes (or a
+    // damaged copy being repaired). A directory planted in its place is removed
+    // (never through a link: remove_dir_all does not follow them).
+    if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
+        fs::remove_dir_all(dest)
+            .map_err(|e| Error::io("remove the directory in place of", dest, e))?;
+    }
+    file.persist(dest)
+        .map_err(|e| Error::io("rename into place", dest, e.error))?;
+    sync_parent(dest)
 }
 
 /// A new, empty file only this writer knows, named for the blob so a person

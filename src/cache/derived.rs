@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use super::files::{ensure_dir, ensure_dirs_below, regular_len, still_names, sync_parent};
+use super::commit::publish;
+use super::files::{ensure_dir, ensure_dirs_below, regular_len};
 use super::layout::Layout;
 use super::{Cache, PullGuard};
 use crate::digest::{Digest, Hasher};
@@ -68,13 +69,14 @@ impl Cache {
         let root = self.layout.derived_root();
         let [layer_hex, _] = Layout::derived_components(layer, config);
         let dirs = [
-            root.parent(),
-            Some(&root),
-            Some(&root.join(layer_hex)),
-            Some(&dir),
+            self.layout.derived_dir_all(),
+            self.layout.derived_rules_dir(),
+            root.clone(),
+            root.join(layer_hex),
+            dir.clone(),
         ];
-        let real_dir = |d: &Path| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir());
-        if !dirs.into_iter().flatten().all(real_dir) {
+        let real_dir = |d: &PathBuf| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir());
+        if !dirs.iter().all(real_dir) {
             return None;
         }
         fs::read_dir(&dir).ok()?.flatten().find_map(|entry| {
@@ -136,33 +138,17 @@ impl Cache {
         let Staged { file, hasher, len } = staged;
         let digest = hasher.finish();
         let root = self.layout.derived_root();
-        if let Some(parent) = root.parent() {
-            ensure_dir(parent)?;
+        // One level at a time, so that no link planted on the way is followed.
+        for dir in [
+            self.layout.derived_dir_all(),
+            self.layout.derived_rules_dir(),
+            root.clone(),
+        ] {
+            ensure_dir(&dir)?;
         }
-        ensure_dir(&root)?;
         ensure_dirs_below(&root, &Layout::derived_components(layer, config))?;
         let dest = self.layout.derived_dir(layer, config).join(digest.hex());
-        let path = file.path().to_path_buf();
-        let f = file.as_file();
-        f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(fs::Permissions::from_mode(0o444))
-                .map_err(|e| Error::io("make read-only", &path, e))?;
-        }
-        // Anyone who can write `tmp/` could have swapped the file under its name:
-        // never rename in a stranger.
-        if !still_names(&path, f).map_err(|e| Error::io("inspect", &path, e))? {
-            return Err(Error::io(
-                "rename into place",
-                &path,
-                io::Error::other("the temporary file was replaced by another"),
-            ));
-        }
-        file.persist(&dest)
-            .map_err(|e| Error::io("rename into place", &dest, e.error))?;
-        sync_parent(&dest)?;
+        publish(file, &dest)?;
         Ok(Derived {
             path: dest,
             digest,
