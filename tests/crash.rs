@@ -81,21 +81,8 @@ fn registry(tag: &str, payload: &[u8]) -> FakeRegistry {
     server
 }
 
-fn cli(cache: &Path, host: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge-oci"));
-    cmd.args(args)
-        .args(["--cache-dir".as_ref(), cache.as_os_str()])
-        .env_remove("FORGE_OFFLINE")
-        .env_remove("CARGO_NET_OFFLINE")
-        .env("FORGE_OCI_INSECURE_HOSTS", host)
-        .env("DOCKER_CONFIG", cache.join("no-docker-config"))
-        .env("REGISTRY_AUTH_FILE", cache.join("no-auth.json"))
-        .stdin(Stdio::null());
-    cmd
-}
-
 fn pull(cache: &Path, host: &str, reference: &str) -> Output {
-    cli(cache, host, &["pull", reference, "-q"])
+    cli_command(cache, host, &["pull", reference, "-q"])
         .output()
         .unwrap()
 }
@@ -132,7 +119,7 @@ fn under_strace(
     if let Some(inject) = inject {
         cmd.args(["-e", inject]);
     }
-    let pull = cli(cache, host, &["pull", reference, "-q"]);
+    let pull = cli_command(cache, host, &["pull", reference, "-q"]);
     cmd.arg(pull.get_program()).args(pull.get_args());
     for (k, v) in pull.get_envs() {
         match v {
@@ -249,7 +236,7 @@ fn a_pull_killed_at_any_system_call_leaves_a_cache_the_next_pull_finishes() {
                 "after {at}"
             );
             assert_blobs_sound(&cache, &format!("after the pull following {at}"));
-            let verify = cli(&cache, server.host(), &["cache", "verify"])
+            let verify = cli_command(&cache, server.host(), &["cache", "verify"])
                 .output()
                 .unwrap();
             assert_eq!(
@@ -355,7 +342,7 @@ fn a_pull_to_a_file_killed_mid_download_leaves_nothing_beside_the_file() {
     let reference = format!("{}/{REPO}:v1", server.host());
     let dest = out.join("plugin.wasm");
     let dest_arg = dest.to_str().unwrap();
-    let mut child = cli(
+    let mut child = cli_command(
         &cache,
         server.host(),
         &["pull", &reference, "-q", "-o", dest_arg],

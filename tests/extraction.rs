@@ -358,20 +358,6 @@ fn hostile_layers_are_refused_with_typed_errors_and_leave_nothing() {
     assert_nothing_left(&cache);
 }
 
-/// The CLI pulling `reference` into `cache`.
-fn cli(cache: &Path, host: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge-oci"));
-    cmd.args(args)
-        .args(["--cache-dir".as_ref(), cache.as_os_str()])
-        .env_remove("FORGE_OFFLINE")
-        .env_remove("CARGO_NET_OFFLINE")
-        .env("FORGE_OCI_INSECURE_HOSTS", host)
-        .env("DOCKER_CONFIG", cache.join("no-docker-config"))
-        .env("REGISTRY_AUTH_FILE", cache.join("no-auth.json"))
-        .stdin(Stdio::null());
-    cmd
-}
-
 #[test]
 fn a_pull_killed_at_any_call_while_extracting_leaves_nothing_half_written() {
     let strace_works = Command::new("strace")
@@ -395,7 +381,7 @@ fn a_pull_killed_at_any_call_while_extracting_leaves_nothing_half_written() {
     // A full pull, its extracted module then removed: the layer and config stay
     // cached, so the offline pulls below only extract, and every kill lands there.
     let seeded = work.path().join("seed");
-    let out = cli(&seeded, server.host(), &["pull", &reference, "-q"])
+    let out = cli_command(&seeded, server.host(), &["pull", &reference, "-q"])
         .output()
         .unwrap();
     assert!(
@@ -419,7 +405,7 @@ fn a_pull_killed_at_any_call_while_extracting_leaves_nothing_half_written() {
     let mut landed = 0;
     for call in calls {
         let pull_in = |cache: &Path| {
-            cli(
+            cli_command(
                 cache,
                 server.host(),
                 &["pull", &reference, "-q", "--offline"],
@@ -435,7 +421,7 @@ fn a_pull_killed_at_any_call_while_extracting_leaves_nothing_half_written() {
             let cache = work.path().join(format!("{call}-{when}"));
             copy_dir(&seeded, &cache);
             // Offline: the kill can only land in the local extraction.
-            let pull = cli(
+            let pull = cli_command(
                 &cache,
                 server.host(),
                 &["pull", &reference, "-q", "--offline"],
@@ -470,7 +456,7 @@ fn a_pull_killed_at_any_call_while_extracting_leaves_nothing_half_written() {
             derived_files(&cache);
             verified_blobs(&cache);
             // ...and the next pull, offline, finishes the job.
-            let next = cli(
+            let next = cli_command(
                 &cache,
                 server.host(),
                 &["pull", &reference, "-q", "--offline"],
@@ -488,7 +474,7 @@ fn a_pull_killed_at_any_call_while_extracting_leaves_nothing_half_written() {
                 module,
                 "after {call} #{when}"
             );
-            let verify = cli(&cache, server.host(), &["cache", "verify"])
+            let verify = cli_command(&cache, server.host(), &["cache", "verify"])
                 .output()
                 .unwrap();
             assert_eq!(verify.status.code(), Some(0), "after {call} #{when}");

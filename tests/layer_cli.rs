@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::server::{FakeRegistry, Route};
 use common::*;
@@ -13,17 +13,7 @@ use common::*;
 const REPO: &str = "team/plugins";
 
 fn cli(cache: &Path, host: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_forge-oci"))
-        .args(args)
-        .args(["--cache-dir".as_ref(), cache.as_os_str()])
-        .env_remove("FORGE_OFFLINE")
-        .env_remove("CARGO_NET_OFFLINE")
-        .env("FORGE_OCI_INSECURE_HOSTS", host)
-        .env("DOCKER_CONFIG", cache.join("no-docker-config"))
-        .env("REGISTRY_AUTH_FILE", cache.join("no-auth.json"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    cli_command(cache, host, args).output().unwrap()
 }
 
 /// Serves `repo:two`: an oras-style artifact with two titled `application/wasm` layers.

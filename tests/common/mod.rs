@@ -62,6 +62,22 @@ pub fn index(entries: &[(&[u8], &str, &str)]) -> Vec<u8> {
     .unwrap()
 }
 
+/// The `forge-oci` CLI with `args`, `--cache-dir cache`, `host` marked insecure,
+/// and, as [`isolated`] does for the library, no credential file or offline
+/// setting of the machine's.
+pub fn cli_command(cache: &Path, host: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_forge-oci"));
+    cmd.args(args)
+        .args(["--cache-dir".as_ref(), cache.as_os_str()])
+        .env_remove("FORGE_OFFLINE")
+        .env_remove("CARGO_NET_OFFLINE")
+        .env("FORGE_OCI_INSECURE_HOSTS", host)
+        .env("DOCKER_CONFIG", cache.join("no-docker-config"))
+        .env("REGISTRY_AUTH_FILE", cache.join("no-auth.json"))
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
 /// A builder for `host` over plain HTTP with its own cache and no retries, that
 /// reads no credential file of the machine's (docker config, podman `auth.json`):
 /// only the credentials a test gives reach a registry.
