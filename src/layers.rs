@@ -37,13 +37,15 @@ pub enum LayerSelector {
     Digest(Digest),
 }
 
-/// Text starting with `sha256:` is a digest (and must be a valid one); anything
-/// else is a title.
+/// Text starting with a digest algorithm's name and `:` (`sha256:`, `sha512:`, in
+/// any case) is a digest, and must be a valid one: `SHA256:…` or `sha512:…` is an
+/// error naming it, not a title no layer has. Anything else is a title.
 impl FromStr for LayerSelector {
     type Err = ParseDigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.starts_with("sha256:") {
+        let algorithm = s.split_once(':').map(|(a, _)| a.to_ascii_lowercase());
+        if matches!(algorithm.as_deref(), Some("sha256" | "sha384" | "sha512")) {
             s.parse().map(LayerSelector::Digest)
         } else {
             Ok(LayerSelector::Title(s.to_owned()))
@@ -373,7 +375,13 @@ mod tests {
 
     #[test]
     fn selectors_parse_digests_strictly() {
-        assert!("sha256:abc".parse::<LayerSelector>().is_err());
+        for text in [
+            "sha256:abc",
+            "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha512:00",
+        ] {
+            assert!(text.parse::<LayerSelector>().is_err(), "{text}");
+        }
         assert_eq!(
             "x.wasm".parse::<LayerSelector>().unwrap(),
             LayerSelector::Title("x.wasm".into())
