@@ -25,6 +25,11 @@ use crate::digest::Digest;
 const MAX_FILE: u64 = 64 << 10;
 /// However long a file claims a token lives, it is trusted for at most this long.
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// A challenge is asked ahead with for this long after the registry sent it.
+/// Whatever answered at that address once (a stand-in while the registry was
+/// down, say) is then no longer told, pull after pull, which repositories are
+/// pulled; a registry that still challenges says so again at the next 401.
+const MAX_CHALLENGE_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// The token files of one cache.
 #[derive(Debug, Clone)]
@@ -45,6 +50,9 @@ struct ChallengeFile {
     host: String,
     #[serde(flatten)]
     challenge: RememberedChallenge,
+    /// When the registry sent it, in seconds since the Unix epoch.
+    #[serde(default)]
+    seen: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -68,7 +76,14 @@ impl TokenFiles {
     /// The challenge `host` answered with last, if one is kept.
     pub(crate) fn challenge(&self, host: &str) -> Option<RememberedChallenge> {
         let file: ChallengeFile = self.read(&self.challenge_path(host))?;
-        (file.host == host).then_some(file.challenge)
+        let seen = UNIX_EPOCH.checked_add(Duration::from_secs(file.seen))?;
+        let age = SystemTime::now().duration_since(seen).ok()?;
+        (file.host == host && age <= MAX_CHALLENGE_AGE).then_some(file.challenge)
+    }
+
+    /// Forgets the challenge kept for `host` (its token service failed); best effort.
+    pub(crate) fn forget_challenge(&self, host: &str) {
+        let _ = std::fs::remove_file(self.challenge_path(host));
     }
 
     /// Remembers that `host` challenges with `challenge`.
@@ -76,9 +91,13 @@ impl TokenFiles {
         if self.challenge(host).as_ref() == Some(challenge) {
             return;
         }
+        let seen = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let file = ChallengeFile {
             host: host.to_owned(),
             challenge: challenge.clone(),
+            seen,
         };
         self.write(&self.challenge_path(host), &file);
     }
@@ -349,5 +368,30 @@ mod tests {
         files.remember_challenge("r.example", &challenge());
         assert_eq!(files.challenge("r.example"), Some(challenge()));
         assert!(files.challenge("other.example").is_none());
+        files.forget_challenge("r.example");
+        assert!(files.challenge("r.example").is_none());
+    }
+
+    #[test]
+    fn a_challenge_older_than_a_day_or_from_the_future_is_not_asked_ahead_with() {
+        let (_dir, files) = files();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for (seen, kept) in [
+            (now - 3600, true),
+            (now - 2 * 86400, false),
+            (now + 3600, false),
+            (0, false),
+        ] {
+            let file = ChallengeFile {
+                host: "r.example".into(),
+                challenge: challenge(),
+                seen,
+            };
+            files.write(&files.challenge_path("r.example"), &file);
+            assert_eq!(files.challenge("r.example").is_some(), kept, "seen {seen}");
+        }
     }
 }

@@ -56,11 +56,14 @@ impl Remembered {
         found
     }
 
-    /// Stops asking ahead for `host` in this process (its token service failed:
-    /// the 401s that follow say what is wrong, once each).
+    /// Stops asking ahead for `host`, in this process and the next ones (its
+    /// token service failed: the 401s that follow say what is wrong, once each).
     fn forget(&self, host: &str) {
         let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(host.to_owned(), None);
+        if let Some(files) = &self.files {
+            files.forget_challenge(host);
+        }
     }
 
     fn remember(&self, host: &str, challenge: &RememberedChallenge) {
