@@ -350,7 +350,12 @@ impl Parts {
         let online = self.online();
         let cached = match (r.digest(), online) {
             (Some(pin), _) => Some(pin.clone()),
-            (None, false) => self.cache.read_ref(r).map(|(d, _)| d),
+            // As a pull: a layout naming the tag another digest (vendored again) wins.
+            (None, false) => self
+                .cache
+                .read_ref(r)
+                .map(|(d, _)| d)
+                .filter(|d| self.layouts.tag_digest(r).is_none_or(|v| v == *d)),
             (None, true) => None,
         };
         if let Some(top) = cached {

@@ -542,3 +542,51 @@ fn a_tag_vendored_again_wins_over_the_digest_the_cache_recorded() {
         .unwrap();
     assert_eq!(plain.pull(reference).unwrap().read().unwrap(), two);
 }
+
+/// Offline, resolve and inspect say what a pull would take: the layout's digest
+/// for a tag vendored again, not the one the cache recorded before.
+#[test]
+fn offline_resolve_agrees_with_pull_after_vendoring_again() {
+    let work = tempfile::tempdir().unwrap();
+    let reference = "127.0.0.1:1/plugins/resolved:v1";
+    let (one, two) = (wasm_payload("one", 400), wasm_payload("two", 400));
+    let layout = work.path().join("oci");
+    hand_layout(&layout, reference, &one);
+    let c = isolated("127.0.0.1:1", &work.path().join("cache"))
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap();
+    c.pull(reference).unwrap();
+    let m2 = hand_layout(&layout, reference, &two);
+    let resolved = c.resolve(reference).unwrap();
+    let inspected = c.inspect(reference).unwrap();
+    let pulled = c.pull(reference).unwrap();
+    assert_eq!(pulled.manifest_digest().to_string(), digest(&m2));
+    assert_eq!(resolved.manifest_digest().to_string(), digest(&m2));
+    assert_eq!(inspected.manifest_digest().to_string(), digest(&m2));
+}
+
+/// A layout vendored again whose new blobs are missing: offline, the pull fails
+/// naming the layout's missing file (it does not serve the old cached bytes as
+/// if they were what the project vendored).
+#[test]
+fn offline_a_revendored_tag_with_missing_blobs_names_the_file() {
+    let work = tempfile::tempdir().unwrap();
+    let reference = "127.0.0.1:1/plugins/missing:v1";
+    let (one, two) = (wasm_payload("one", 300), wasm_payload("two", 300));
+    let layout = work.path().join("oci");
+    hand_layout(&layout, reference, &one);
+    let c = isolated("127.0.0.1:1", &work.path().join("cache"))
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap();
+    c.pull(reference).unwrap();
+    hand_layout(&layout, reference, &two);
+    let hex = digest(&two).trim_start_matches("sha256:").to_owned();
+    std::fs::remove_file(layout.join("blobs/sha256").join(&hex)).unwrap();
+    let e = c.pull(reference).unwrap_err();
+    assert!(matches!(e, Error::Layout { .. }), "{e:?}");
+    assert!(e.to_string().contains(&hex), "{e}");
+}
