@@ -608,3 +608,84 @@ fn a_link_planted_for_derived_is_never_written_through() {
         "nothing was created through the link"
     );
 }
+
+/// A vendored container image whose config blob is gone from the layout:
+/// offline, the pull fails naming that file; online, the layout is passed over
+/// with an event and the registry's copy is extracted.
+#[test]
+fn a_layout_missing_an_images_config_is_named_offline_and_passed_over_online() {
+    let server = FakeRegistry::start();
+    let module = wasm_payload("config gone", 3000);
+    let layer = tar_gz(&[Entry::File("plugin.wasm", &module)]);
+    serve_image(&server, "3.0", &layer);
+    let reference = format!("{}/{REPO}:3.0", server.host());
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("vendor");
+    client(server.host(), &work.path().join("c0"))
+        .vendor(&layout, &[&reference])
+        .unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let hex = digest(config).trim_start_matches("sha256:").to_owned();
+    std::fs::remove_file(layout.join("blobs/sha256").join(&hex)).unwrap();
+
+    let offline = isolated(server.host(), &work.path().join("c1"))
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap();
+    let e = offline.pull(&reference).unwrap_err();
+    assert!(matches!(e, Error::Layout { .. }), "{e:?}");
+    assert!(e.to_string().contains(&hex), "{e}");
+
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let online = isolated(server.host(), &work.path().join("c2"))
+        .oci_layout(&layout)
+        .on_event(move |e| seen.lock().unwrap().push(e.to_string()))
+        .build()
+        .unwrap();
+    let out = work.path().join("out.wasm");
+    let pulled = online.pull_to(&reference, &out).unwrap();
+    assert_eq!(pulled.read().unwrap(), module);
+    assert_eq!(std::fs::read(&out).unwrap(), module);
+    let events = events.lock().unwrap();
+    assert!(
+        events.iter().any(|e| e.contains(&hex)),
+        "an event names the layout's missing file: {events:?}"
+    );
+}
+
+/// A mirror serving a container image whose config does not verify is passed
+/// over; the registry's image is extracted, and `pull_to` writes the module.
+#[test]
+fn a_mirror_serving_a_config_that_does_not_verify_is_passed_over() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let module = wasm_payload("mirrored filter", 3000);
+    let layer = tar_gz(&[Entry::File("plugin.wasm", &module)]);
+    serve_image(&upstream, "4.0", &layer);
+    serve_image(&mirror, "4.0", &layer);
+    let config = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let mut bad = config.to_vec();
+    bad[2] = b'A';
+    mirror.route(
+        &format!("/v2/{REPO}/blobs/{}", digest(config)),
+        Route::ok(bad),
+    );
+    let reference = format!("{}/{REPO}:4.0", upstream.host());
+    let work = tempfile::tempdir().unwrap();
+    let c = isolated(upstream.host(), &work.path().join("cache"))
+        .insecure_host(mirror.host())
+        .mirror(upstream.host(), mirror.host())
+        .build()
+        .unwrap();
+    let out = work.path().join("out.wasm");
+    let pulled = c.pull_to(&reference, &out).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), module);
+    assert_eq!(pulled.read().unwrap(), module);
+    // pull_all of the same reference twice plus a second tag, warm: all agree.
+    let all = c.pull_all(&[&reference, &reference]);
+    for a in all {
+        assert_eq!(a.unwrap().read().unwrap(), module);
+    }
+}
