@@ -689,3 +689,34 @@ fn a_mirror_serving_a_config_that_does_not_verify_is_passed_over() {
         assert_eq!(a.unwrap().read().unwrap(), module);
     }
 }
+
+/// Duplicates in one `pull_all`, offline from a layout, each extracting the
+/// same module into a fresh cache at once: every one gets it, one derived file.
+#[test]
+fn pull_all_of_duplicates_from_a_layout_extracts_once() {
+    let server = FakeRegistry::start();
+    let module = wasm_payload("dup filter", 50_000);
+    let layer = tar_gz(&[Entry::File("plugin.wasm", &module)]);
+    serve_image(&server, "5.0", &layer);
+    let reference = format!("{}/{REPO}:5.0", server.host());
+    let pin_server = server.host().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("vendor");
+    let vendored = client(server.host(), &work.path().join("c0"))
+        .vendor(&layout, &[&reference])
+        .unwrap();
+    let pin = format!("{pin_server}/{REPO}@{}", vendored[0].manifest_digest());
+    drop(server);
+    let fresh = work.path().join("fresh");
+    let c = isolated("127.0.0.1:9", &fresh)
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .jobs(4)
+        .build()
+        .unwrap();
+    let refs = [&reference, &pin, &reference, &pin, &reference];
+    for a in c.pull_all(&refs) {
+        assert_eq!(a.unwrap().read().unwrap(), module);
+    }
+    assert_eq!(derived_files(&fresh).len(), 1);
+}
