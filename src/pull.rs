@@ -72,37 +72,25 @@ impl Parts {
     ) -> Result<Artifact> {
         let online = self.online();
         let deadline = self.deadline();
+        // A cached tag passed over for the digest a layout gives it.
+        let mut moved_from = None;
         if let Some(pin) = r.digest() {
             if let Some(hit) = selection.cached(&self.cache, r, pin)? {
                 return self.hit(r, hit);
             }
         } else if let Some((digest, resolved_at)) = self.cache.read_ref(r) {
-            // A vendored layout is the project's own record of its tags: where it
-            // names another digest than the cache (vendored again), it wins.
-            let vendored = self.layouts.tag_digest(r);
-            let moved = vendored.is_some_and(|d| d != digest);
-            if let Some(hit) = selection
-                .cached(&self.cache, r, &digest)?
-                .filter(|_| !moved)
-            {
-                if !online || self.tag_is_fresh(resolved_at) {
-                    return self.hit(r, hit);
-                }
-                match self.current_digest(r, deadline) {
-                    Ok(Some(current)) if current == digest => {
-                        self.cache.touch_ref(r);
-                        return self.hit(r, hit);
+            if let Some(hit) = selection.cached(&self.cache, r, &digest)? {
+                // A vendored layout is the project's own record of its tags: where it
+                // names another digest than the cache (vendored again), it wins.
+                let vendored = self.layouts.tag_digest(r);
+                if vendored.is_none_or(|d| d == digest) {
+                    if let Some(artifact) =
+                        self.cached_tag(r, hit, &digest, resolved_at, deadline)?
+                    {
+                        return Ok(artifact);
                     }
-                    Ok(_) => {} // moved, or no digest to compare: pull it
-                    Err(error) if cannot_tell_now(&error) => {
-                        self.events.emit(&Event::UsingCachedTag {
-                            reference: r,
-                            digest: &digest,
-                            error: &error,
-                        });
-                        return self.hit(r, hit);
-                    }
-                    Err(error) => return Err(error),
+                } else {
+                    moved_from = Some((hit, digest, resolved_at));
                 }
             }
         }
@@ -118,6 +106,14 @@ impl Parts {
                 })?;
         if let Some(artifact) = from_layout {
             return Ok(artifact);
+        }
+        // Online, no layout could give what it names (each passed over with an
+        // event): the cached tag is served as it would be without the layouts,
+        // not made to depend on the registry answering.
+        if let (true, Some((hit, digest, resolved_at))) = (online, moved_from) {
+            if let Some(artifact) = self.cached_tag(r, hit, &digest, resolved_at, deadline)? {
+                return Ok(artifact);
+            }
         }
         if !online {
             return Err(Error::NotCached {
@@ -140,6 +136,38 @@ impl Parts {
                     self.commit(held, r, selection, &docs, from, deadline, tee)
                 })
             })
+    }
+
+    /// Cached tag `r` (at `digest`, recorded at `resolved_at`) if the tag
+    /// policy lets it be served: as it is, or after the registry confirms it
+    /// (or cannot be asked now). `None` when it moved: pull it.
+    fn cached_tag(
+        &self,
+        r: &Reference,
+        hit: Chosen,
+        digest: &Digest,
+        resolved_at: SystemTime,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Artifact>> {
+        if !self.online() || self.tag_is_fresh(resolved_at) {
+            return self.hit(r, hit).map(Some);
+        }
+        match self.current_digest(r, deadline) {
+            Ok(Some(current)) if current == *digest => {
+                self.cache.touch_ref(r);
+                self.hit(r, hit).map(Some)
+            }
+            Ok(_) => Ok(None), // moved, or no digest to compare: pull it
+            Err(error) if cannot_tell_now(&error) => {
+                self.events.emit(&Event::UsingCachedTag {
+                    reference: r,
+                    digest,
+                    error: &error,
+                });
+                self.hit(r, hit).map(Some)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// The artifact for a cache hit: the blob, or the module extracted from it

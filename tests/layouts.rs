@@ -590,3 +590,36 @@ fn offline_a_revendored_tag_with_missing_blobs_names_the_file() {
     assert!(matches!(e, Error::Layout { .. }), "{e:?}");
     assert!(e.to_string().contains(&hex), "{e}");
 }
+
+/// Online, with the registry unreachable: a layout naming a tag another digest
+/// whose blobs are not there (index.json updated, blobs not yet fetched) is
+/// passed over with an event, and the cached tag is still what is served, as
+/// it would be without the layout.
+#[test]
+fn online_a_broken_revendored_layout_does_not_turn_a_warm_cache_into_a_failure() {
+    let server = common::server::FakeRegistry::start();
+    let one = wasm_payload("one", 300);
+    server.artifact("plugins/warm", "v1", &one, |r| r);
+    let reference = format!("{}/plugins/warm:v1", server.host());
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let layout = work.path().join("oci");
+    client(server.host(), &cache).pull(&reference).unwrap();
+    let two = wasm_payload("two", 300);
+    hand_layout(&layout, &reference, &two);
+    let hex = digest(&two).trim_start_matches("sha256:").to_owned();
+    std::fs::remove_file(layout.join("blobs/sha256").join(&hex)).unwrap();
+    let host = server.host().to_owned();
+    drop(server);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let c = isolated(&host, &cache)
+        .oci_layout(&layout)
+        .on_event(move |e| seen.lock().unwrap().push(e.to_string()))
+        .build()
+        .unwrap();
+    let pulled = c.pull(&reference);
+    let events = events.lock().unwrap();
+    assert!(events.iter().any(|e| e.contains(&hex)), "{events:?}");
+    assert_eq!(pulled.unwrap().read().unwrap(), one);
+}
