@@ -234,6 +234,35 @@ fn build_scripts_watch_the_new_variables() {
     }
 }
 
+/// A tag vendored by hand as `one`, pulled offline from the layout into a cache
+/// of its own, then vendored again as `two`: the client (offline, reading the
+/// layout) and the second manifest.
+struct Revendored {
+    work: tempfile::TempDir,
+    layout: std::path::PathBuf,
+    client: forge_oci::Client,
+    second: Vec<u8>,
+}
+
+fn vendored_twice(reference: &str, one: &[u8], two: &[u8]) -> Revendored {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    hand_layout(&layout, reference, one);
+    let client = isolated("127.0.0.1:1", &work.path().join("cache"))
+        .network(Network::Offline)
+        .oci_layout(&layout)
+        .build()
+        .unwrap();
+    assert_eq!(client.pull(reference).unwrap().read().unwrap(), one);
+    let second = hand_layout(&layout, reference, two); // `git pull` brings it
+    Revendored {
+        work,
+        layout,
+        client,
+        second,
+    }
+}
+
 /// A layout written by hand: the payload's manifest named `reference`.
 fn hand_layout(dir: &Path, reference: &str, payload: &[u8]) -> Vec<u8> {
     let m = manifest(&[(WASM, payload)]);
@@ -522,21 +551,12 @@ fn an_empty_layout_path_is_refused() {
 
 #[test]
 fn a_tag_vendored_again_wins_over_the_digest_the_cache_recorded() {
-    let work = tempfile::tempdir().unwrap();
     let reference = "127.0.0.1:1/plugins/moved:v1";
     let (one, two) = (wasm_payload("one", 500), wasm_payload("two", 500));
-    let layout = work.path().join("oci");
-    hand_layout(&layout, reference, &one);
-    let c = isolated("127.0.0.1:1", &work.path().join("cache"))
-        .network(Network::Offline)
-        .oci_layout(&layout)
-        .build()
-        .unwrap();
-    assert_eq!(c.pull(reference).unwrap().read().unwrap(), one);
-    hand_layout(&layout, reference, &two); // vendored again: `git pull` brings it
-    assert_eq!(c.pull(reference).unwrap().read().unwrap(), two);
+    let v = vendored_twice(reference, &one, &two);
+    assert_eq!(v.client.pull(reference).unwrap().read().unwrap(), two);
     // Without the layout, the cache's record of the tag is what there is.
-    let plain = isolated("127.0.0.1:1", &work.path().join("cache"))
+    let plain = isolated("127.0.0.1:1", &v.work.path().join("cache"))
         .network(Network::Offline)
         .build()
         .unwrap();
@@ -547,24 +567,15 @@ fn a_tag_vendored_again_wins_over_the_digest_the_cache_recorded() {
 /// for a tag vendored again, not the one the cache recorded before.
 #[test]
 fn offline_resolve_agrees_with_pull_after_vendoring_again() {
-    let work = tempfile::tempdir().unwrap();
     let reference = "127.0.0.1:1/plugins/resolved:v1";
     let (one, two) = (wasm_payload("one", 400), wasm_payload("two", 400));
-    let layout = work.path().join("oci");
-    hand_layout(&layout, reference, &one);
-    let c = isolated("127.0.0.1:1", &work.path().join("cache"))
-        .network(Network::Offline)
-        .oci_layout(&layout)
-        .build()
-        .unwrap();
-    c.pull(reference).unwrap();
-    let m2 = hand_layout(&layout, reference, &two);
-    let resolved = c.resolve(reference).unwrap();
-    let inspected = c.inspect(reference).unwrap();
-    let pulled = c.pull(reference).unwrap();
-    assert_eq!(pulled.manifest_digest().to_string(), digest(&m2));
-    assert_eq!(resolved.manifest_digest().to_string(), digest(&m2));
-    assert_eq!(inspected.manifest_digest().to_string(), digest(&m2));
+    let v = vendored_twice(reference, &one, &two);
+    let resolved = v.client.resolve(reference).unwrap();
+    let inspected = v.client.inspect(reference).unwrap();
+    let pulled = v.client.pull(reference).unwrap();
+    assert_eq!(pulled.manifest_digest().to_string(), digest(&v.second));
+    assert_eq!(resolved.manifest_digest().to_string(), digest(&v.second));
+    assert_eq!(inspected.manifest_digest().to_string(), digest(&v.second));
 }
 
 /// A layout vendored again whose new blobs are missing: offline, the pull fails
@@ -572,21 +583,12 @@ fn offline_resolve_agrees_with_pull_after_vendoring_again() {
 /// if they were what the project vendored).
 #[test]
 fn offline_a_revendored_tag_with_missing_blobs_names_the_file() {
-    let work = tempfile::tempdir().unwrap();
     let reference = "127.0.0.1:1/plugins/missing:v1";
     let (one, two) = (wasm_payload("one", 300), wasm_payload("two", 300));
-    let layout = work.path().join("oci");
-    hand_layout(&layout, reference, &one);
-    let c = isolated("127.0.0.1:1", &work.path().join("cache"))
-        .network(Network::Offline)
-        .oci_layout(&layout)
-        .build()
-        .unwrap();
-    c.pull(reference).unwrap();
-    hand_layout(&layout, reference, &two);
+    let v = vendored_twice(reference, &one, &two);
     let hex = digest(&two).trim_start_matches("sha256:").to_owned();
-    std::fs::remove_file(layout.join("blobs/sha256").join(&hex)).unwrap();
-    let e = c.pull(reference).unwrap_err();
+    std::fs::remove_file(v.layout.join("blobs/sha256").join(&hex)).unwrap();
+    let e = v.client.pull(reference).unwrap_err();
     assert!(matches!(e, Error::Layout { .. }), "{e:?}");
     assert!(e.to_string().contains(&hex), "{e}");
 }
