@@ -85,6 +85,14 @@ fn serve_image(server: &FakeRegistry, tag: &str, layer: &[u8]) -> String {
     layer_path
 }
 
+/// Serves `repo:tag` as an Istio compat image whose one layer holds
+/// `plugin.wasm`, `len` bytes seeded by `seed`. Returns the module and the reference.
+fn serve_module(server: &FakeRegistry, tag: &str, seed: &str, len: usize) -> (Vec<u8>, String) {
+    let module = wasm_payload(seed, len);
+    serve_image(server, tag, &tar_gz(&[Entry::File("plugin.wasm", &module)]));
+    (module, format!("{}/{REPO}:{tag}", server.host()))
+}
+
 /// Every file under `derived/`, each checked to be a regular file hashing to its name.
 fn derived_files(cache: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -541,10 +549,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn an_extracted_module_is_what_pull_to_writes_and_what_a_vendored_layout_serves_offline() {
     let server = FakeRegistry::start();
-    let module = wasm_payload("vendored filter", 7000);
-    let layer = tar_gz(&[Entry::File("plugin.wasm", &module)]);
-    serve_image(&server, "2.0", &layer);
-    let reference = format!("{}/{REPO}:2.0", server.host());
+    let (module, reference) = serve_module(&server, "2.0", "vendored filter", 7000);
     let work = tempfile::tempdir().unwrap();
 
     // -o writes the module, not the layer that streamed past while downloading.
@@ -585,12 +590,7 @@ fn an_extracted_module_is_what_pull_to_writes_and_what_a_vendored_layout_serves_
 #[test]
 fn a_link_planted_for_derived_is_never_written_through() {
     let server = FakeRegistry::start();
-    let module = wasm_payload("not through a link", 3000);
-    serve_image(
-        &server,
-        "linked",
-        &tar_gz(&[Entry::File("plugin.wasm", &module)]),
-    );
+    let (_, reference) = serve_module(&server, "linked", "not through a link", 3000);
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");
     let elsewhere = work.path().join("elsewhere");
@@ -598,9 +598,7 @@ fn a_link_planted_for_derived_is_never_written_through() {
     std::fs::create_dir_all(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, cache.join("derived")).unwrap();
     let c = client(server.host(), &cache);
-    let e = c
-        .pull(&format!("{}/{REPO}:linked", server.host()))
-        .unwrap_err();
+    let e = c.pull(&reference).unwrap_err();
     assert!(e.to_string().contains("derived"), "{e}");
     assert_eq!(
         std::fs::read_dir(&elsewhere).unwrap().count(),
@@ -615,10 +613,7 @@ fn a_link_planted_for_derived_is_never_written_through() {
 #[test]
 fn a_layout_missing_an_images_config_is_named_offline_and_passed_over_online() {
     let server = FakeRegistry::start();
-    let module = wasm_payload("config gone", 3000);
-    let layer = tar_gz(&[Entry::File("plugin.wasm", &module)]);
-    serve_image(&server, "3.0", &layer);
-    let reference = format!("{}/{REPO}:3.0", server.host());
+    let (module, reference) = serve_module(&server, "3.0", "config gone", 3000);
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("vendor");
     client(server.host(), &work.path().join("c0"))
@@ -695,10 +690,7 @@ fn a_mirror_serving_a_config_that_does_not_verify_is_passed_over() {
 #[test]
 fn pull_all_of_duplicates_from_a_layout_extracts_once() {
     let server = FakeRegistry::start();
-    let module = wasm_payload("dup filter", 50_000);
-    let layer = tar_gz(&[Entry::File("plugin.wasm", &module)]);
-    serve_image(&server, "5.0", &layer);
-    let reference = format!("{}/{REPO}:5.0", server.host());
+    let (module, reference) = serve_module(&server, "5.0", "dup filter", 50_000);
     let pin_server = server.host().to_owned();
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("vendor");
