@@ -140,22 +140,12 @@ fn a_second_process_within_the_token_lifetime_skips_the_401_and_the_token_reques
     s.server
         .artifact(REPO, "v3", &wasm_payload("counted 3", 40_000), |r| r);
     let cli = s.count(|| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forge-oci"))
-            .args(["pull", &s.reference("v3"), "--insecure", s.server.host()])
-            .arg("--cache-dir")
-            .arg(s.cache.path())
+        let reference = s.reference("v3");
+        let out = cli_command(s.cache.path(), s.server.host(), &["pull", &reference])
             .env("HOME", s.cache.path())
-            .env("DOCKER_CONFIG", s.cache.path().join("no-docker-config"))
-            .env("REGISTRY_AUTH_FILE", s.cache.path().join("no-auth.json"))
-            .env_remove("FORGE_OFFLINE")
-            .env_remove("CARGO_NET_OFFLINE")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out);
     });
     assert_eq!(
         cli,
