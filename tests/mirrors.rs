@@ -287,15 +287,11 @@ fn the_cli_takes_mirrors_and_warns_about_a_skipped_one() {
     let work = tempfile::tempdir().unwrap();
     let reference = format!("{}/plugins/c:v1", upstream.host());
     let run = |mirror: &str, cache: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_forge-oci"))
-            .args(["pull", &reference, "-o", "-", "--insecure", upstream.host()])
-            .args(["--insecure", mirror, "--cache-dir"])
-            .arg(work.path().join(cache))
-            .arg("--mirror")
-            .arg(format!("{}={mirror}", upstream.host()))
+        let mirror_arg = format!("{}={mirror}", upstream.host());
+        let args = ["pull", &reference, "-o", "-", "--insecure", mirror];
+        cli_command(&work.path().join(cache), upstream.host(), &args)
+            .args(["--mirror", &mirror_arg])
             .env_remove("FORGE_OCI_MIRRORS")
-            .env("DOCKER_CONFIG", work.path().join("no-docker-config"))
-            .env("REGISTRY_AUTH_FILE", work.path().join("no-auth.json"))
             .output()
             .unwrap()
     };
